@@ -1,0 +1,291 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * libvduse: build virtio devices in userspace on Linux through VDUSE.
+ *
+ * Conventions
+ *  - Every call that can fail returns 0 (or a non-negative count) on success
+ *    and a negative errno on failure.  Nothing is printed: messages go to the
+ *    log handler set with vduse_log_set_handler().
+ *  - Handles (struct vduse_device, struct vduse_vq, struct vduse_runner) are
+ *    opaque.  Structures the caller fills in start with a size field that
+ *    must be set to sizeof() of the structure as the caller knows it, so that
+ *    the library can grow them without breaking the ABI.
+ *
+ * Threading (see docs/threading.md)
+ *  - The device is driven by one "control" thread: vduse_device_process()
+ *    and everything the device callbacks do happen there.
+ *  - Each started virtqueue is serviced by exactly one thread at a time:
+ *    vduse_vq_pop(), vduse_vq_push(), vduse_vq_notify() and
+ *    vduse_vq_kick_drain() on one queue must not run concurrently.  Different
+ *    queues may be serviced by different threads with no locking by the
+ *    caller.
+ *  - vduse_device_attach() and vduse_device_detach() block until the kernel
+ *    has probed or removed the driver, which needs vduse_device_process() to
+ *    run: call them from a thread other than the control thread (the runner
+ *    does this for you).
+ */
+#ifndef LIBVDUSE_H
+#define LIBVDUSE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/uio.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+struct vduse_device;
+struct vduse_vq;
+struct vduse_runner;
+
+/* ------------------------------------------------------------------------ */
+/* Library                                                                   */
+
+/* The library's version, "MAJOR.MINOR.PATCH". */
+const char *vduse_version(void);
+
+enum vduse_log_level {
+	VDUSE_LOG_ERR = 3,
+	VDUSE_LOG_WARN = 4,
+	VDUSE_LOG_INFO = 6,
+	VDUSE_LOG_DEBUG = 7,
+};
+
+/*
+ * Log handler: called with a complete message (no trailing newline).  It may
+ * be called from any thread that calls into the library, so it must be
+ * thread-safe.  @opaque is the pointer given to vduse_log_set_handler().
+ */
+typedef void (*vduse_log_fn)(int level, const char *msg, void *opaque);
+
+/*
+ * Set the process-wide log handler (NULL: discard messages) and the most
+ * verbose level passed to it (default VDUSE_LOG_INFO).  Set these before
+ * creating devices; changing them while other threads use the library is
+ * not synchronised.
+ */
+void vduse_log_set_handler(vduse_log_fn fn, void *opaque);
+void vduse_log_set_level(int level);
+
+/* ------------------------------------------------------------------------ */
+/* Device                                                                    */
+
+/*
+ * Device callbacks, all called on the control thread (from
+ * vduse_device_process()).  Every member is optional.
+ */
+struct vduse_device_ops {
+	size_t size;		/* sizeof(struct vduse_device_ops) */
+
+	/* The driver wrote a new device status (VIRTIO_CONFIG_S_* bits). */
+	void (*status_changed)(struct vduse_device *dev, uint8_t status);
+
+	/*
+	 * A queue was started after DRIVER_OK: its rings are mapped and its
+	 * kick fd is armed.  Return 0, or -errno to leave it stopped.  When a
+	 * runner is attached, the runner has already started the queue's
+	 * thread when this is called.
+	 */
+	int (*queue_start)(struct vduse_device *dev, struct vduse_vq *vq);
+
+	/*
+	 * A queue is being stopped (reset or DRIVER_OK cleared).  On return
+	 * no thread may touch @vq any more: finish or abandon in-flight
+	 * elements before returning.  With a runner, the queue thread has
+	 * already exited when this is called.
+	 */
+	void (*queue_stop)(struct vduse_device *dev, struct vduse_vq *vq);
+
+	/* The driver reset the device (status 0); queues are stopped. */
+	void (*reset)(struct vduse_device *dev);
+
+	/*
+	 * A queue was found malformed (bad ring, bad descriptor, unmapped or
+	 * read-only buffer) and is now broken: it yields no more elements
+	 * until the device is reset.  @err is a negative errno.  Called from
+	 * the thread that was servicing the queue.
+	 */
+	void (*queue_error)(struct vduse_device *dev, struct vduse_vq *vq,
+			    int err);
+};
+
+/* What vduse_device_new() creates. */
+struct vduse_device_config {
+	size_t size;		/* sizeof(struct vduse_device_config) */
+	const char *name;	/* /dev/vduse/$name and the vDPA device name */
+	uint32_t device_id;	/* virtio device id, e.g. VIRTIO_ID_BLOCK */
+	uint32_t vendor_id;
+	/*
+	 * Offered virtio feature bits.  The library adds VIRTIO_F_VERSION_1
+	 * and VIRTIO_F_ACCESS_PLATFORM, which VDUSE requires, and
+	 * VIRTIO_RING_F_INDIRECT_DESC and VIRTIO_RING_F_EVENT_IDX, which it
+	 * implements, unless VDUSE_DEVICE_F_NO_RING_FEATURES is in @flags.
+	 */
+	uint64_t features;
+	uint32_t num_queues;	/* 1 .. 65535 */
+	uint32_t queue_size;	/* largest queue size, a power of 2, <= 32768 */
+	const void *config;	/* initial config space */
+	uint32_t config_size;
+	uint32_t flags;		/* VDUSE_DEVICE_F_* */
+	const struct vduse_device_ops *ops;
+	void *opaque;		/* returned by vduse_device_opaque() */
+};
+
+#define VDUSE_DEVICE_F_NO_RING_FEATURES (1u << 0)
+
+/*
+ * Create a device: negotiate the API version on /dev/vduse/control, create
+ * the device, set up its queues and open /dev/vduse/$name.  Returns -ENODEV
+ * when VDUSE is not loaded, -EEXIST when the name is taken, -EINVAL for a
+ * bad config.
+ */
+int vduse_device_new(const struct vduse_device_config *cfg,
+		     struct vduse_device **out);
+
+/*
+ * Stop every queue, unmap everything, close the device and destroy it in
+ * the kernel.  Detach it first: the kernel refuses to destroy an attached
+ * device (that failure is logged).  NULL is a no-op.
+ */
+void vduse_device_free(struct vduse_device *dev);
+
+/* The device fd to poll for POLLIN; then call vduse_device_process(). */
+int vduse_device_fd(const struct vduse_device *dev);
+
+/*
+ * Handle every message the kernel has queued (without blocking) and answer
+ * it.  Returns the number of messages handled, or -errno.
+ */
+int vduse_device_process(struct vduse_device *dev);
+
+/* Attach to / detach from the vDPA bus (generic netlink "vdpa"). */
+int vduse_device_attach(struct vduse_device *dev);
+int vduse_device_detach(struct vduse_device *dev);
+
+const char *vduse_device_name(const struct vduse_device *dev);
+void *vduse_device_opaque(const struct vduse_device *dev);
+unsigned int vduse_device_num_queues(const struct vduse_device *dev);
+/* NULL when @index is out of range. */
+struct vduse_vq *vduse_device_vq(struct vduse_device *dev, unsigned int index);
+/* Negotiated features; valid once the driver set FEATURES_OK. */
+uint64_t vduse_device_features(const struct vduse_device *dev);
+uint8_t vduse_device_status(const struct vduse_device *dev);
+
+/* Update the config space and, optionally, raise a config interrupt. */
+int vduse_device_set_config(struct vduse_device *dev, uint32_t offset,
+			    const void *buf, uint32_t len, bool notify);
+
+/* ------------------------------------------------------------------------ */
+/* Virtqueues                                                                */
+
+/*
+ * A popped request.  vduse_vq_pop() allocates @sz bytes with this structure
+ * at their head, so a backend can embed it as the first member of its own
+ * request structure; the iovecs follow in the same allocation.  Release it
+ * with free() after vduse_vq_push().
+ */
+struct vduse_vq_elem {
+	uint32_t id;		/* head descriptor: pass back through push */
+	uint32_t out_num;	/* iovecs the device reads (driver to device) */
+	uint32_t in_num;	/* iovecs the device writes (device to driver) */
+	uint32_t reserved;
+	struct iovec *out_sg;
+	struct iovec *in_sg;
+};
+
+/*
+ * Take the next available request.  Returns 0 and stores it in *elem,
+ * -EAGAIN when the ring is empty (kick notifications are re-armed before
+ * that is returned, so a new request will kick), -EIO when the queue is
+ * broken or stopped, -ENOMEM.  A malformed chain breaks the queue (see
+ * vduse_device_ops.queue_error) and returns -EIO.
+ */
+int vduse_vq_pop(struct vduse_vq *vq, size_t sz, void **elem);
+
+/*
+ * Return a request to the driver with @len bytes written into its in_sg.
+ * Every popped element must be pushed exactly once; pushing an id that is
+ * not in flight returns -EINVAL.  The driver is not notified until
+ * vduse_vq_notify(), so several pushes can share one interrupt.
+ */
+int vduse_vq_push(struct vduse_vq *vq, const struct vduse_vq_elem *elem,
+		  uint32_t len);
+
+/*
+ * Inject an interrupt if the driver wants one for what was pushed since
+ * the last notify (honours VIRTIO_RING_F_EVENT_IDX and
+ * VRING_AVAIL_F_NO_INTERRUPT).  Returns 1 if an interrupt was injected, 0
+ * if none was needed, or -errno.
+ */
+int vduse_vq_notify(struct vduse_vq *vq);
+
+/* The eventfd the kernel signals when the driver kicks this queue. */
+int vduse_vq_kick_fd(const struct vduse_vq *vq);
+
+/* Consume pending kicks from the kick fd (non-blocking).  0 or -errno. */
+int vduse_vq_kick_drain(struct vduse_vq *vq);
+
+struct vduse_device *vduse_vq_device(const struct vduse_vq *vq);
+unsigned int vduse_vq_index(const struct vduse_vq *vq);
+/* The ring size the driver chose; 0 while the queue is stopped. */
+unsigned int vduse_vq_size(const struct vduse_vq *vq);
+bool vduse_vq_started(const struct vduse_vq *vq);
+bool vduse_vq_broken(const struct vduse_vq *vq);
+/* Requests popped and not yet pushed. */
+unsigned int vduse_vq_inflight(const struct vduse_vq *vq);
+/* A pointer the backend may keep with the queue. */
+void vduse_vq_set_priv(struct vduse_vq *vq, void *priv);
+void *vduse_vq_priv(const struct vduse_vq *vq);
+
+/* ------------------------------------------------------------------------ */
+/* Runner: a control thread plus one pthread per started queue               */
+
+#define VDUSE_RUNNER_KICK	(1u << 0)	/* the kick fd fired (drained) */
+#define VDUSE_RUNNER_POLL	(1u << 1)	/* the queue's poll fd is readable */
+
+struct vduse_runner_ops {
+	size_t size;		/* sizeof(struct vduse_runner_ops) */
+
+	/*
+	 * In the new queue thread, before any event.  Store per-queue state
+	 * with vduse_vq_set_priv().  *poll_fd (initially -1) may be set to an
+	 * fd the thread also waits on for POLLIN, e.g. an io_uring fd.
+	 * Return 0 or -errno (the queue then stays idle).
+	 */
+	int (*queue_init)(struct vduse_vq *vq, void *opaque, int *poll_fd);
+
+	/* In the queue thread: @events is a mask of VDUSE_RUNNER_*. */
+	void (*queue_event)(struct vduse_vq *vq, void *opaque,
+			    unsigned int events);
+
+	/*
+	 * In the queue thread, when the queue stops: complete (push) or
+	 * abandon every in-flight element and release per-queue state.
+	 */
+	void (*queue_exit)(struct vduse_vq *vq, void *opaque);
+};
+
+/*
+ * Create a runner for @dev.  A device has at most one runner (-EBUSY).
+ * @opaque is passed to the runner callbacks.
+ */
+int vduse_runner_new(struct vduse_device *dev,
+		     const struct vduse_runner_ops *ops, void *opaque,
+		     struct vduse_runner **out);
+
+/* Start the control thread, which calls vduse_device_process(). */
+int vduse_runner_start(struct vduse_runner *r);
+
+/*
+ * Stop the control thread and every queue thread (each runs queue_exit)
+ * and detach the runner from its device.  NULL is a no-op.
+ */
+void vduse_runner_free(struct vduse_runner *r);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* LIBVDUSE_H */
