@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
+#
+# Prepare this machine for building libvduse and running its VM tests:
+# install the Debian packages and fetch the trixie (6.12) kernel into .cache/.
+# Idempotent, and quick when everything is already there. Run as root.
+set -euo pipefail
+
+top=$(cd "$(dirname "$0")/.." && pwd)
+
+packages=(
+	# build
+	meson ninja-build pkg-config gcc make
+	liburing-dev libnl-3-dev libnl-genl-3-dev libcmocka-dev
+	# VM tests and bench
+	qemu-system-x86 qemu-system-common qemu-utils
+	busybox-static fio iproute2 e2fsprogs util-linux
+	cpio gzip xz-utils zstd kmod coreutils
+	# bookworm kernel (6.1) for the shim flavor, and headers to build the shim
+	linux-image-amd64 linux-headers-amd64
+	# to fetch the trixie kernel
+	apt debian-archive-keyring dpkg
+)
+
+missing=()
+for p in "${packages[@]}"; do
+	status=$(dpkg-query -W -f='${db:Status-Status}' "$p" 2>/dev/null || true)
+	[[ $status == installed ]] || missing+=("$p")
+done
+
+if ((${#missing[@]})); then
+	if ((EUID != 0)); then
+		echo "setup: missing packages (${missing[*]}); run as root" >&2
+		exit 1
+	fi
+	echo "setup: installing ${missing[*]}" >&2
+	export DEBIAN_FRONTEND=noninteractive
+	apt-get update -qq
+	apt-get install -y -qq --no-install-recommends "${packages[@]}" </dev/null
+fi
+
+"$top/scripts/fetch-kernel.sh" trixie 'linux-image-6.12.*+deb13-amd64-unsigned'
+echo "setup: ok" >&2

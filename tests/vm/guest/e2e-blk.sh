@@ -1,0 +1,175 @@
+#!/bin/sh
+# SPDX-License-Identifier: MIT
+#
+# End-to-end test of a VDUSE block device on a real kernel (run as /test.sh
+# by /init). The device server is the project's example, vduse-blk
+# (VMTEST_SERVER=example, the default), or qemu-storage-daemon's vduse-blk
+# export (VMTEST_SERVER=qsd, used to check the harness itself).
+# The backing file lives on the guest's tmpfs.
+
+. /lib/vmtest.sh
+
+SERVER=${VMTEST_SERVER:-example}
+BACKING=/tmp/backing.img
+BACKING_MB=64
+LOG=/tmp/server.log
+PID=
+case $SERVER in
+example) NAME=vduse-blk0 ;;
+qsd) NAME=vduse0 ;;
+*) fail setup "unknown VMTEST_SERVER=$SERVER"; exit 1 ;;
+esac
+info "server $SERVER, device $NAME, backing file ${BACKING_MB} MiB on tmpfs"
+
+have_vda() { [ -b /dev/vda ]; }
+no_vda() { [ ! -e /dev/vda ] && [ ! -e /sys/block/vda ]; }
+server_alive() { kill -0 "$PID" 2>/dev/null; }
+attached() { grep -q attached "$LOG" || ! server_alive; }
+
+# start_dev NAME-OF-CHECK QUEUES rw|ro: start the server, wait for /dev/vda.
+start_dev() {
+	_check=$1 _queues=$2 _mode=$3
+	: >"$LOG"
+	case $SERVER in
+	example)
+		_ro=
+		[ "$_mode" = ro ] && _ro=--read-only
+		vduse-blk --name "$NAME" --queues "$_queues" --serial vmtest-serial \
+			$_ro "$BACKING" 2>"$LOG" &
+		PID=$!
+		wait_for 60 attached
+		;;
+	qsd)
+		_w=on
+		[ "$_mode" = ro ] && _w=off
+		qemu-storage-daemon \
+			--blockdev "driver=file,node-name=file0,filename=$BACKING,aio=io_uring,cache.direct=on" \
+			--export "type=vduse-blk,id=vduse0,node-name=file0,name=$NAME,num-queues=$_queues,queue-size=256,writable=$_w" \
+			>"$LOG" 2>&1 &
+		PID=$!
+		wait_for 60 test -e "/dev/vduse/$NAME" &&
+			vdpa dev add name "$NAME" mgmtdev vduse >>"$LOG" 2>&1
+		;;
+	esac
+	if server_alive && wait_for 30 have_vda; then
+		pass "$_check"
+		return 0
+	fi
+	fail "$_check" "/dev/vda did not appear (server $SERVER, $_queues queues, $_mode)"
+	kill -KILL "$PID" 2>/dev/null
+	wait "$PID" 2>/dev/null
+	show_log "$LOG"
+	return 1
+}
+
+# stop_dev NAME-OF-CHECK: SIGTERM the server, expect exit 0 and no leftovers.
+stop_dev() {
+	_check=$1
+	[ "$SERVER" = qsd ] && vdpa dev del "$NAME" >>"$LOG" 2>&1
+	kill -TERM "$PID" 2>/dev/null
+	_rc=0
+	wait "$PID" || _rc=$?
+	if [ "$_rc" = 0 ]; then
+		pass "$_check-exit"
+	else
+		fail "$_check-exit" "server exited with status $_rc after SIGTERM"
+		show_log "$LOG"
+	fi
+	_left=
+	wait_for 10 no_vda || _left="$_left /dev/vda"
+	[ -z "$(vdpa dev show 2>&1)" ] || _left="$_left vdpa:[$(vdpa dev show 2>&1 | tr '\n' ' ')]"
+	[ "$(ls /dev/vduse 2>&1)" = control ] || _left="$_left /dev/vduse:[$(ls /dev/vduse 2>&1 | tr '\n' ' ')]"
+	if [ -z "$_left" ]; then
+		pass "$_check-clean"
+	else
+		fail "$_check-clean" "left behind:$_left"
+	fi
+}
+
+check_size() {
+	_dev=$(($(cat /sys/block/vda/size) * 512))
+	_file=$(stat -c %s "$BACKING")
+	[ "$_dev" = "$_file" ] && return 0
+	echo "device is $_dev bytes, backing file $_file bytes"
+	return 1
+}
+
+check_queues() {
+	_n=$(ls /sys/block/vda/mq | wc -l)
+	[ "$_n" = "$1" ] && return 0
+	echo "vda has $_n hardware queues, expected $1"
+	return 1
+}
+
+check_vdpa_show() {
+	vdpa dev show | tee /tmp/vdpa.out
+	grep -q "^$NAME:" /tmp/vdpa.out
+}
+
+check_fio() {
+	fio --name=verify --filename=/dev/vda --thread --direct=1 \
+		--ioengine=libaio --iodepth=16 --rw=randwrite --bs=4k \
+		--numjobs=2 --size=4M --offset_increment=4M \
+		--verify=crc32c --do_verify=1 --verify_fatal=1 \
+		--output=/tmp/fio.out
+	_rc=$?
+	[ "$_rc" = 0 ] && grep -q 'err= 0' /tmp/fio.out && ! grep -q 'err= [1-9]' /tmp/fio.out &&
+		return 0
+	show_log /tmp/fio.out
+	return 1
+}
+
+check_ext4() {
+	mkfs.ext4 -q -F /dev/vda || return 1
+	mkdir -p /mnt/vda
+	mount -t ext4 /dev/vda /mnt/vda || return 1
+	dd if=/dev/urandom of=/tmp/ref.bin bs=1k count=3000 2>/dev/null
+	cp /tmp/ref.bin /mnt/vda/a.bin
+	echo "hello from libvduse" >/mnt/vda/b.txt
+	mkdir /mnt/vda/dir && seq 1 2000 >/mnt/vda/dir/seq.txt
+	umount /mnt/vda || return 1
+	# Remount: everything read back now went through the device.
+	echo 3 >/proc/sys/vm/drop_caches
+	mount -t ext4 /dev/vda /mnt/vda || return 1
+	_ok=1
+	cmp /tmp/ref.bin /mnt/vda/a.bin || _ok=0
+	[ "$(cat /mnt/vda/b.txt)" = "hello from libvduse" ] || { echo "b.txt differs"; _ok=0; }
+	seq 1 2000 | cmp - /mnt/vda/dir/seq.txt || _ok=0
+	umount /mnt/vda || return 1
+	e2fsck -fn /dev/vda || { echo "e2fsck found problems"; _ok=0; }
+	[ "$_ok" = 1 ]
+}
+
+check_read_only() {
+	_ro=$(cat /sys/block/vda/ro)
+	[ "$_ro" = 1 ] || { echo "/sys/block/vda/ro is $_ro"; return 1; }
+	if dd if=/dev/zero of=/dev/vda bs=4096 count=1 oflag=direct 2>/tmp/dd.err; then
+		echo "a direct write to the read-only device succeeded"
+		return 1
+	fi
+	info "write refused as expected: $(grep -v records /tmp/dd.err | head -n 1)"
+}
+
+mkdir -p /tmp
+dd if=/dev/zero of="$BACKING" bs=1M count="$BACKING_MB" 2>/dev/null ||
+	{ fail setup "cannot create $BACKING"; exit 1; }
+
+# Read-write device with two queues.
+if start_dev attach 2 rw; then
+	check size check_size
+	check vdpa-show check_vdpa_show
+	check queues check_queues 2
+	if [ "$SERVER" = example ]; then
+		check serial test "$(cat /sys/block/vda/serial 2>/dev/null)" = vmtest-serial
+	fi
+	check fio-verify check_fio
+	check ext4 check_ext4
+	stop_dev detach
+fi
+
+# Read-only device.
+if start_dev attach-ro 1 ro; then
+	check read-only check_read_only
+	stop_dev detach-ro
+fi
+exit 0

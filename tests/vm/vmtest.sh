@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
+#
+# One VM test: build the initramfs for a flavor and a guest script, boot it,
+# judge the markers. The entry point meson's 'vm' suite calls.
+#
+#   tests/vm/vmtest.sh --flavor F --guest SCRIPT [--build DIR] [--timeout S]
+#       [mkinitramfs options: --no-project --shim KO --bin FILE --env K=V]
+#
+# Files go to DIR/vm/NAME.cpio and DIR/vm/NAME.log, where NAME is the flavor
+# and the guest script's name.
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")" && pwd)
+top=$(cd "$here/../.." && pwd)
+
+flavor= guest= build=$top/build timeout_s=900 name=
+pass_on=()
+while (($#)); do
+	case $1 in
+	--flavor) flavor=$2; pass_on+=("$1" "$2"); shift 2 ;;
+	--guest) guest=$2; pass_on+=("$1" "$2"); shift 2 ;;
+	--build) build=$2; pass_on+=("$1" "$2"); shift 2 ;;
+	--timeout) timeout_s=$2; shift 2 ;;
+	--name) name=$2; shift 2 ;;
+	--no-project) pass_on+=("$1"); shift ;;
+	--shim | --bin | --env) pass_on+=("$1" "$2"); shift 2 ;;
+	*) echo "vmtest: unknown argument $1" >&2; exit 2 ;;
+	esac
+done
+[[ -n $flavor && -n $guest ]] || { echo "usage: $0 --flavor F --guest SCRIPT [options]" >&2; exit 2; }
+
+[[ -n $name ]] || { name=${guest##*/}; name=$flavor-${name%.sh}; }
+initrd=$build/vm/$name.cpio
+"$here/mkinitramfs.sh" "${pass_on[@]}" --out "$initrd"
+"$here/run-vm.sh" --flavor "$flavor" --initrd "$initrd" --log "$build/vm/$name.log" \
+	--timeout "$timeout_s"
