@@ -1,0 +1,390 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+/* Device lifecycle on /dev/vduse/control and /dev/vduse/$NAME. */
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/virtio_config.h>
+#include <linux/virtio_ring.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "internal.h"
+#include "log.h"
+#include "sys.h"
+
+#define CONTROL_PATH	"/dev/vduse/control"
+#define DEV_DIR		"/dev/vduse/"
+
+/* Copy a caller-filled struct that starts with its own size. */
+static int copy_sized(void *dst, size_t dst_size, const void *src)
+{
+	size_t size = *(const size_t *)src;
+
+	if (size < sizeof(size_t))
+		return -EINVAL;
+	memset(dst, 0, dst_size);
+	memcpy(dst, src, size < dst_size ? size : dst_size);
+	*(size_t *)dst = dst_size;
+	return 0;
+}
+
+static int check_config(const struct vduse_device_config *c)
+{
+	size_t len;
+
+	if (!c->name || !(len = strlen(c->name)) || len >= VDUSE_NAME_MAX ||
+	    strchr(c->name, '/') || !strcmp(c->name, ".") ||
+	    !strcmp(c->name, "..") || !strcmp(c->name, "control")) {
+		vduse_err("bad device name \"%s\"", c->name ? c->name : "");
+		return -EINVAL;
+	}
+	if (c->num_queues == 0 || c->num_queues > VDUSE_LIB_MAX_QUEUES) {
+		vduse_err("%s: bad number of queues %u", c->name,
+			  c->num_queues);
+		return -EINVAL;
+	}
+	if (c->queue_size == 0 || c->queue_size > VDUSE_LIB_MAX_QUEUE_SIZE ||
+	    (c->queue_size & (c->queue_size - 1))) {
+		vduse_err("%s: queue size %u is not a power of 2 up to %u",
+			  c->name, c->queue_size, VDUSE_LIB_MAX_QUEUE_SIZE);
+		return -EINVAL;
+	}
+	if (c->config_size && !c->config) {
+		vduse_err("%s: config_size %u without config", c->name,
+			  c->config_size);
+		return -EINVAL;
+	}
+	if (c->config_size > 4096) {
+		vduse_err("%s: config space of %u bytes is too large",
+			  c->name, c->config_size);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+static int open_control(void)
+{
+	int fd = vduse_sys->open(CONTROL_PATH, O_RDWR | O_CLOEXEC);
+
+	if (fd == -ENOENT || fd == -ENODEV || fd == -ENXIO) {
+		vduse_err("VDUSE is not loaded: %s does not exist (load the vduse module, or the vduse_shim module on kernels without VDUSE)",
+			  CONTROL_PATH);
+		return -ENODEV;
+	}
+	if (fd < 0)
+		vduse_err("cannot open %s: %s", CONTROL_PATH, strerror(-fd));
+	return fd;
+}
+
+static int negotiate_api(int fd)
+{
+	uint64_t version = 0;
+	int ret;
+
+	ret = vduse_sys->ioctl(fd, VDUSE_GET_API_VERSION, &version);
+	if (ret < 0) {
+		vduse_err("VDUSE_GET_API_VERSION: %s", strerror(-ret));
+		return ret;
+	}
+	/* This library speaks API version 0, which every kernel accepts. */
+	version = 0;
+	ret = vduse_sys->ioctl(fd, VDUSE_SET_API_VERSION, &version);
+	if (ret < 0)
+		vduse_err("VDUSE_SET_API_VERSION 0: %s", strerror(-ret));
+	return ret;
+}
+
+static int create_in_kernel(struct vduse_device *dev)
+{
+	struct vduse_dev_config *kc;
+	int ret;
+
+	kc = calloc(1, sizeof(*kc) + dev->config_size);
+	if (!kc)
+		return -ENOMEM;
+	memcpy(kc->name, dev->name, strlen(dev->name) + 1);
+	kc->vendor_id = dev->vendor_id;
+	kc->device_id = dev->device_id;
+	kc->features = dev->features;
+	kc->vq_num = dev->num_queues;
+	kc->vq_align = (uint32_t)sysconf(_SC_PAGESIZE);
+	kc->config_size = dev->config_size;
+	if (dev->config_size)
+		memcpy(kc->config, dev->config, dev->config_size);
+
+	ret = vduse_sys->ioctl(dev->control_fd, VDUSE_CREATE_DEV, kc);
+	free(kc);
+	if (ret == -EEXIST)
+		vduse_err("a VDUSE device named %s exists already", dev->name);
+	else if (ret < 0)
+		vduse_err("%s: VDUSE_CREATE_DEV (device id %u, features 0x%llx): %s",
+			  dev->name, dev->device_id,
+			  (unsigned long long)dev->features, strerror(-ret));
+	else
+		dev->created = true;
+	return ret;
+}
+
+/* The node appears through devtmpfs or udev, possibly a little later. */
+static int open_dev_node(const char *name)
+{
+	char path[sizeof(DEV_DIR) + VDUSE_NAME_MAX];
+	struct timespec ts = { 0, 10 * 1000 * 1000 };
+	int fd, tries;
+
+	snprintf(path, sizeof(path), DEV_DIR "%s", name);
+	for (tries = 0; tries < 200; tries++) {
+		fd = vduse_sys->open(path, O_RDWR | O_NONBLOCK | O_CLOEXEC);
+		if (fd != -ENOENT)
+			break;
+		nanosleep(&ts, NULL);
+	}
+	if (fd < 0)
+		vduse_err("cannot open %s: %s", path, strerror(-fd));
+	return fd;
+}
+
+static int setup_queues(struct vduse_device *dev)
+{
+	unsigned int i;
+	int ret;
+
+	dev->vqs = calloc(dev->num_queues, sizeof(*dev->vqs));
+	if (!dev->vqs)
+		return -ENOMEM;
+	for (i = 0; i < dev->num_queues; i++) {
+		ret = vduse_vq_init(&dev->vqs[i], dev, i, dev->queue_size);
+		if (ret < 0)
+			return ret;
+	}
+	return 0;
+}
+
+int vduse_device_new(const struct vduse_device_config *cfg,
+		     struct vduse_device **out)
+{
+	struct vduse_device_config c;
+	struct vduse_device *dev;
+	int ret;
+
+	if (!cfg || !out)
+		return -EINVAL;
+	*out = NULL;
+	ret = copy_sized(&c, sizeof(c), cfg);
+	if (ret == 0)
+		ret = check_config(&c);
+	if (ret < 0)
+		return ret;
+
+	dev = calloc(1, sizeof(*dev));
+	if (!dev)
+		return -ENOMEM;
+	dev->control_fd = -1;
+	dev->dev_fd = -1;
+	snprintf(dev->name, sizeof(dev->name), "%s", c.name);
+	dev->device_id = c.device_id;
+	dev->vendor_id = c.vendor_id;
+	dev->features = c.features | (1ULL << VIRTIO_F_VERSION_1) |
+			(1ULL << VIRTIO_F_ACCESS_PLATFORM);
+	if (!(c.flags & VDUSE_DEVICE_F_NO_RING_FEATURES))
+		dev->features |= (1ULL << VIRTIO_RING_F_INDIRECT_DESC) |
+				 (1ULL << VIRTIO_RING_F_EVENT_IDX);
+	dev->num_queues = c.num_queues;
+	dev->queue_size = c.queue_size;
+	dev->config_size = c.config_size;
+	dev->opaque = c.opaque;
+	if (c.ops) {
+		ret = copy_sized(&dev->ops, sizeof(dev->ops), c.ops);
+		if (ret < 0)
+			goto fail;
+	}
+	if (c.config_size) {
+		ret = -ENOMEM;
+		dev->config = malloc(c.config_size);
+		if (!dev->config)
+			goto fail;
+		memcpy(dev->config, c.config, c.config_size);
+	}
+
+	ret = open_control();
+	if (ret < 0)
+		goto fail;
+	dev->control_fd = ret;
+	ret = negotiate_api(dev->control_fd);
+	if (ret < 0)
+		goto fail;
+	ret = create_in_kernel(dev);
+	if (ret < 0)
+		goto fail;
+	ret = open_dev_node(dev->name);
+	if (ret < 0)
+		goto fail;
+	dev->dev_fd = ret;
+	ret = setup_queues(dev);
+	if (ret < 0)
+		goto fail;
+
+	vduse_info("%s: created (device id %u, %u queues of up to %u)",
+		   dev->name, dev->device_id, dev->num_queues,
+		   dev->queue_size);
+	*out = dev;
+	return 0;
+fail:
+	vduse_device_free(dev);
+	return ret;
+}
+
+void vduse_device_stop_queues(struct vduse_device *dev)
+{
+	unsigned int i;
+
+	for (i = 0; dev->vqs && i < dev->num_queues; i++)
+		vduse_vq_stop(&dev->vqs[i]);
+}
+
+void vduse_device_free(struct vduse_device *dev)
+{
+	unsigned int i;
+	int ret;
+
+	if (!dev)
+		return;
+	if (dev->attached)
+		vduse_warn("%s: freed while attached to the vDPA bus",
+			   dev->name);
+	vduse_device_stop_queues(dev);
+	for (i = 0; dev->vqs && i < dev->num_queues; i++)
+		vduse_vq_release(&dev->vqs[i]);
+	free(dev->vqs);
+	if (dev->dev_fd >= 0)
+		vduse_sys->close(dev->dev_fd);
+	if (dev->created) {
+		ret = vduse_sys->ioctl(dev->control_fd, VDUSE_DESTROY_DEV,
+				       dev->name);
+		if (ret < 0)
+			vduse_err("%s: VDUSE_DESTROY_DEV: %s%s", dev->name,
+				  strerror(-ret),
+				  ret == -EBUSY ? " (still attached?)" : "");
+		else
+			vduse_info("%s: destroyed", dev->name);
+	}
+	if (dev->control_fd >= 0)
+		vduse_sys->close(dev->control_fd);
+	free(dev->config);
+	free(dev);
+}
+
+int vduse_device_set_hooks(struct vduse_device *dev,
+			   const struct vduse_queue_hooks *hooks, void *data)
+{
+	if (hooks && dev->hooks)
+		return -EBUSY;
+	dev->hooks = hooks;
+	dev->hooks_data = data;
+	return 0;
+}
+
+int vduse_device_attach(struct vduse_device *dev)
+{
+	int ret;
+
+	if (!dev)
+		return -EINVAL;
+	if (dev->attached)
+		return -EALREADY;
+	ret = vduse_sys->vdpa_dev_add(dev->name, "vduse");
+	if (ret < 0) {
+		vduse_err("%s: attaching to the vDPA bus failed: %s",
+			  dev->name, strerror(-ret));
+		return ret;
+	}
+	dev->attached = true;
+	vduse_info("%s: attached", dev->name);
+	return 0;
+}
+
+int vduse_device_detach(struct vduse_device *dev)
+{
+	int ret;
+
+	if (!dev)
+		return -EINVAL;
+	ret = vduse_sys->vdpa_dev_del(dev->name);
+	if (ret < 0) {
+		vduse_err("%s: detaching from the vDPA bus failed: %s",
+			  dev->name, strerror(-ret));
+		return ret;
+	}
+	dev->attached = false;
+	vduse_info("%s: detached", dev->name);
+	return 0;
+}
+
+int vduse_device_set_config(struct vduse_device *dev, uint32_t offset,
+			    const void *buf, uint32_t len, bool notify)
+{
+	struct vduse_config_data *cd;
+	int ret;
+
+	if (!dev || (len && !buf) || offset > dev->config_size ||
+	    len > dev->config_size - offset)
+		return -EINVAL;
+	cd = malloc(sizeof(*cd) + len);
+	if (!cd)
+		return -ENOMEM;
+	cd->offset = offset;
+	cd->length = len;
+	memcpy(cd->buffer, buf, len);
+	ret = vduse_sys->ioctl(dev->dev_fd, VDUSE_DEV_SET_CONFIG, cd);
+	free(cd);
+	if (ret < 0) {
+		vduse_err("%s: VDUSE_DEV_SET_CONFIG: %s", dev->name,
+			  strerror(-ret));
+		return ret;
+	}
+	memcpy(dev->config + offset, buf, len);
+	if (!notify)
+		return 0;
+	ret = vduse_sys->ioctl(dev->dev_fd, VDUSE_DEV_INJECT_CONFIG_IRQ, NULL);
+	if (ret < 0)
+		vduse_err("%s: VDUSE_DEV_INJECT_CONFIG_IRQ: %s", dev->name,
+			  strerror(-ret));
+	return ret < 0 ? ret : 0;
+}
+
+int vduse_device_fd(const struct vduse_device *dev)
+{
+	return dev->dev_fd;
+}
+
+const char *vduse_device_name(const struct vduse_device *dev)
+{
+	return dev->name;
+}
+
+void *vduse_device_opaque(const struct vduse_device *dev)
+{
+	return dev->opaque;
+}
+
+unsigned int vduse_device_num_queues(const struct vduse_device *dev)
+{
+	return dev->num_queues;
+}
+
+struct vduse_vq *vduse_device_vq(struct vduse_device *dev, unsigned int index)
+{
+	return index < dev->num_queues ? &dev->vqs[index] : NULL;
+}
+
+uint64_t vduse_device_features(const struct vduse_device *dev)
+{
+	return dev->negotiated;
+}
+
+uint8_t vduse_device_status(const struct vduse_device *dev)
+{
+	return __atomic_load_n(&dev->status, __ATOMIC_RELAXED);
+}

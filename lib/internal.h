@@ -1,0 +1,111 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* Internal structures shared by the library's files. */
+#ifndef VDUSE_LIB_INTERNAL_H
+#define VDUSE_LIB_INTERNAL_H
+
+#include <sys/ioctl.h>
+#include <linux/vduse.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "libvduse.h"
+#include "iotlb.h"
+
+#define VDUSE_LIB_MAX_QUEUE_SIZE	32768u
+#define VDUSE_LIB_MAX_QUEUES		65535u
+
+struct vring_desc;
+struct vring_avail;
+struct vring_used;
+
+/* Hooks through which a runner follows queue start and stop. */
+struct vduse_queue_hooks {
+	int (*start)(void *data, struct vduse_vq *vq);
+	void (*stop)(void *data, struct vduse_vq *vq);
+};
+
+struct vduse_vq {
+	struct vduse_device *dev;
+	unsigned int index;
+	unsigned int max_size;
+	int kick_fd;
+	void *priv;
+
+	/* Guest-visible ring, valid while started. */
+	bool started;
+	bool broken;
+	bool event_idx;
+	bool indirect;
+	unsigned int num;
+	uint64_t desc_addr;
+	uint64_t avail_addr;
+	uint64_t used_addr;
+	struct vring_desc *desc;
+	struct vring_avail *avail;
+	struct vring_used *used;
+	uint64_t ring_gen;	/* iotlb.gen the ring pointers came from */
+
+	uint16_t last_avail_idx;
+	uint16_t used_idx;
+	uint16_t signalled_used;
+	bool signalled_used_valid;
+	unsigned int inflight;
+	uint64_t *inflight_map;	/* one bit per descriptor head */
+
+	/* Per-queue scratch, so that pop allocates only the element. */
+	struct iovec *iov;
+	unsigned int iov_cap;
+	struct vring_desc *indirect_buf;	/* max_size entries */
+
+	struct vduse_iotlb iotlb;
+	void *runner_data;
+};
+
+struct vduse_device {
+	char name[VDUSE_NAME_MAX];
+	int control_fd;
+	int dev_fd;
+	bool created;
+	bool attached;
+
+	uint32_t device_id;
+	uint32_t vendor_id;
+	uint64_t features;	/* offered */
+	uint64_t negotiated;
+	uint8_t status;
+
+	unsigned int num_queues;
+	unsigned int queue_size;
+	uint8_t *config;
+	uint32_t config_size;
+
+	struct vduse_device_ops ops;
+	void *opaque;
+	struct vduse_vq *vqs;
+
+	const struct vduse_queue_hooks *hooks;
+	void *hooks_data;
+};
+
+/* vq.c */
+int vduse_vq_init(struct vduse_vq *vq, struct vduse_device *dev,
+		  unsigned int index, unsigned int max_size);
+void vduse_vq_release(struct vduse_vq *vq);
+int vduse_vq_start(struct vduse_vq *vq);
+void vduse_vq_stop(struct vduse_vq *vq);
+void vduse_vq_fail(struct vduse_vq *vq, int err, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+/* vq_split.c */
+int vduse_split_map_rings(struct vduse_vq *vq);
+uint16_t vduse_split_used_idx(struct vduse_vq *vq);
+
+/* device.c */
+void vduse_device_stop_queues(struct vduse_device *dev);
+int vduse_device_set_hooks(struct vduse_device *dev,
+			   const struct vduse_queue_hooks *hooks, void *data);
+
+/* message.c */
+void vduse_device_set_status(struct vduse_device *dev, uint8_t status);
+
+#endif

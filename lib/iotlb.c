@@ -1,0 +1,254 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+/* IOTLB cache: IOVA -> process address, filled on demand from the kernel. */
+#include <errno.h>
+#include <sys/ioctl.h>
+#include <linux/vduse.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "iotlb.h"
+#include "log.h"
+#include "sys.h"
+
+void vduse_iotlb_init(struct vduse_iotlb *t, int dev_fd)
+{
+	memset(t, 0, sizeof(*t));
+	pthread_mutex_init(&t->lock, NULL);
+	t->dev_fd = dev_fd;
+}
+
+static void unmap_one(struct vduse_iotlb_map *m)
+{
+	int ret = vduse_sys->munmap(m->mmap_addr, m->mmap_len);
+
+	if (ret < 0)
+		vduse_warn("munmap of IOVA [0x%llx, 0x%llx] failed: %s",
+			   (unsigned long long)m->start,
+			   (unsigned long long)m->last, strerror(-ret));
+}
+
+void vduse_iotlb_destroy(struct vduse_iotlb *t)
+{
+	unsigned int i;
+
+	for (i = 0; i < t->nr; i++)
+		unmap_one(&t->maps[i]);
+	free(t->maps);
+	t->maps = NULL;
+	t->nr = t->cap = 0;
+	pthread_mutex_destroy(&t->lock);
+}
+
+/* Index of the first map whose last >= iova (t->nr if none). */
+static unsigned int find_slot(const struct vduse_iotlb *t, uint64_t iova)
+{
+	unsigned int lo = 0, hi = t->nr;
+
+	while (lo < hi) {
+		unsigned int mid = lo + (hi - lo) / 2;
+
+		if (t->maps[mid].last < iova)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
+static void remove_range(struct vduse_iotlb *t, unsigned int from,
+			 unsigned int to)
+{
+	unsigned int i;
+
+	if (from >= to)
+		return;
+	for (i = from; i < to; i++)
+		unmap_one(&t->maps[i]);
+	memmove(&t->maps[from], &t->maps[to],
+		(t->nr - to) * sizeof(t->maps[0]));
+	t->nr -= to - from;
+	t->gen++;
+}
+
+void vduse_iotlb_invalidate(struct vduse_iotlb *t, uint64_t start,
+			    uint64_t last)
+{
+	unsigned int from = find_slot(t, start), to = from;
+
+	while (to < t->nr && t->maps[to].start <= last)
+		to++;
+	remove_range(t, from, to);
+}
+
+static int insert(struct vduse_iotlb *t, const struct vduse_iotlb_map *m)
+{
+	unsigned int pos;
+
+	/* Whatever the cache still holds of this range is stale. */
+	vduse_iotlb_invalidate(t, m->start, m->last);
+	if (t->nr == t->cap) {
+		unsigned int cap = t->cap ? t->cap * 2 : 8;
+		struct vduse_iotlb_map *maps;
+
+		maps = realloc(t->maps, cap * sizeof(*maps));
+		if (!maps)
+			return -ENOMEM;
+		t->maps = maps;
+		t->cap = cap;
+	}
+	pos = find_slot(t, m->start);
+	memmove(&t->maps[pos + 1], &t->maps[pos],
+		(t->nr - pos) * sizeof(t->maps[0]));
+	t->maps[pos] = *m;
+	t->nr++;
+	return 0;
+}
+
+static int prot_of(unsigned int perm)
+{
+	return ((perm & VDUSE_ACCESS_RO) ? PROT_READ : 0) |
+	       ((perm & VDUSE_ACCESS_WO) ? PROT_WRITE : 0);
+}
+
+/* Ask the kernel for the region holding @iova and map it. */
+static int fill(struct vduse_iotlb *t, uint64_t iova,
+		struct vduse_iotlb_map **out)
+{
+	struct vduse_iotlb_entry e = { .start = iova, .last = iova };
+	struct vduse_iotlb_map m = { 0 };
+	uint64_t size, delta;
+	long page = sysconf(_SC_PAGESIZE);
+	int fd, ret;
+
+	fd = vduse_sys->ioctl(t->dev_fd, VDUSE_IOTLB_GET_FD, &e);
+	if (fd < 0) {
+		vduse_dbg("IOVA 0x%llx is not mapped: %s",
+			  (unsigned long long)iova, strerror(-fd));
+		return fd == -EINVAL ? -EFAULT : fd;
+	}
+	if (e.start > iova || e.last < iova || !(e.perm & VDUSE_ACCESS_RW)) {
+		vduse_err("IOTLB_GET_FD for 0x%llx returned [0x%llx, 0x%llx] perm %u",
+			  (unsigned long long)iova,
+			  (unsigned long long)e.start,
+			  (unsigned long long)e.last, e.perm);
+		ret = -EFAULT;
+		goto out;
+	}
+	delta = e.offset & (uint64_t)(page - 1);
+	size = e.last - e.start + 1 + delta;
+	if (size == 0 || size > SIZE_MAX) {
+		ret = -E2BIG;
+		goto out;
+	}
+	ret = vduse_sys->mmap(size, prot_of(e.perm), fd, e.offset - delta,
+			      &m.mmap_addr);
+	if (ret < 0) {
+		vduse_err("mmap of IOVA [0x%llx, 0x%llx] failed: %s",
+			  (unsigned long long)e.start,
+			  (unsigned long long)e.last, strerror(-ret));
+		goto out;
+	}
+	m.mmap_len = size;
+	m.base = (uint8_t *)m.mmap_addr + delta;
+	m.start = e.start;
+	m.last = e.last;
+	m.perm = e.perm & VDUSE_ACCESS_RW;
+	ret = insert(t, &m);
+	if (ret < 0) {
+		vduse_sys->munmap(m.mmap_addr, m.mmap_len);
+		goto out;
+	}
+	*out = &t->maps[find_slot(t, iova)];
+out:
+	vduse_sys->close(fd);
+	return ret;
+}
+
+int vduse_iotlb_lookup(struct vduse_iotlb *t, uint64_t iova,
+		       unsigned int perm, void **ptr, uint64_t *avail)
+{
+	struct vduse_iotlb_map *m = NULL;
+	unsigned int pos = find_slot(t, iova);
+	int ret;
+
+	if (pos < t->nr && t->maps[pos].start <= iova) {
+		m = &t->maps[pos];
+	} else {
+		ret = fill(t, iova, &m);
+		if (ret < 0)
+			return ret;
+	}
+	if ((m->perm & perm) != perm)
+		return -EACCES;
+	*ptr = m->base + (iova - m->start);
+	*avail = m->last - iova + 1;	/* 0 means the full 2^64 */
+	return 0;
+}
+
+int vduse_iotlb_ptr(struct vduse_iotlb *t, uint64_t iova, uint64_t len,
+		    unsigned int perm, void **ptr)
+{
+	uint64_t avail;
+	int ret;
+
+	if (len && iova + len - 1 < iova)
+		return -EFAULT;
+	ret = vduse_iotlb_lookup(t, iova, perm, ptr, &avail);
+	if (ret < 0)
+		return ret;
+	if (avail && avail < len)
+		return -E2BIG;
+	return 0;
+}
+
+int vduse_iotlb_iov(struct vduse_iotlb *t, uint64_t iova, uint64_t len,
+		    unsigned int perm, struct iovec *iov, unsigned int *n,
+		    unsigned int max)
+{
+	if (len && iova + len - 1 < iova)
+		return -EFAULT;
+	while (len) {
+		uint64_t avail, chunk;
+		void *p;
+		int ret;
+
+		if (*n >= max)
+			return -ENOBUFS;
+		ret = vduse_iotlb_lookup(t, iova, perm, &p, &avail);
+		if (ret < 0)
+			return ret;
+		chunk = (avail && avail < len) ? avail : len;
+		iov[*n].iov_base = p;
+		iov[*n].iov_len = chunk;
+		(*n)++;
+		iova += chunk;
+		len -= chunk;
+	}
+	return 0;
+}
+
+int vduse_iotlb_read(struct vduse_iotlb *t, uint64_t iova, void *dst,
+		     uint64_t len)
+{
+	uint8_t *d = dst;
+
+	if (len && iova + len - 1 < iova)
+		return -EFAULT;
+	while (len) {
+		uint64_t avail, chunk;
+		void *p;
+		int ret;
+
+		ret = vduse_iotlb_lookup(t, iova, VDUSE_IOTLB_READ, &p, &avail);
+		if (ret < 0)
+			return ret;
+		chunk = (avail && avail < len) ? avail : len;
+		memcpy(d, p, chunk);
+		d += chunk;
+		iova += chunk;
+		len -= chunk;
+	}
+	return 0;
+}

@@ -1,0 +1,182 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+/* Messages from the kernel on /dev/vduse/$NAME and the device status. */
+#include <errno.h>
+#include <linux/virtio_config.h>
+#include <string.h>
+
+#include "internal.h"
+#include "log.h"
+#include "sys.h"
+
+static void read_features(struct vduse_device *dev)
+{
+	uint64_t features = 0;
+	int ret;
+
+	ret = vduse_sys->ioctl(dev->dev_fd, VDUSE_DEV_GET_FEATURES, &features);
+	if (ret < 0) {
+		vduse_err("%s: VDUSE_DEV_GET_FEATURES: %s", dev->name,
+			  strerror(-ret));
+		return;
+	}
+	dev->negotiated = features;
+	vduse_dbg("%s: negotiated features 0x%llx", dev->name,
+		  (unsigned long long)features);
+}
+
+static void start_queues(struct vduse_device *dev)
+{
+	unsigned int i;
+
+	for (i = 0; i < dev->num_queues; i++)
+		vduse_vq_start(&dev->vqs[i]);
+}
+
+static void reset(struct vduse_device *dev)
+{
+	unsigned int i;
+
+	vduse_device_stop_queues(dev);
+	for (i = 0; i < dev->num_queues; i++) {
+		struct vduse_vq *vq = &dev->vqs[i];
+
+		vduse_iotlb_lock(&vq->iotlb);
+		vduse_iotlb_invalidate(&vq->iotlb, 0, UINT64_MAX);
+		vq->broken = false;
+		vduse_iotlb_unlock(&vq->iotlb);
+	}
+	dev->negotiated = 0;
+	if (dev->ops.reset)
+		dev->ops.reset(dev);
+	vduse_dbg("%s: reset", dev->name);
+}
+
+void vduse_device_set_status(struct vduse_device *dev, uint8_t status)
+{
+	uint8_t old = dev->status;
+
+	vduse_dbg("%s: status 0x%x -> 0x%x", dev->name, old, status);
+	if (status == 0) {
+		reset(dev);
+	} else {
+		if ((status & VIRTIO_CONFIG_S_FEATURES_OK) &&
+		    !(old & VIRTIO_CONFIG_S_FEATURES_OK))
+			read_features(dev);
+		if (!(status & VIRTIO_CONFIG_S_DRIVER_OK) &&
+		    (old & VIRTIO_CONFIG_S_DRIVER_OK))
+			vduse_device_stop_queues(dev);
+	}
+	__atomic_store_n(&dev->status, status, __ATOMIC_RELAXED);
+	if (status & VIRTIO_CONFIG_S_DRIVER_OK &&
+	    !(old & VIRTIO_CONFIG_S_DRIVER_OK))
+		start_queues(dev);
+	if (dev->ops.status_changed)
+		dev->ops.status_changed(dev, status);
+}
+
+static void update_iotlb(struct vduse_device *dev, uint64_t start,
+			 uint64_t last)
+{
+	unsigned int i;
+
+	vduse_dbg("%s: UPDATE_IOTLB [0x%llx, 0x%llx]", dev->name,
+		  (unsigned long long)start, (unsigned long long)last);
+	for (i = 0; i < dev->num_queues; i++) {
+		struct vduse_iotlb *t = &dev->vqs[i].iotlb;
+
+		vduse_iotlb_lock(t);
+		vduse_iotlb_invalidate(t, start, last);
+		vduse_iotlb_unlock(t);
+	}
+}
+
+static void get_vq_state(struct vduse_device *dev,
+			 const struct vduse_dev_request *req,
+			 struct vduse_dev_response *resp)
+{
+	uint32_t index = req->vq_state.index;
+	struct vduse_vq *vq;
+
+	if (index >= dev->num_queues) {
+		vduse_err("%s: GET_VQ_STATE for queue %u of %u", dev->name,
+			  index, dev->num_queues);
+		resp->result = VDUSE_REQ_RESULT_FAILED;
+		return;
+	}
+	vq = &dev->vqs[index];
+	resp->vq_state.index = index;
+	vduse_iotlb_lock(&vq->iotlb);
+	resp->vq_state.split.avail_index = vq->last_avail_idx;
+	vduse_iotlb_unlock(&vq->iotlb);
+}
+
+static void handle(struct vduse_device *dev,
+		   const struct vduse_dev_request *req,
+		   struct vduse_dev_response *resp)
+{
+	resp->request_id = req->request_id;
+	resp->result = VDUSE_REQ_RESULT_OK;
+
+	switch (req->type) {
+	case VDUSE_GET_VQ_STATE:
+		get_vq_state(dev, req, resp);
+		break;
+	case VDUSE_SET_STATUS:
+		vduse_device_set_status(dev, req->s.status);
+		break;
+	case VDUSE_UPDATE_IOTLB:
+		if (req->iova.start > req->iova.last) {
+			resp->result = VDUSE_REQ_RESULT_FAILED;
+			break;
+		}
+		update_iotlb(dev, req->iova.start, req->iova.last);
+		break;
+	default:
+		vduse_warn("%s: unknown request type %u", dev->name,
+			   req->type);
+		resp->result = VDUSE_REQ_RESULT_FAILED;
+		break;
+	}
+}
+
+int vduse_device_process(struct vduse_device *dev)
+{
+	int handled = 0;
+
+	if (!dev)
+		return -EINVAL;
+	for (;;) {
+		struct vduse_dev_request req;
+		struct vduse_dev_response resp;
+		ssize_t ret;
+
+		ret = vduse_sys->read(dev->dev_fd, &req, sizeof(req));
+		if (ret == -EAGAIN)
+			return handled;
+		if (ret == -EINTR)
+			continue;
+		if (ret < 0) {
+			vduse_err("%s: reading a message: %s", dev->name,
+				  strerror((int)-ret));
+			return (int)ret;
+		}
+		if (ret != sizeof(req)) {
+			vduse_err("%s: short message (%zd bytes)", dev->name,
+				  ret);
+			return -EIO;
+		}
+		memset(&resp, 0, sizeof(resp));
+		handle(dev, &req, &resp);
+		ret = vduse_sys->write(dev->dev_fd, &resp, sizeof(resp));
+		if (ret == -ENOENT) {
+			/* The kernel gave up waiting for this answer. */
+			vduse_warn("%s: request %u timed out before it was answered",
+				   dev->name, req.request_id);
+		} else if (ret < 0) {
+			vduse_err("%s: answering request %u: %s", dev->name,
+				  req.request_id, strerror((int)-ret));
+			return (int)ret;
+		}
+		handled++;
+	}
+}

@@ -1,0 +1,273 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+/* Virtqueue lifecycle: setup, start on DRIVER_OK, stop, kicks, accessors. */
+#include <errno.h>
+#include <linux/virtio_ring.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+
+#include "internal.h"
+#include "log.h"
+#include "sys.h"
+
+int vduse_vq_init(struct vduse_vq *vq, struct vduse_device *dev,
+		  unsigned int index, unsigned int max_size)
+{
+	struct vduse_vq_config cfg = { .index = index, .max_size = max_size };
+	int ret;
+
+	vq->dev = dev;
+	vq->index = index;
+	vq->max_size = max_size;
+	vq->kick_fd = -1;
+	vduse_iotlb_init(&vq->iotlb, dev->dev_fd);
+
+	ret = vduse_sys->eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	if (ret < 0) {
+		vduse_err("%s: queue %u: eventfd: %s", dev->name, index,
+			  strerror(-ret));
+		return ret;
+	}
+	vq->kick_fd = ret;
+
+	ret = vduse_sys->ioctl(dev->dev_fd, VDUSE_VQ_SETUP, &cfg);
+	if (ret < 0) {
+		vduse_err("%s: queue %u: VDUSE_VQ_SETUP (max size %u): %s",
+			  dev->name, index, max_size, strerror(-ret));
+		return ret;
+	}
+	return 0;
+}
+
+static void free_ring_state(struct vduse_vq *vq)
+{
+	free(vq->inflight_map);
+	free(vq->iov);
+	free(vq->indirect_buf);
+	vq->inflight_map = NULL;
+	vq->iov = NULL;
+	vq->indirect_buf = NULL;
+	vq->iov_cap = 0;
+}
+
+void vduse_vq_release(struct vduse_vq *vq)
+{
+	if (!vq->dev)
+		return;
+	vduse_vq_stop(vq);
+	free_ring_state(vq);
+	vduse_iotlb_destroy(&vq->iotlb);
+	if (vq->kick_fd >= 0)
+		vduse_sys->close(vq->kick_fd);
+	vq->kick_fd = -1;
+	vq->dev = NULL;
+}
+
+static int set_kickfd(struct vduse_vq *vq, int fd)
+{
+	struct vduse_vq_eventfd e = { .index = vq->index, .fd = fd };
+
+	return vduse_sys->ioctl(vq->dev->dev_fd, VDUSE_VQ_SETUP_KICKFD, &e);
+}
+
+static int alloc_ring_state(struct vduse_vq *vq)
+{
+	size_t words = (vq->num + 63) / 64;
+
+	free_ring_state(vq);
+	vq->inflight_map = calloc(words, sizeof(uint64_t));
+	/* Each descriptor yields at least one iovec; more when it spans. */
+	vq->iov_cap = 2 * vq->max_size + 16;
+	vq->iov = calloc(vq->iov_cap, sizeof(*vq->iov));
+	vq->indirect_buf = calloc(vq->max_size, sizeof(struct vring_desc));
+	if (!vq->inflight_map || !vq->iov || !vq->indirect_buf) {
+		free_ring_state(vq);
+		return -ENOMEM;
+	}
+	return 0;
+}
+
+/* Called on the control thread when the driver sets DRIVER_OK. */
+int vduse_vq_start(struct vduse_vq *vq)
+{
+	struct vduse_device *dev = vq->dev;
+	struct vduse_vq_info info = { .index = vq->index };
+	int ret;
+
+	if (vq->started)
+		return 0;
+	ret = vduse_sys->ioctl(dev->dev_fd, VDUSE_VQ_GET_INFO, &info);
+	if (ret < 0) {
+		vduse_err("%s: queue %u: VDUSE_VQ_GET_INFO: %s", dev->name,
+			  vq->index, strerror(-ret));
+		return ret;
+	}
+	if (!info.ready)
+		return 0;
+	if (info.num == 0 || info.num > vq->max_size ||
+	    (info.num & (info.num - 1))) {
+		vduse_err("%s: queue %u: bad size %u (max %u)", dev->name,
+			  vq->index, info.num, vq->max_size);
+		return -EINVAL;
+	}
+	vq->num = info.num;
+	vq->desc_addr = info.desc_addr;
+	vq->avail_addr = info.driver_addr;
+	vq->used_addr = info.device_addr;
+	vq->last_avail_idx = info.split.avail_index;
+	vq->event_idx = dev->negotiated & (1ULL << VIRTIO_RING_F_EVENT_IDX);
+	vq->indirect = dev->negotiated & (1ULL << VIRTIO_RING_F_INDIRECT_DESC);
+	vq->inflight = 0;
+	vq->broken = false;
+	vq->signalled_used_valid = false;
+
+	ret = alloc_ring_state(vq);
+	if (ret < 0)
+		return ret;
+	vduse_iotlb_lock(&vq->iotlb);
+	ret = vduse_split_map_rings(vq);
+	if (ret == 0)
+		vq->used_idx = vduse_split_used_idx(vq);
+	vduse_iotlb_unlock(&vq->iotlb);
+	if (ret < 0) {
+		vduse_err("%s: queue %u: cannot map rings (desc 0x%llx avail 0x%llx used 0x%llx): %s",
+			  dev->name, vq->index,
+			  (unsigned long long)vq->desc_addr,
+			  (unsigned long long)vq->avail_addr,
+			  (unsigned long long)vq->used_addr, strerror(-ret));
+		return ret;
+	}
+
+	ret = set_kickfd(vq, vq->kick_fd);
+	if (ret < 0) {
+		vduse_err("%s: queue %u: VDUSE_VQ_SETUP_KICKFD: %s",
+			  dev->name, vq->index, strerror(-ret));
+		return ret;
+	}
+	vq->started = true;
+	vduse_dbg("%s: queue %u started: size %u avail %u used %u", dev->name,
+		  vq->index, vq->num, vq->last_avail_idx, vq->used_idx);
+
+	if (dev->hooks && dev->hooks->start) {
+		ret = dev->hooks->start(dev->hooks_data, vq);
+		if (ret < 0)
+			goto fail;
+	}
+	if (dev->ops.queue_start) {
+		ret = dev->ops.queue_start(dev, vq);
+		if (ret < 0) {
+			if (dev->hooks && dev->hooks->stop)
+				dev->hooks->stop(dev->hooks_data, vq);
+			goto fail;
+		}
+	}
+	return 0;
+fail:
+	vduse_err("%s: queue %u: start refused by backend: %s", dev->name,
+		  vq->index, strerror(-ret));
+	set_kickfd(vq, VDUSE_EVENTFD_DEASSIGN);
+	vq->started = false;
+	return ret;
+}
+
+void vduse_vq_stop(struct vduse_vq *vq)
+{
+	struct vduse_device *dev = vq->dev;
+
+	if (!vq->started)
+		return;
+	if (dev->hooks && dev->hooks->stop)
+		dev->hooks->stop(dev->hooks_data, vq);
+	if (dev->ops.queue_stop)
+		dev->ops.queue_stop(dev, vq);
+	if (vq->inflight)
+		vduse_warn("%s: queue %u stopped with %u requests in flight",
+			   dev->name, vq->index, vq->inflight);
+	set_kickfd(vq, VDUSE_EVENTFD_DEASSIGN);
+	vduse_vq_kick_drain(vq);
+
+	vduse_iotlb_lock(&vq->iotlb);
+	vq->started = false;
+	vq->desc = NULL;
+	vq->avail = NULL;
+	vq->used = NULL;
+	vq->num = 0;
+	vq->inflight = 0;
+	vduse_iotlb_invalidate(&vq->iotlb, 0, UINT64_MAX);
+	vduse_iotlb_unlock(&vq->iotlb);
+	vduse_dbg("%s: queue %u stopped", dev->name, vq->index);
+}
+
+void vduse_vq_fail(struct vduse_vq *vq, int err, const char *fmt, ...)
+{
+	struct vduse_device *dev = vq->dev;
+	char why[256];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(why, sizeof(why), fmt, ap);
+	va_end(ap);
+	if (vq->broken)
+		return;
+	vq->broken = true;
+	vduse_err("%s: queue %u is broken: %s", dev->name, vq->index, why);
+	if (dev->ops.queue_error)
+		dev->ops.queue_error(dev, vq, err);
+}
+
+int vduse_vq_kick_fd(const struct vduse_vq *vq)
+{
+	return vq->kick_fd;
+}
+
+int vduse_vq_kick_drain(struct vduse_vq *vq)
+{
+	uint64_t v;
+	ssize_t ret = vduse_sys->read(vq->kick_fd, &v, sizeof(v));
+
+	if (ret == -EAGAIN || ret == sizeof(v))
+		return 0;
+	return ret < 0 ? (int)ret : -EIO;
+}
+
+struct vduse_device *vduse_vq_device(const struct vduse_vq *vq)
+{
+	return vq->dev;
+}
+
+unsigned int vduse_vq_index(const struct vduse_vq *vq)
+{
+	return vq->index;
+}
+
+unsigned int vduse_vq_size(const struct vduse_vq *vq)
+{
+	return vq->started ? vq->num : 0;
+}
+
+bool vduse_vq_started(const struct vduse_vq *vq)
+{
+	return vq->started;
+}
+
+bool vduse_vq_broken(const struct vduse_vq *vq)
+{
+	return vq->broken;
+}
+
+unsigned int vduse_vq_inflight(const struct vduse_vq *vq)
+{
+	return vq->inflight;
+}
+
+void vduse_vq_set_priv(struct vduse_vq *vq, void *priv)
+{
+	vq->priv = priv;
+}
+
+void *vduse_vq_priv(const struct vduse_vq *vq)
+{
+	return vq->priv;
+}

@@ -1,0 +1,402 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+/*
+ * Split virtqueues.  The ring lives in memory the driver controls, so every
+ * index, descriptor, length and address read from it is checked before use:
+ * a malformed ring breaks the queue (vduse_vq_fail) instead of crashing or
+ * spinning.  Descriptors are copied before they are used, so the driver
+ * cannot change one between the check and the use.
+ */
+#include <endian.h>
+#include <errno.h>
+#include <linux/virtio_ring.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+#include "log.h"
+#include "sys.h"
+
+/* Memory shared with the driver: read and write each field exactly once. */
+#define RING_LOAD(x)		__atomic_load_n(&(x), __ATOMIC_RELAXED)
+#define RING_LOAD_ACQ(x)	__atomic_load_n(&(x), __ATOMIC_ACQUIRE)
+#define RING_STORE(x, v)	__atomic_store_n(&(x), (v), __ATOMIC_RELAXED)
+#define RING_STORE_REL(x, v)	__atomic_store_n(&(x), (v), __ATOMIC_RELEASE)
+
+static size_t desc_size(unsigned int num)
+{
+	return sizeof(struct vring_desc) * num;
+}
+
+/* flags, idx, ring[num], used_event */
+static size_t avail_size(unsigned int num)
+{
+	return sizeof(uint16_t) * (3 + num);
+}
+
+/* flags, idx, ring[num], avail_event */
+static size_t used_size(unsigned int num)
+{
+	return sizeof(uint16_t) * 3 + sizeof(struct vring_used_elem) * num;
+}
+
+static uint16_t *used_event(struct vduse_vq *vq)
+{
+	return (uint16_t *)&vq->avail->ring[vq->num];
+}
+
+static uint16_t *avail_event(struct vduse_vq *vq)
+{
+	return (uint16_t *)&vq->used->ring[vq->num];
+}
+
+/* Called with the queue's iotlb lock held. */
+int vduse_split_map_rings(struct vduse_vq *vq)
+{
+	struct vduse_iotlb *t = &vq->iotlb;
+	void *desc, *avail, *used;
+	int ret;
+
+	ret = vduse_iotlb_ptr(t, vq->desc_addr, desc_size(vq->num),
+			      VDUSE_IOTLB_READ, &desc);
+	if (ret == 0)
+		ret = vduse_iotlb_ptr(t, vq->avail_addr, avail_size(vq->num),
+				      VDUSE_IOTLB_READ, &avail);
+	if (ret == 0)
+		ret = vduse_iotlb_ptr(t, vq->used_addr, used_size(vq->num),
+				      VDUSE_IOTLB_READ | VDUSE_IOTLB_WRITE,
+				      &used);
+	if (ret < 0)
+		return ret;
+	if (((uintptr_t)desc & 15) || ((uintptr_t)avail & 1) ||
+	    ((uintptr_t)used & 3))
+		return -EINVAL;
+	vq->desc = desc;
+	vq->avail = avail;
+	vq->used = used;
+	vq->ring_gen = t->gen;
+	return 0;
+}
+
+uint16_t vduse_split_used_idx(struct vduse_vq *vq)
+{
+	return le16toh(RING_LOAD(vq->used->idx));
+}
+
+/* Re-translate the rings if an UPDATE_IOTLB dropped mappings.  Locked. */
+static int rings_valid(struct vduse_vq *vq)
+{
+	int ret;
+
+	if (!vq->started)
+		return -EIO;
+	if (vq->ring_gen == vq->iotlb.gen)
+		return 0;
+	ret = vduse_split_map_rings(vq);
+	if (ret < 0)
+		vduse_vq_fail(vq, ret, "rings are no longer mapped: %s",
+			      strerror(-ret));
+	return ret;
+}
+
+struct chain {
+	unsigned int n;		/* iovecs collected */
+	unsigned int out;	/* of which device-readable */
+	unsigned int in;	/* of which device-writable */
+};
+
+/* Translate one descriptor's buffer into the scratch iovec array. */
+static int add_buffer(struct vduse_vq *vq, struct chain *c,
+		      const struct vring_desc *d)
+{
+	uint64_t addr = le64toh(d->addr);
+	uint32_t len = le32toh(d->len);
+	bool write = le16toh(d->flags) & VRING_DESC_F_WRITE;
+	unsigned int before = c->n;
+	int ret;
+
+	if (!write && c->in) {
+		vduse_vq_fail(vq, -EINVAL,
+			      "device-readable descriptor after a writable one");
+		return -EIO;
+	}
+	ret = vduse_iotlb_iov(&vq->iotlb, addr, len,
+			      write ? VDUSE_IOTLB_WRITE : VDUSE_IOTLB_READ,
+			      vq->iov, &c->n, vq->iov_cap);
+	if (ret == -ENOBUFS) {
+		vduse_vq_fail(vq, -E2BIG, "chain needs more than %u iovecs",
+			      vq->iov_cap);
+		return -EIO;
+	}
+	if (ret < 0) {
+		vduse_vq_fail(vq, ret, "%s buffer [0x%llx, +%u]: %s",
+			      write ? "writable" : "readable",
+			      (unsigned long long)addr, len,
+			      ret == -EACCES ? "mapping lacks the permission" :
+			      strerror(-ret));
+		return -EIO;
+	}
+	if (write)
+		c->in += c->n - before;
+	else
+		c->out += c->n - before;
+	return 0;
+}
+
+/* Copy and check an indirect table; returns its entry count or -EIO. */
+static int load_indirect(struct vduse_vq *vq, const struct vring_desc *d)
+{
+	uint32_t len = le32toh(d->len);
+	uint16_t flags = le16toh(d->flags);
+	unsigned int n = len / sizeof(struct vring_desc);
+	int ret;
+
+	if (!vq->indirect) {
+		vduse_vq_fail(vq, -EINVAL, "indirect descriptor not negotiated");
+		return -EIO;
+	}
+	if (flags & VRING_DESC_F_NEXT) {
+		vduse_vq_fail(vq, -EINVAL, "indirect descriptor with NEXT");
+		return -EIO;
+	}
+	if (len == 0 || len % sizeof(struct vring_desc) || n > vq->max_size) {
+		vduse_vq_fail(vq, -EINVAL, "indirect table of bad size %u",
+			      len);
+		return -EIO;
+	}
+	ret = vduse_iotlb_read(&vq->iotlb, le64toh(d->addr), vq->indirect_buf,
+			       len);
+	if (ret < 0) {
+		vduse_vq_fail(vq, ret, "indirect table at 0x%llx: %s",
+			      (unsigned long long)le64toh(d->addr),
+			      strerror(-ret));
+		return -EIO;
+	}
+	return n;
+}
+
+/* Walk the chain that starts at @head, collecting iovecs.  Locked. */
+static int walk_chain(struct vduse_vq *vq, unsigned int head, struct chain *c)
+{
+	const struct vring_desc *table = vq->desc;
+	unsigned int size = vq->num, idx = head, seen = 0;
+	bool in_indirect = false;
+
+	for (;;) {
+		struct vring_desc d;
+		uint16_t flags;
+
+		if (idx >= size) {
+			vduse_vq_fail(vq, -EINVAL,
+				      "descriptor index %u out of range (%u)",
+				      idx, size);
+			return -EIO;
+		}
+		if (++seen > size) {
+			vduse_vq_fail(vq, -ELOOP,
+				      "descriptor chain longer than %u (a loop?)",
+				      size);
+			return -EIO;
+		}
+		if (in_indirect) {
+			d = table[idx];	/* our private copy */
+		} else {
+			d.addr = RING_LOAD(vq->desc[idx].addr);
+			d.len = RING_LOAD(vq->desc[idx].len);
+			d.flags = RING_LOAD(vq->desc[idx].flags);
+			d.next = RING_LOAD(vq->desc[idx].next);
+		}
+		flags = le16toh(d.flags);
+
+		if (flags & VRING_DESC_F_INDIRECT) {
+			int n;
+
+			if (in_indirect) {
+				vduse_vq_fail(vq, -EINVAL,
+					      "indirect descriptor inside an indirect table");
+				return -EIO;
+			}
+			n = load_indirect(vq, &d);
+			if (n < 0)
+				return n;
+			table = vq->indirect_buf;
+			size = n;
+			idx = 0;
+			seen = 0;
+			in_indirect = true;
+			continue;
+		}
+		if (add_buffer(vq, c, &d) < 0)
+			return -EIO;
+		if (!(flags & VRING_DESC_F_NEXT))
+			return 0;
+		idx = le16toh(d.next);
+	}
+}
+
+static bool inflight_test(const struct vduse_vq *vq, unsigned int id)
+{
+	return vq->inflight_map[id / 64] & (1ULL << (id % 64));
+}
+
+static void inflight_flip(struct vduse_vq *vq, unsigned int id)
+{
+	vq->inflight_map[id / 64] ^= 1ULL << (id % 64);
+}
+
+/* Locked.  Returns the available index, or -EIO if the driver is lying. */
+static int read_avail_idx(struct vduse_vq *vq)
+{
+	uint16_t idx = le16toh(RING_LOAD_ACQ(vq->avail->idx));
+
+	if ((uint16_t)(idx - vq->last_avail_idx) > vq->num) {
+		vduse_vq_fail(vq, -EINVAL,
+			      "available index jumped from %u to %u (size %u)",
+			      vq->last_avail_idx, idx, vq->num);
+		return -EIO;
+	}
+	return idx;
+}
+
+static int pop_locked(struct vduse_vq *vq, size_t sz, void **out)
+{
+	struct vduse_vq_elem *elem;
+	struct chain c = { 0 };
+	unsigned int head;
+	int avail;
+
+	if (vq->broken || rings_valid(vq) < 0)
+		return -EIO;
+	avail = read_avail_idx(vq);
+	if (avail < 0)
+		return avail;
+	if (avail == vq->last_avail_idx) {
+		if (!vq->event_idx)
+			return -EAGAIN;
+		/* Ask for a kick on the next request, then look again. */
+		RING_STORE(*avail_event(vq), htole16(vq->last_avail_idx));
+		__atomic_thread_fence(__ATOMIC_SEQ_CST);
+		avail = read_avail_idx(vq);
+		if (avail < 0)
+			return avail;
+		if (avail == vq->last_avail_idx)
+			return -EAGAIN;
+	}
+
+	head = le16toh(RING_LOAD(vq->avail->ring[vq->last_avail_idx % vq->num]));
+	if (head >= vq->num) {
+		vduse_vq_fail(vq, -EINVAL, "head %u out of range (%u)", head,
+			      vq->num);
+		return -EIO;
+	}
+	if (inflight_test(vq, head)) {
+		vduse_vq_fail(vq, -EINVAL, "head %u made available twice",
+			      head);
+		return -EIO;
+	}
+	if (walk_chain(vq, head, &c) < 0)
+		return -EIO;
+
+	elem = malloc(sz + c.n * sizeof(struct iovec));
+	if (!elem)
+		return -ENOMEM;
+	memset(elem, 0, sz);
+	elem->id = head;
+	elem->out_num = c.out;
+	elem->in_num = c.in;
+	elem->out_sg = (struct iovec *)((uint8_t *)elem + sz);
+	elem->in_sg = elem->out_sg + c.out;
+	memcpy(elem->out_sg, vq->iov, c.n * sizeof(struct iovec));
+
+	inflight_flip(vq, head);
+	vq->inflight++;
+	vq->last_avail_idx++;
+	if (vq->event_idx)
+		RING_STORE(*avail_event(vq), htole16(vq->last_avail_idx));
+	*out = elem;
+	return 0;
+}
+
+int vduse_vq_pop(struct vduse_vq *vq, size_t sz, void **elem)
+{
+	int ret;
+
+	if (sz < sizeof(struct vduse_vq_elem))
+		return -EINVAL;
+	/* Keep the iovec array that follows the caller's struct aligned. */
+	sz = (sz + _Alignof(struct iovec) - 1) & ~(_Alignof(struct iovec) - 1);
+	vduse_iotlb_lock(&vq->iotlb);
+	ret = pop_locked(vq, sz, elem);
+	vduse_iotlb_unlock(&vq->iotlb);
+	return ret;
+}
+
+int vduse_vq_push(struct vduse_vq *vq, const struct vduse_vq_elem *elem,
+		  uint32_t len)
+{
+	struct vring_used_elem *u;
+	int ret;
+
+	vduse_iotlb_lock(&vq->iotlb);
+	ret = rings_valid(vq);
+	if (ret < 0)
+		goto out;
+	if (elem->id >= vq->num || !inflight_test(vq, elem->id)) {
+		vduse_err("%s: queue %u: push of id %u that is not in flight",
+			  vq->dev->name, vq->index, elem->id);
+		ret = -EINVAL;
+		goto out;
+	}
+	u = &vq->used->ring[vq->used_idx % vq->num];
+	RING_STORE(u->id, htole32(elem->id));
+	RING_STORE(u->len, htole32(len));
+	vq->used_idx++;
+	RING_STORE_REL(vq->used->idx, htole16(vq->used_idx));
+	inflight_flip(vq, elem->id);
+	vq->inflight--;
+out:
+	vduse_iotlb_unlock(&vq->iotlb);
+	return ret;
+}
+
+/* Does the driver want an interrupt for what was pushed?  Locked. */
+static bool need_interrupt(struct vduse_vq *vq)
+{
+	uint16_t old = vq->signalled_used, now = vq->used_idx;
+	bool valid = vq->signalled_used_valid;
+
+	/* Order our used->idx store before reading the driver's wishes. */
+	__atomic_thread_fence(__ATOMIC_SEQ_CST);
+	vq->signalled_used = now;
+	vq->signalled_used_valid = true;
+	if (valid && old == now)
+		return false;
+	if (!vq->event_idx)
+		return !(le16toh(RING_LOAD(vq->avail->flags)) &
+			 VRING_AVAIL_F_NO_INTERRUPT);
+	if (!valid)
+		return true;
+	return vring_need_event(le16toh(RING_LOAD(*used_event(vq))), now, old);
+}
+
+int vduse_vq_notify(struct vduse_vq *vq)
+{
+	uint32_t index = vq->index;
+	bool need;
+	int ret;
+
+	vduse_iotlb_lock(&vq->iotlb);
+	ret = rings_valid(vq);
+	need = ret == 0 && need_interrupt(vq);
+	vduse_iotlb_unlock(&vq->iotlb);
+	if (ret < 0)
+		return ret;
+	if (!need)
+		return 0;
+	ret = vduse_sys->ioctl(vq->dev->dev_fd, VDUSE_VQ_INJECT_IRQ, &index);
+	if (ret < 0) {
+		vduse_err("%s: queue %u: VDUSE_VQ_INJECT_IRQ: %s",
+			  vq->dev->name, vq->index, strerror(-ret));
+		return ret;
+	}
+	return 1;
+}
