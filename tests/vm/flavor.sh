@@ -17,7 +17,9 @@
 # Newest file matching a glob, or nothing.
 flavor_newest() {
 	local f
-	for f in "$@"; do [[ -e $f ]] && echo "$f"; done | sort -V | tail -n 1
+	for f in "$@"; do
+		if [[ -e $f ]]; then echo "$f"; fi
+	done | sort -V | tail -n 1
 }
 
 flavor_load() {

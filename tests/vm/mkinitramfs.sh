@@ -101,6 +101,7 @@ if [[ $project == yes ]]; then
 	cp -a "$build"/lib/libvduse.so* "$stage/usr/local/lib/"
 fi
 for b in "${bins[@]}"; do
+	[[ $b == */* ]] || b=$(need "$b")
 	install_bin "$b" "/usr/local/bin/${b##*/}"
 done
 
