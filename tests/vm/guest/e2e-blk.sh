@@ -107,7 +107,7 @@ check_vdpa_show() {
 }
 
 check_fio() {
-	fio --name=verify --filename=/dev/vda --thread --direct=1 \
+	fio --name=verify --filename=/dev/vda --thread --direct=1 --eta=never \
 		--ioengine=libaio --iodepth=16 --rw=randwrite --bs=4k \
 		--numjobs=2 --size=4M --offset_increment=4M \
 		--verify=crc32c --do_verify=1 --verify_fatal=1 \

@@ -1,0 +1,82 @@
+#!/bin/sh
+# SPDX-License-Identifier: MIT
+#
+# The demo (scripts/demo.sh) inside the VM: serve a file on tmpfs as a
+# virtio-blk disk with the example vduse-blk, put ext4 on it, write and read
+# back files, run a verified fio job, and tear everything down.
+
+. /lib/vmtest.sh
+
+BACKING=/tmp/disk.img
+LOG=/tmp/vduse-blk.log
+say() { echo "demo: $*"; }
+step() {
+	_name=$1
+	shift
+	say "\$ $*"
+	if "$@"; then pass "$_name"; else fail "$_name" "$* failed"; return 1; fi
+}
+
+say "kernel $(uname -r); backing file: 128 MiB on tmpfs at $BACKING"
+dd if=/dev/zero of="$BACKING" bs=1M count=128 2>/dev/null
+
+say "\$ vduse-blk --queues 2 $BACKING &"
+vduse-blk --queues 2 "$BACKING" 2>"$LOG" &
+pid=$!
+alive() { kill -0 "$pid" 2>/dev/null; }
+up() { grep -q attached "$LOG" && [ -b /dev/vda ]; }
+if ! wait_for 60 up; then
+	fail attach "no /dev/vda"
+	show_log "$LOG"
+	alive && kill -KILL "$pid"
+	exit 1
+fi
+pass attach
+sed 's/^/  vduse-blk: /' "$LOG"
+say "\$ vdpa dev show"
+vdpa dev show
+say "/dev/vda: $(($(cat /sys/block/vda/size) / 2048)) MiB, $(ls /sys/block/vda/mq | wc -l) queues"
+
+mkdir -p /mnt/disk
+step mkfs mkfs.ext4 -q /dev/vda &&
+	step mount mount -t ext4 /dev/vda /mnt/disk &&
+	{
+		say "writing 20 files of random data"
+		i=0
+		while [ $i -lt 20 ]; do
+			dd if=/dev/urandom of=/mnt/disk/file$i bs=64k count=8 2>/dev/null
+			i=$((i + 1))
+		done
+		(cd /mnt/disk && sha256sum file*) >/tmp/sums
+		df -h /mnt/disk | sed 's/^/  /'
+		step umount umount /mnt/disk &&
+			echo 3 >/proc/sys/vm/drop_caches &&
+			step remount mount -t ext4 -o ro /dev/vda /mnt/disk &&
+			step read-back sh -c 'cd /mnt/disk && sha256sum -c /tmp/sums | tail -n 3' &&
+			step umount-again umount /mnt/disk &&
+			step fsck e2fsck -fn /dev/vda
+	}
+
+say "\$ fio: 4 KiB random writes, read back and verified (crc32c), 2 jobs, iodepth 16"
+if fio --name=demo --filename=/dev/vda --thread --direct=1 --ioengine=io_uring --eta=never \
+	--iodepth=16 --rw=randwrite --bs=4k --numjobs=2 --size=16M \
+	--offset_increment=16M --verify=crc32c --verify_fatal=1 \
+	--group_reporting --output=/tmp/fio.out; then
+	grep -E 'write:|read:|err=' /tmp/fio.out | sed 's/^/  /'
+	pass fio-verify
+else
+	show_log /tmp/fio.out
+	fail fio-verify "fio reported an error"
+fi
+
+say "\$ kill -TERM vduse-blk"
+kill -TERM "$pid"
+rc=0
+wait "$pid" || rc=$?
+sed 's/^/  vduse-blk: /' "$LOG" | tail -n 3
+gone() { [ ! -e /dev/vda ]; }
+if [ "$rc" = 0 ] && wait_for 10 gone && [ -z "$(vdpa dev show)" ]; then
+	pass detach
+else
+	fail detach "exit status $rc; /dev/vda or the vdpa device left behind"
+fi
