@@ -1,0 +1,459 @@
+// SPDX-License-Identifier: MIT
+/*
+ * vduse-blk: a virtio-blk device backed by a file or block device, served
+ * from userspace through VDUSE with libvduse's runner and io_uring.
+ *
+ *   main thread     options, device set-up, attach, wait for a signal,
+ *                   detach and tear-down
+ *   control thread  the runner's: answers the kernel's VDUSE messages
+ *   queue threads   the runner's, one per started queue, each with its
+ *                   own io_uring (examples/blk/blk_queue.c)
+ *
+ * Request parsing and the config space are in examples/blk/blk_req.c.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <linux/fs.h>
+#include <linux/virtio_ids.h>
+
+#include <libvduse.h>
+
+#include "blk/blk_log.h"
+#include "blk/blk_queue.h"
+#include "blk/blk_req.h"
+
+#define BLK_PROG		"vduse-blk"
+#define BLK_EXIT_USAGE		2
+
+struct blk_opts {
+	const char *name;
+	const char *file;
+	const char *serial;
+	uint32_t queues;
+	uint32_t queue_size;
+	uint32_t block_size;
+	bool read_only;
+	bool direct;
+	bool attach;
+	bool verbose;
+};
+
+enum {
+	BLK_OPT_SERIAL = 0x100,
+	BLK_OPT_DIRECT,
+	BLK_OPT_NO_ATTACH,
+};
+
+static const struct option blk_long_opts[] = {
+	{ "name",	required_argument, NULL, 'n' },
+	{ "queues",	required_argument, NULL, 'q' },
+	{ "queue-size",	required_argument, NULL, 's' },
+	{ "read-only",	no_argument,	   NULL, 'r' },
+	{ "block-size",	required_argument, NULL, 'b' },
+	{ "serial",	required_argument, NULL, BLK_OPT_SERIAL },
+	{ "direct",	no_argument,	   NULL, BLK_OPT_DIRECT },
+	{ "no-attach",	no_argument,	   NULL, BLK_OPT_NO_ATTACH },
+	{ "verbose",	no_argument,	   NULL, 'v' },
+	{ "help",	no_argument,	   NULL, 'h' },
+	{ NULL, 0, NULL, 0 },
+};
+
+static void blk_usage(FILE *f)
+{
+	fprintf(f,
+"Usage: " BLK_PROG " [OPTIONS] FILE\n"
+"\n"
+"Serve FILE (a regular file or a block device) as a virtio-blk disk through\n"
+"VDUSE.  The device is created as /dev/vduse/NAME, attached to the vDPA bus\n"
+"and bound by the kernel's virtio_blk driver, which makes a /dev/vdX disk.\n"
+"The disk's size is FILE's size, which must be a multiple of 512 and of\n"
+"the block size.  Needs the vduse and virtio_vdpa modules and root.\n"
+"\n"
+"Options:\n"
+"  -n, --name NAME        device name (default: vduse-blk0)\n"
+"  -q, --queues N         number of virtqueues, 1 to 256, each served by\n"
+"                         its own thread and io_uring (default: 1)\n"
+"  -s, --queue-size N     largest virtqueue size, a power of 2 from 4 to\n"
+"                         32768 (default: 256)\n"
+"  -r, --read-only        open FILE read-only and offer a read-only disk;\n"
+"                         writes, discards and write zeroes fail\n"
+"  -b, --block-size N     logical block size, a power of 2 from 512 to\n"
+"                         4096 (default: 512)\n"
+"      --serial STR       disk serial returned to GET_ID, at most 20 bytes\n"
+"                         (default: the first 20 bytes of NAME)\n"
+"      --direct           open FILE with O_DIRECT (bypass the page cache)\n"
+"      --no-attach        create and serve the device but do not attach\n"
+"                         it; attach it yourself with\n"
+"                           vdpa dev add name NAME mgmtdev vduse\n"
+"  -v, --verbose          debug messages (ours and the library's)\n"
+"  -h, --help             show this help and exit\n"
+"\n"
+"Features offered: FLUSH (fdatasync), DISCARD (punch hole), WRITE_ZEROES\n"
+"(zero range, or punch hole when the driver allows unmapping), multiple\n"
+"queues, GET_ID.  A write is acknowledged only once it reached FILE; a\n"
+"flush only once fdatasync() returned.\n"
+"\n"
+"Signals: SIGINT or SIGTERM detaches the device (the kernel flushes and\n"
+"removes the disk), completes the requests in flight, destroys the device,\n"
+"syncs FILE and exits with status 0.\n"
+"\n"
+"Messages go to stderr; \"" BLK_PROG ": NAME attached\" is printed once the\n"
+"disk exists.  Exit status: 0 on a clean shutdown, 1 on a failure, 2 for a\n"
+"bad command line.\n"
+"\n"
+"Example:\n"
+"  truncate -s 1G disk.img\n"
+"  " BLK_PROG " -n blk0 -q 4 disk.img &\n"
+"  mkfs.ext4 /dev/vda     # the new disk; see lsblk\n"
+"  kill %%1\n");
+}
+
+/* ------------------------------------------------------------------------ */
+/* Command line                                                              */
+
+static int blk_parse_u32(const char *arg, const char *what, uint32_t *out)
+{
+	unsigned long v;
+	char *end;
+
+	errno = 0;
+	v = strtoul(arg, &end, 0);
+	if (errno || end == arg || *end || arg[0] == '-' || v > UINT32_MAX) {
+		fprintf(stderr, BLK_PROG ": invalid %s: '%s'\n", what, arg);
+		return -EINVAL;
+	}
+	*out = (uint32_t)v;
+	return 0;
+}
+
+/* Returns 0 to run, 1 to exit successfully (help), -EINVAL on errors. */
+static int blk_parse_args(int argc, char **argv, struct blk_opts *o)
+{
+	int c, ret = 0;
+
+	*o = (struct blk_opts) {
+		.name = "vduse-blk0",
+		.queues = 1,
+		.queue_size = 256,
+		.block_size = 512,
+		.attach = true,
+	};
+	while ((c = getopt_long(argc, argv, "n:q:s:rb:vh", blk_long_opts,
+				NULL)) != -1) {
+		switch (c) {
+		case 'n':
+			o->name = optarg;
+			break;
+		case 'q':
+			ret = blk_parse_u32(optarg, "number of queues",
+					    &o->queues);
+			break;
+		case 's':
+			ret = blk_parse_u32(optarg, "queue size",
+					    &o->queue_size);
+			break;
+		case 'r':
+			o->read_only = true;
+			break;
+		case 'b':
+			ret = blk_parse_u32(optarg, "block size",
+					    &o->block_size);
+			break;
+		case BLK_OPT_SERIAL:
+			o->serial = optarg;
+			break;
+		case BLK_OPT_DIRECT:
+			o->direct = true;
+			break;
+		case BLK_OPT_NO_ATTACH:
+			o->attach = false;
+			break;
+		case 'v':
+			o->verbose = true;
+			break;
+		case 'h':
+			blk_usage(stdout);
+			return 1;
+		default:
+			ret = -EINVAL;
+			break;
+		}
+		if (ret < 0)
+			goto bad;
+	}
+	if (optind != argc - 1) {
+		fprintf(stderr, BLK_PROG ": %s\n", optind == argc ?
+			"missing FILE" : "too many arguments");
+		goto bad;
+	}
+	o->file = argv[optind];
+	if (!o->name[0]) {
+		fprintf(stderr, BLK_PROG ": the device name is empty\n");
+		goto bad;
+	}
+	return 0;
+bad:
+	fprintf(stderr, "Try '" BLK_PROG " --help' for more information.\n");
+	return -EINVAL;
+}
+
+/* The serial: --serial, or the first BLK_ID_BYTES bytes of the name. */
+static const char *blk_serial(const struct blk_opts *o, char *buf,
+			      size_t len)
+{
+	if (o->serial)
+		return o->serial;
+	snprintf(buf, len, "%.*s", (int)BLK_ID_BYTES, o->name);
+	return buf;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Backing file                                                              */
+
+static int blk_file_size(int fd, const char *path, uint64_t *size)
+{
+	struct stat st;
+
+	if (fstat(fd, &st) < 0) {
+		blk_err("%s: %s", path, strerror(errno));
+		return -errno;
+	}
+	if (S_ISREG(st.st_mode)) {
+		*size = (uint64_t)st.st_size;
+		return 0;
+	}
+	if (S_ISBLK(st.st_mode)) {
+		if (ioctl(fd, BLKGETSIZE64, size) < 0) {
+			blk_err("%s: BLKGETSIZE64: %s", path, strerror(errno));
+			return -errno;
+		}
+		return 0;
+	}
+	blk_err("%s: not a regular file or block device", path);
+	return -EINVAL;
+}
+
+/* Open the backing file and describe the disk.  Returns the fd or -errno. */
+static int blk_open(const struct blk_opts *o, struct blk_disk *disk)
+{
+	int flags = O_CLOEXEC | (o->read_only ? O_RDONLY : O_RDWR);
+	char serial[BLK_ID_BYTES + 1];
+	const char *msg;
+	uint64_t size;
+	int fd, ret;
+
+	if (o->direct)
+		flags |= O_DIRECT;
+	fd = open(o->file, flags);
+	if (fd < 0) {
+		ret = -errno;
+		blk_err("cannot open %s: %s", o->file, strerror(errno));
+		return ret;
+	}
+	ret = blk_file_size(fd, o->file, &size);
+	if (ret < 0)
+		goto err;
+	msg = blk_disk_init(disk, size, o->block_size, o->queues,
+			    o->queue_size, o->read_only,
+			    blk_serial(o, serial, sizeof(serial)));
+	if (msg) {
+		blk_err("%s: %s", o->file, msg);
+		ret = -EINVAL;
+		goto err;
+	}
+	return fd;
+err:
+	close(fd);
+	return ret;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Device                                                                    */
+
+static void blk_status_changed(struct vduse_device *dev, uint8_t status)
+{
+	blk_dbg("%s: status 0x%02x", vduse_device_name(dev), status);
+}
+
+static void blk_queue_error(struct vduse_device *dev, struct vduse_vq *vq,
+			    int err)
+{
+	blk_err("%s: queue %u is broken (%s); it needs a device reset",
+		vduse_device_name(dev), vduse_vq_index(vq), strerror(-err));
+}
+
+static const struct vduse_device_ops blk_dev_ops = {
+	.size = sizeof(struct vduse_device_ops),
+	.status_changed = blk_status_changed,
+	.queue_error = blk_queue_error,
+};
+
+static int blk_device_new(const struct blk_opts *o,
+			  const struct blk_disk *disk,
+			  struct vduse_device **dev)
+{
+	struct virtio_blk_config config;
+	struct vduse_device_config cfg = {
+		.size = sizeof(cfg),
+		.name = o->name,
+		.device_id = VIRTIO_ID_BLOCK,
+		.features = blk_disk_features(disk),
+		.num_queues = disk->num_queues,
+		.queue_size = disk->queue_size,
+		.config = &config,
+		.config_size = sizeof(config),
+		.ops = &blk_dev_ops,
+	};
+	int ret;
+
+	blk_disk_config(disk, &config);
+	ret = vduse_device_new(&cfg, dev);
+	if (ret == -ENODEV)
+		blk_err("VDUSE is not available (is the vduse module loaded?)");
+	else if (ret == -EEXIST)
+		blk_err("a VDUSE device named %s already exists", o->name);
+	else if (ret < 0)
+		blk_err("cannot create device %s: %s", o->name,
+			strerror(-ret));
+	return ret;
+}
+
+static int blk_wait_signal(const sigset_t *set)
+{
+	int sig, ret;
+
+	do {
+		ret = sigwait(set, &sig);
+	} while (ret == EINTR);
+	if (ret) {
+		blk_err("sigwait: %s", strerror(ret));
+		return -ret;
+	}
+	blk_info("%s, shutting down", strsignal(sig));
+	return 0;
+}
+
+/* Detach; without --no-attach a failure matters, with it the device may
+ * simply never have been attached. */
+static int blk_detach(const struct blk_opts *o, struct vduse_device *dev)
+{
+	int ret = vduse_device_detach(dev);
+
+	if (ret < 0 && o->attach) {
+		blk_err("cannot detach %s: %s", o->name, strerror(-ret));
+		return ret;
+	}
+	if (ret < 0)
+		blk_dbg("detach %s: %s", o->name, strerror(-ret));
+	return 0;
+}
+
+/* Create, attach and serve the device until SIGINT or SIGTERM. */
+static int blk_serve(const struct blk_opts *o, const struct blk_backend *be,
+		     const sigset_t *sigs)
+{
+	struct vduse_runner *runner = NULL;
+	struct vduse_device *dev = NULL;
+	bool attached = false;
+	int ret;
+
+	ret = blk_device_new(o, be->disk, &dev);
+	if (ret < 0)
+		return ret;
+	ret = vduse_runner_new(dev, &blk_runner_ops, (void *)be, &runner);
+	if (ret < 0) {
+		blk_err("cannot create the runner: %s", strerror(-ret));
+		goto out;
+	}
+	ret = vduse_runner_start(runner);
+	if (ret < 0) {
+		blk_err("cannot start the runner: %s", strerror(-ret));
+		goto out;
+	}
+	if (o->attach) {
+		ret = vduse_device_attach(dev);
+		if (ret < 0) {
+			blk_err("cannot attach %s: %s", o->name,
+				strerror(-ret));
+			goto out;
+		}
+		attached = true;
+		fprintf(stderr, BLK_PROG ": %s attached\n", o->name);
+	} else {
+		blk_info("%s created; attach it with: vdpa dev add name %s mgmtdev vduse",
+			 o->name, o->name);
+	}
+
+	ret = blk_wait_signal(sigs);
+	if (attached || !o->attach) {
+		int r = blk_detach(o, dev);
+
+		if (!ret)
+			ret = r;
+	}
+out:
+	/* Queue threads finish their in-flight I/O in queue_exit. */
+	vduse_runner_free(runner);
+	vduse_device_free(dev);
+	return ret;
+}
+
+/* Make the acknowledged writes durable before exiting. */
+static int blk_sync(const struct blk_opts *o, int fd)
+{
+	if (fsync(fd) < 0 && errno != EINVAL && errno != EROFS) {
+		blk_err("fsync %s: %s", o->file, strerror(errno));
+		return -errno;
+	}
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	struct blk_backend be;
+	struct blk_disk disk;
+	struct blk_opts o;
+	sigset_t sigs;
+	int fd, ret;
+
+	ret = blk_parse_args(argc, argv, &o);
+	if (ret)
+		return ret > 0 ? EXIT_SUCCESS : BLK_EXIT_USAGE;
+	blk_log_init(BLK_PROG, o.verbose);
+
+	/* Before any thread exists, so that every thread inherits the mask. */
+	sigemptyset(&sigs);
+	sigaddset(&sigs, SIGINT);
+	sigaddset(&sigs, SIGTERM);
+	ret = pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+	if (ret) {
+		blk_err("pthread_sigmask: %s", strerror(ret));
+		return EXIT_FAILURE;
+	}
+
+	fd = blk_open(&o, &disk);
+	if (fd < 0)
+		return EXIT_FAILURE;
+	blk_dbg("%s: %llu sectors, block size %u, %u queue(s) of %u%s",
+		o.file, (unsigned long long)disk.capacity, disk.block_size,
+		disk.num_queues, disk.queue_size,
+		disk.read_only ? ", read-only" : "");
+	be = (struct blk_backend) { .disk = &disk, .fd = fd };
+
+	ret = blk_serve(&o, &be, &sigs);
+	if (blk_sync(&o, fd) < 0 && !ret)
+		ret = -EIO;
+	close(fd);
+	return ret < 0 ? EXIT_FAILURE : EXIT_SUCCESS;
+}
