@@ -1,0 +1,1217 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/*
+ * vduse_shim: /dev/vduse/control and /dev/vduse/$NAME.
+ *
+ * The uAPI is that of upstream VDUSE at API version 0 (<linux/vduse.h>).
+ * Control messages (SET_STATUS, UPDATE_IOTLB) go to the daemon through
+ * read(2) and come back through write(2); every one of them has a timeout
+ * after which the device is broken.  A broken device, or one whose daemon is
+ * gone, is "dead": the shim then fails the requests the driver still has in
+ * flight itself, so that detaching never waits on userspace.
+ */
+#define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
+
+#include <linux/dma-map-ops.h>
+#include <linux/eventfd.h>
+#include <linux/file.h>
+#include <linux/fs.h>
+#include <linux/idr.h>
+#include <linux/module.h>
+#include <linux/nospec.h>
+#include <linux/poll.h>
+#include <linux/sched/signal.h>
+#include <linux/slab.h>
+#include <linux/uio.h>
+#include <linux/virtio_ring.h>
+#include <uapi/linux/virtio_blk.h>
+#include <uapi/linux/virtio_config.h>
+#include <uapi/linux/virtio_ids.h>
+
+#include "vduse_shim.h"
+
+static DEFINE_MUTEX(devs_lock);		/* the idr, device names */
+static DEFINE_MUTEX(attach_lock);	/* attach, detach, listing */
+static DEFINE_IDR(devs_idr);
+
+static dev_t vduse_devt;
+static struct cdev ctrl_cdev;
+static struct cdev dev_cdev;
+static struct class *vduse_class;
+static struct device *ctrl_device;
+static struct workqueue_struct *shim_wq;
+
+static bool all_zero(const void *p, size_t len)
+{
+	return !memchr_inv(p, 0, len);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Messages                                                                   */
+
+static void fail_msgs_locked(struct vduse_shim_dev *dev)
+{
+	struct vduse_shim_msg *msg, *tmp;
+
+	list_splice_init(&dev->recv_list, &dev->send_list);
+	list_for_each_entry_safe(msg, tmp, &dev->send_list, list) {
+		list_del(&msg->list);
+		msg->resp.result = VDUSE_REQ_RESULT_FAILED;
+		msg->completed = true;
+		complete(&msg->done);
+	}
+}
+
+static void fail_work_fn(struct work_struct *work);
+
+/*
+ * The daemon is gone or does not answer: fail the pending messages, refuse
+ * new ones, and fail the driver's in-flight requests from a work item.
+ */
+void vduse_shim_go_dead(struct vduse_shim_dev *dev, const char *why)
+{
+	bool first;
+
+	spin_lock(&dev->msg_lock);
+	first = !dev->dead;
+	dev->dead = true;
+	dev->broken = true;
+	fail_msgs_locked(dev);
+	spin_unlock(&dev->msg_lock);
+	wake_up_all(&dev->waitq);
+	if (first)
+		pr_warn("%s: %s; failing its requests\n", dev->name, why);
+	queue_work(shim_wq, &dev->fail_work);
+}
+
+static int msg_sync(struct vduse_shim_dev *dev, struct vduse_shim_msg *msg)
+{
+	long left;
+	int ret;
+
+	init_completion(&msg->done);
+	spin_lock(&dev->msg_lock);
+	if (dev->broken) {
+		spin_unlock(&dev->msg_lock);
+		return -EIO;
+	}
+	msg->req.request_id = dev->msg_next++;
+	list_add_tail(&msg->list, &dev->send_list);
+	spin_unlock(&dev->msg_lock);
+	wake_up(&dev->waitq);
+
+	left = wait_for_completion_killable_timeout(&msg->done,
+			(long)READ_ONCE(vduse_shim_msg_timeout) * HZ);
+
+	spin_lock(&dev->msg_lock);
+	if (!msg->completed) {
+		list_del(&msg->list);
+		msg->resp.result = VDUSE_REQ_RESULT_FAILED;
+	}
+	ret = msg->resp.result == VDUSE_REQ_RESULT_OK ? 0 : -EIO;
+	spin_unlock(&dev->msg_lock);
+
+	if (!msg->completed && left == 0) {
+		atomic_long_inc(&vduse_shim_stats.msgs_timed_out);
+		vduse_shim_go_dead(dev, "message timed out");
+	}
+	return ret;
+}
+
+int vduse_shim_msg_set_status(struct vduse_shim_dev *dev, u8 status)
+{
+	struct vduse_shim_msg msg = { };
+
+	msg.req.type = VDUSE_SET_STATUS;
+	msg.req.s.status = status;
+	return msg_sync(dev, &msg);
+}
+
+int vduse_shim_msg_update_iotlb(struct vduse_shim_dev *dev, u64 start,
+				u64 last)
+{
+	struct vduse_shim_msg msg = { };
+
+	msg.req.type = VDUSE_UPDATE_IOTLB;
+	msg.req.iova.start = start;
+	msg.req.iova.last = last;
+	return msg_sync(dev, &msg);
+}
+
+static void domain_invalidate(void *priv, u64 start, u64 last)
+{
+	vduse_shim_msg_update_iotlb(priv, start, last);
+}
+
+static ssize_t dev_read_iter(struct kiocb *iocb, struct iov_iter *to)
+{
+	struct file *file = iocb->ki_filp;
+	struct vduse_shim_dev *dev = file->private_data;
+	struct vduse_dev_request req;
+	struct vduse_shim_msg *msg;
+	int ret;
+
+	if (iov_iter_count(to) < sizeof(req))
+		return -EINVAL;
+
+	spin_lock(&dev->msg_lock);
+	while (list_empty(&dev->send_list)) {
+		bool broken = dev->broken;
+
+		spin_unlock(&dev->msg_lock);
+		if (broken)
+			return -EIO;
+		if (file->f_flags & O_NONBLOCK)
+			return -EAGAIN;
+		ret = wait_event_interruptible_exclusive(dev->waitq,
+				!list_empty(&dev->send_list) ||
+				READ_ONCE(dev->broken));
+		if (ret)
+			return ret;
+		spin_lock(&dev->msg_lock);
+	}
+	msg = list_first_entry(&dev->send_list, struct vduse_shim_msg, list);
+	list_move_tail(&msg->list, &dev->recv_list);
+	/* The sender may give up once we unlock: work on a copy. */
+	req = msg->req;
+	spin_unlock(&dev->msg_lock);
+
+	if (copy_to_iter(&req, sizeof(req), to) == sizeof(req))
+		return sizeof(req);
+
+	spin_lock(&dev->msg_lock);
+	list_for_each_entry(msg, &dev->recv_list, list) {
+		if (msg->req.request_id == req.request_id) {
+			list_move(&msg->list, &dev->send_list);
+			break;
+		}
+	}
+	spin_unlock(&dev->msg_lock);
+	return -EFAULT;
+}
+
+static ssize_t dev_write_iter(struct kiocb *iocb, struct iov_iter *from)
+{
+	struct vduse_shim_dev *dev = iocb->ki_filp->private_data;
+	struct vduse_dev_response resp;
+	struct vduse_shim_msg *msg, *found = NULL;
+
+	if (iov_iter_count(from) != sizeof(resp))
+		return -EINVAL;
+	if (copy_from_iter(&resp, sizeof(resp), from) != sizeof(resp))
+		return -EFAULT;
+	if (!all_zero(resp.reserved, sizeof(resp.reserved)))
+		return -EINVAL;
+
+	spin_lock(&dev->msg_lock);
+	list_for_each_entry(msg, &dev->recv_list, list) {
+		if (msg->req.request_id == resp.request_id) {
+			found = msg;
+			break;
+		}
+	}
+	if (found) {
+		list_del(&found->list);
+		found->resp = resp;
+		found->completed = true;
+		complete(&found->done);
+	}
+	spin_unlock(&dev->msg_lock);
+
+	return found ? sizeof(resp) : -ENOENT;
+}
+
+static __poll_t dev_poll(struct file *file, poll_table *wait)
+{
+	struct vduse_shim_dev *dev = file->private_data;
+	__poll_t mask = 0;
+
+	poll_wait(file, &dev->waitq, wait);
+	spin_lock(&dev->msg_lock);
+	if (dev->broken)
+		mask |= EPOLLERR;
+	if (!list_empty(&dev->send_list))
+		mask |= EPOLLIN | EPOLLRDNORM;
+	if (!list_empty(&dev->recv_list))
+		mask |= EPOLLOUT | EPOLLWRNORM;
+	spin_unlock(&dev->msg_lock);
+	return mask;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Virtqueues                                                                 */
+
+void vduse_shim_vq_kick(struct vduse_shim_vq *vq)
+{
+	unsigned long flags;
+
+	spin_lock_irqsave(&vq->kick_lock, flags);
+	if (vq->kickfd)
+		eventfd_signal(vq->kickfd, 1);
+	else
+		vq->kicked = true;
+	spin_unlock_irqrestore(&vq->kick_lock, flags);
+}
+
+static void kick_work_fn(struct work_struct *work)
+{
+	vduse_shim_vq_kick(container_of(work, struct vduse_shim_vq, kick_work));
+}
+
+/*
+ * Follow the split ring, so that the shim knows which heads the daemon still
+ * owes an answer for.  Counted per head, so the order in which new avail and
+ * used entries are seen does not matter.
+ */
+void vduse_shim_vq_shadow_sync(struct vduse_shim_vq *vq, bool used_too)
+{
+	struct virtio_device *vdev = vq->vdev;
+	u16 idx;
+
+	lockdep_assert_held(&vq->shadow_lock);
+	if (!vq->inflight)
+		return;
+
+	idx = virtio16_to_cpu(vdev, smp_load_acquire(&vq->avail_va->idx));
+	while (vq->shadow_avail != idx) {
+		u16 head = virtio16_to_cpu(vdev,
+				READ_ONCE(vq->avail_va->ring[vq->shadow_avail %
+							     vq->num]));
+
+		if (head < vq->num && vq->inflight[head] < U8_MAX)
+			vq->inflight[head]++;
+		vq->shadow_avail++;
+	}
+	if (!used_too)
+		return;
+	idx = virtio16_to_cpu(vdev, smp_load_acquire(&vq->used_va->idx));
+	while (vq->shadow_used != idx) {
+		u32 id = virtio32_to_cpu(vdev,
+				READ_ONCE(vq->used_va->ring[vq->shadow_used %
+							    vq->num].id));
+
+		if (id < vq->num && vq->inflight[id])
+			vq->inflight[id]--;
+		vq->shadow_used++;
+	}
+}
+
+/* IOVA of the status byte: the last byte of the chain's last descriptor. */
+static bool chain_status_iova(struct vduse_shim_dev *dev,
+			      struct vduse_shim_vq *vq, u16 head, u64 *iova)
+{
+	struct virtio_device *vdev = vq->vdev;
+	unsigned int max = vq->num, i = head, n = 0;
+	struct vring_desc desc;
+	u64 table = 0;		/* IOVA of an indirect table, 0 if none */
+	u16 flags;
+
+	for (;;) {
+		if (i >= max || ++n > max)
+			return false;
+		if (table) {
+			/* Descriptors are 16-byte aligned: never split. */
+			struct vring_desc *d;
+
+			d = vduse_shim_domain_bounce_kaddr(dev->domain,
+					table + i * sizeof(desc), sizeof(desc));
+			if (!d)
+				return false;
+			desc = *d;
+		} else {
+			desc = vq->desc_va[i];
+		}
+		flags = virtio16_to_cpu(vdev, desc.flags);
+		if ((flags & VRING_DESC_F_INDIRECT) && !table) {
+			u32 len = virtio32_to_cpu(vdev, desc.len);
+
+			table = virtio64_to_cpu(vdev, desc.addr);
+			if (!table || !len || len % sizeof(desc) ||
+			    !IS_ALIGNED(table, sizeof(desc)))
+				return false;
+			max = len / sizeof(desc);
+			i = 0;
+			n = 0;
+			continue;
+		}
+		if (!(flags & VRING_DESC_F_NEXT))
+			break;
+		i = virtio16_to_cpu(vdev, desc.next);
+	}
+	if (!(flags & VRING_DESC_F_WRITE) || !desc.len)
+		return false;
+	*iova = virtio64_to_cpu(vdev, desc.addr) +
+		virtio32_to_cpu(vdev, desc.len) - 1;
+	return true;
+}
+
+/*
+ * Answer every request the daemon still owes with VIRTIO_BLK_S_IOERR, as the
+ * device would.  Returns whether anything was answered.
+ */
+static bool vq_fail_inflight(struct vduse_shim_dev *dev,
+			     struct vduse_shim_vq *vq)
+{
+	struct virtio_device *vdev = vq->vdev;
+	bool any = false;
+	u16 head, idx;
+
+	lockdep_assert_held(&vq->shadow_lock);
+	if (!vq->inflight)
+		return false;
+	vduse_shim_vq_shadow_sync(vq, true);
+	idx = vq->shadow_used;
+	for (head = 0; head < vq->num; head++) {
+		while (vq->inflight[head]) {
+			struct vring_used_elem *elem;
+			u64 iova;
+			u8 *status;
+
+			vq->inflight[head]--;
+			if (chain_status_iova(dev, vq, head, &iova)) {
+				status = vduse_shim_domain_bounce_kaddr(
+						dev->domain, iova, 1);
+				if (status)
+					*status = VIRTIO_BLK_S_IOERR;
+			}
+			elem = &vq->used_va->ring[idx % vq->num];
+			elem->id = cpu_to_virtio32(vdev, head);
+			elem->len = cpu_to_virtio32(vdev, 1);
+			idx++;
+			any = true;
+			atomic_long_inc(&vduse_shim_stats.reqs_failed_by_shim);
+		}
+	}
+	if (any) {
+		vq->shadow_used = idx;
+		smp_store_release(&vq->used_va->idx,
+				  cpu_to_virtio16(vdev, idx));
+	}
+	return any;
+}
+
+bool vduse_shim_dev_dead(struct vduse_shim_dev *dev)
+{
+	return READ_ONCE(dev->dead);
+}
+
+void vduse_shim_dev_fail_inflight(struct vduse_shim_dev *dev)
+{
+	queue_work(shim_wq, &dev->fail_work);
+}
+
+static void fail_work_fn(struct work_struct *work)
+{
+	struct vduse_shim_dev *dev = container_of(work, struct vduse_shim_dev,
+						  fail_work);
+	unsigned long flags;
+	u32 i;
+
+	for (i = 0; i < dev->vq_num; i++) {
+		struct vduse_shim_vq *vq = &dev->vqs[i];
+		bool any;
+
+		spin_lock_irqsave(&vq->irq_lock, flags);
+		if (vq->ready && vq->vq) {
+			spin_lock(&vq->shadow_lock);
+			any = vq_fail_inflight(dev, vq);
+			spin_unlock(&vq->shadow_lock);
+			if (any)
+				vring_interrupt(0, vq->vq);
+		}
+		spin_unlock_irqrestore(&vq->irq_lock, flags);
+	}
+}
+
+static void dead_work_fn(struct work_struct *work)
+{
+	struct vduse_shim_dev *dev = container_of(to_delayed_work(work),
+						  struct vduse_shim_dev,
+						  dead_work);
+
+	vduse_shim_go_dead(dev, "daemon gone or not answering");
+}
+
+static void vq_clear_kickfd(struct vduse_shim_vq *vq)
+{
+	unsigned long flags;
+
+	spin_lock_irqsave(&vq->kick_lock, flags);
+	if (vq->kickfd)
+		eventfd_ctx_put(vq->kickfd);
+	vq->kickfd = NULL;
+	vq->kicked = false;
+	spin_unlock_irqrestore(&vq->kick_lock, flags);
+}
+
+/* Device reset, driver side: forget everything the driver set up. */
+void vduse_shim_dev_reset(struct vduse_shim_dev *dev)
+{
+	unsigned long flags;
+	u32 i;
+
+	dev->status = 0;
+	dev->driver_features = 0;
+	dev->generation++;
+	for (i = 0; i < dev->vq_num; i++) {
+		struct vduse_shim_vq *vq = &dev->vqs[i];
+
+		spin_lock_irqsave(&vq->irq_lock, flags);
+		vq->ready = false;
+		vq->num = 0;
+		vq->desc_addr = 0;
+		vq->driver_addr = 0;
+		vq->device_addr = 0;
+		spin_unlock_irqrestore(&vq->irq_lock, flags);
+		vq_clear_kickfd(vq);
+		flush_work(&vq->kick_work);
+	}
+}
+
+static int vq_setup_kickfd(struct vduse_shim_dev *dev,
+			   struct vduse_vq_eventfd *efd)
+{
+	struct eventfd_ctx *ctx = NULL;
+	struct vduse_shim_vq *vq;
+	unsigned long flags;
+
+	if (efd->index >= dev->vq_num)
+		return -EINVAL;
+	vq = &dev->vqs[array_index_nospec(efd->index, dev->vq_num)];
+	if (efd->fd >= 0) {
+		ctx = eventfd_ctx_fdget(efd->fd);
+		if (IS_ERR(ctx))
+			return PTR_ERR(ctx);
+	} else if (efd->fd != VDUSE_EVENTFD_DEASSIGN) {
+		return -EINVAL;
+	}
+
+	spin_lock_irqsave(&vq->kick_lock, flags);
+	if (vq->kickfd)
+		eventfd_ctx_put(vq->kickfd);
+	vq->kickfd = ctx;
+	/* A kick that came before the eventfd is not lost. */
+	if (ctx && vq->kicked) {
+		eventfd_signal(ctx, 1);
+		vq->kicked = false;
+	}
+	spin_unlock_irqrestore(&vq->kick_lock, flags);
+	return 0;
+}
+
+static int vq_inject_irq(struct vduse_shim_dev *dev, u32 index)
+{
+	struct vduse_shim_vq *vq;
+	unsigned long flags;
+	int ret = -EINVAL;
+
+	if (index >= dev->vq_num)
+		return -EINVAL;
+	vq = &dev->vqs[array_index_nospec(index, dev->vq_num)];
+
+	spin_lock_irqsave(&vq->irq_lock, flags);
+	if (vq->ready && vq->vq &&
+	    (READ_ONCE(dev->status) & VIRTIO_CONFIG_S_DRIVER_OK)) {
+		spin_lock(&vq->shadow_lock);
+		vduse_shim_vq_shadow_sync(vq, true);
+		spin_unlock(&vq->shadow_lock);
+		vring_interrupt(0, vq->vq);
+		ret = 0;
+	}
+	spin_unlock_irqrestore(&vq->irq_lock, flags);
+	return ret;
+}
+
+static int vq_get_info(struct vduse_shim_dev *dev, struct vduse_vq_info *info)
+{
+	struct vduse_shim_vq *vq;
+	unsigned long flags;
+	u32 index = info->index;
+
+	if (index >= dev->vq_num)
+		return -EINVAL;
+	vq = &dev->vqs[array_index_nospec(index, dev->vq_num)];
+
+	memset(info, 0, sizeof(*info));
+	info->index = index;
+	spin_lock_irqsave(&vq->irq_lock, flags);
+	info->num = vq->num;
+	info->desc_addr = vq->desc_addr;
+	info->driver_addr = vq->driver_addr;
+	info->device_addr = vq->device_addr;
+	info->ready = vq->ready;
+	spin_unlock_irqrestore(&vq->irq_lock, flags);
+	/* The driver starts every split ring at avail index 0. */
+	info->split.avail_index = 0;
+	return 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* /dev/vduse/$NAME                                                           */
+
+static int dev_set_config(struct vduse_shim_dev *dev, void __user *argp)
+{
+	struct vduse_config_data hdr;
+	unsigned long flags;
+	void *buf;
+
+	if (copy_from_user(&hdr, argp, sizeof(hdr)))
+		return -EFAULT;
+	if (!hdr.length || hdr.offset > dev->config_size ||
+	    hdr.length > dev->config_size - hdr.offset)
+		return -EINVAL;
+	buf = memdup_user(argp + sizeof(hdr), hdr.length);
+	if (IS_ERR(buf))
+		return PTR_ERR(buf);
+	spin_lock_irqsave(&dev->config_lock, flags);
+	memcpy(dev->config + hdr.offset, buf, hdr.length);
+	spin_unlock_irqrestore(&dev->config_lock, flags);
+	kfree(buf);
+	return 0;
+}
+
+static long dev_iotlb_get_fd(struct vduse_shim_dev *dev, void __user *argp)
+{
+	struct vduse_iotlb_entry entry;
+	struct file *f = NULL;
+	int ret;
+
+	if (copy_from_user(&entry, argp, sizeof(entry)))
+		return -EFAULT;
+	if (entry.start > entry.last)
+		return -EINVAL;
+
+	mutex_lock(&dev->lock);
+	ret = -EINVAL;
+	if (dev->domain) {
+		ret = vduse_shim_domain_lookup(dev->domain, &entry);
+		if (!ret)
+			f = get_file(vduse_shim_domain_file(dev->domain));
+	}
+	mutex_unlock(&dev->lock);
+	if (ret)
+		return ret;
+
+	if (copy_to_user(argp, &entry, sizeof(entry))) {
+		fput(f);
+		return -EFAULT;
+	}
+	ret = receive_fd(f, O_CLOEXEC);
+	fput(f);
+	return ret;
+}
+
+static long dev_ioctl(struct file *file, unsigned int cmd, unsigned long arg)
+{
+	struct vduse_shim_dev *dev = file->private_data;
+	void __user *argp = (void __user *)arg;
+
+	if (READ_ONCE(dev->broken))
+		return -EIO;
+
+	switch (cmd) {
+	case VDUSE_IOTLB_GET_FD:
+		return dev_iotlb_get_fd(dev, argp);
+	case VDUSE_DEV_GET_FEATURES:
+		return put_user(dev->driver_features, (u64 __user *)argp);
+	case VDUSE_DEV_SET_CONFIG:
+		return dev_set_config(dev, argp);
+	case VDUSE_DEV_INJECT_CONFIG_IRQ:
+		if (!(READ_ONCE(dev->status) & VIRTIO_CONFIG_S_DRIVER_OK))
+			return -EINVAL;
+		mutex_lock(&dev->lock);
+		vduse_shim_vdev_config_changed(dev);
+		mutex_unlock(&dev->lock);
+		return 0;
+	case VDUSE_VQ_SETUP: {
+		struct vduse_vq_config cfg;
+		int ret = 0;
+
+		if (copy_from_user(&cfg, argp, sizeof(cfg)))
+			return -EFAULT;
+		if (cfg.index >= dev->vq_num ||
+		    !all_zero(cfg.reserved, sizeof(cfg.reserved)) ||
+		    !cfg.max_size || !is_power_of_2(cfg.max_size) ||
+		    cfg.max_size > VDUSE_SHIM_MAX_VQ_SIZE)
+			return -EINVAL;
+		mutex_lock(&dev->lock);
+		if (dev->vdev || dev->attaching)
+			ret = -EBUSY;
+		else
+			dev->vqs[array_index_nospec(cfg.index,
+					dev->vq_num)].num_max = cfg.max_size;
+		mutex_unlock(&dev->lock);
+		return ret;
+	}
+	case VDUSE_VQ_GET_INFO: {
+		struct vduse_vq_info info;
+		int ret;
+
+		if (copy_from_user(&info, argp, sizeof(info)))
+			return -EFAULT;
+		ret = vq_get_info(dev, &info);
+		if (ret)
+			return ret;
+		return copy_to_user(argp, &info, sizeof(info)) ? -EFAULT : 0;
+	}
+	case VDUSE_VQ_SETUP_KICKFD: {
+		struct vduse_vq_eventfd efd;
+
+		if (copy_from_user(&efd, argp, sizeof(efd)))
+			return -EFAULT;
+		return vq_setup_kickfd(dev, &efd);
+	}
+	case VDUSE_VQ_INJECT_IRQ: {
+		u32 index;
+
+		if (get_user(index, (u32 __user *)argp))
+			return -EFAULT;
+		return vq_inject_irq(dev, index);
+	}
+	case VDUSE_IOTLB_REG_UMEM:
+	case VDUSE_IOTLB_DEREG_UMEM:
+	case VDUSE_IOTLB_GET_INFO:
+		return -EOPNOTSUPP;
+	default:
+		return -ENOTTY;
+	}
+}
+
+static int dev_open(struct inode *inode, struct file *file)
+{
+	struct vduse_shim_dev *dev;
+	int ret = -ENODEV;
+
+	mutex_lock(&devs_lock);
+	dev = idr_find(&devs_idr, iminor(inode));
+	if (dev) {
+		mutex_lock(&dev->lock);
+		ret = -EBUSY;
+		if (!dev->connected && !dev->destroying) {
+			dev->connected = true;
+			file->private_data = dev;
+			ret = 0;
+		}
+		mutex_unlock(&dev->lock);
+	}
+	mutex_unlock(&devs_lock);
+	if (!ret)
+		cancel_delayed_work(&dev->dead_work);
+	return ret;
+}
+
+static int dev_release(struct inode *inode, struct file *file)
+{
+	struct vduse_shim_dev *dev = file->private_data;
+
+	/* Messages read but not answered are offered again to a new opener. */
+	spin_lock(&dev->msg_lock);
+	list_splice_init(&dev->recv_list, &dev->send_list);
+	spin_unlock(&dev->msg_lock);
+
+	mutex_lock(&dev->lock);
+	dev->connected = false;
+	/* Give a restarted daemon one timeout to come back. */
+	if (dev->vdev || dev->attaching)
+		mod_delayed_work(shim_wq, &dev->dead_work,
+				 (unsigned long)vduse_shim_msg_timeout * HZ);
+	mutex_unlock(&dev->lock);
+	return 0;
+}
+
+static const struct file_operations dev_fops = {
+	.owner		= THIS_MODULE,
+	.open		= dev_open,
+	.release	= dev_release,
+	.read_iter	= dev_read_iter,
+	.write_iter	= dev_write_iter,
+	.poll		= dev_poll,
+	.unlocked_ioctl	= dev_ioctl,
+	.compat_ioctl	= compat_ptr_ioctl,
+	.llseek		= noop_llseek,
+};
+
+/* ------------------------------------------------------------------------ */
+/* Create, destroy, attach, detach                                            */
+
+static struct vduse_shim_dev *find_dev_locked(const char *name)
+{
+	struct vduse_shim_dev *dev;
+	int id;
+
+	lockdep_assert_held(&devs_lock);
+	idr_for_each_entry(&devs_idr, dev, id)
+		if (!strcmp(dev->name, name))
+			return dev;
+	return NULL;
+}
+
+static void dev_free(struct vduse_shim_dev *dev)
+{
+	u32 i;
+
+	if (dev->vqs) {
+		for (i = 0; i < dev->vq_num; i++)
+			vq_clear_kickfd(&dev->vqs[i]);
+		kfree(dev->vqs);
+	}
+	if (dev->domain)
+		vduse_shim_domain_destroy(dev->domain);
+	kvfree(dev->config);
+	kfree(dev);
+	atomic_long_dec(&vduse_shim_stats.devices);
+}
+
+static bool config_valid(const struct vduse_dev_config *cfg)
+{
+	size_t len = strnlen(cfg->name, VDUSE_NAME_MAX);
+
+	if (!len || len == VDUSE_NAME_MAX || strchr(cfg->name, '/') ||
+	    !strcmp(cfg->name, "control") || !strcmp(cfg->name, ".") ||
+	    !strcmp(cfg->name, ".."))
+		return false;
+	if (!all_zero(cfg->reserved, sizeof(cfg->reserved)))
+		return false;
+	if (cfg->device_id != VIRTIO_ID_BLOCK)
+		return false;
+	if (!(cfg->features & BIT_ULL(VIRTIO_F_ACCESS_PLATFORM)))
+		return false;
+	/* The config space is read-only for the driver. */
+	if (cfg->features & BIT_ULL(VIRTIO_BLK_F_CONFIG_WCE))
+		return false;
+	if (!cfg->vq_num || cfg->vq_num > VDUSE_SHIM_MAX_VQS)
+		return false;
+	if (!cfg->vq_align || !is_power_of_2(cfg->vq_align) ||
+	    cfg->vq_align > PAGE_SIZE)
+		return false;
+	if (cfg->config_size > PAGE_SIZE)
+		return false;
+	return true;
+}
+
+static int create_dev(struct vduse_dev_config *cfg, void *config)
+{
+	struct vduse_shim_dev *dev;
+	u32 i;
+	int ret;
+
+	dev = kzalloc(sizeof(*dev), GFP_KERNEL);
+	if (!dev)
+		return -ENOMEM;
+	atomic_long_inc(&vduse_shim_stats.devices);
+	strscpy(dev->name, cfg->name, sizeof(dev->name));
+	mutex_init(&dev->lock);
+	spin_lock_init(&dev->config_lock);
+	spin_lock_init(&dev->msg_lock);
+	INIT_LIST_HEAD(&dev->send_list);
+	INIT_LIST_HEAD(&dev->recv_list);
+	init_waitqueue_head(&dev->waitq);
+	INIT_DELAYED_WORK(&dev->dead_work, dead_work_fn);
+	INIT_WORK(&dev->fail_work, fail_work_fn);
+	dev->device_id = cfg->device_id;
+	dev->vendor_id = cfg->vendor_id;
+	dev->device_features = cfg->features;
+	dev->vq_num = cfg->vq_num;
+	dev->vq_align = cfg->vq_align;
+	dev->config_size = cfg->config_size;
+
+	dev->vqs = kcalloc(dev->vq_num, sizeof(*dev->vqs), GFP_KERNEL);
+	if (!dev->vqs) {
+		kfree(dev);
+		atomic_long_dec(&vduse_shim_stats.devices);
+		return -ENOMEM;
+	}
+	for (i = 0; i < dev->vq_num; i++) {
+		struct vduse_shim_vq *vq = &dev->vqs[i];
+
+		vq->index = i;
+		spin_lock_init(&vq->kick_lock);
+		spin_lock_init(&vq->irq_lock);
+		spin_lock_init(&vq->shadow_lock);
+		INIT_WORK(&vq->kick_work, kick_work_fn);
+	}
+
+	mutex_lock(&devs_lock);
+	ret = -EEXIST;
+	if (find_dev_locked(dev->name))
+		goto err_unlock;
+	ret = idr_alloc(&devs_idr, dev, 1, VDUSE_SHIM_MAX_DEVICES, GFP_KERNEL);
+	if (ret < 0)
+		goto err_unlock;
+	dev->minor = ret;
+	dev->dev = device_create(vduse_class, NULL,
+				 MKDEV(MAJOR(vduse_devt), dev->minor), dev,
+				 "%s", dev->name);
+	if (IS_ERR(dev->dev)) {
+		ret = PTR_ERR(dev->dev);
+		idr_remove(&devs_idr, dev->minor);
+		goto err_unlock;
+	}
+	/* The class device is the DMA device of the virtio device. */
+	dev->dev->coherent_dma_mask = DMA_BIT_MASK(64);
+	dev->dev->dma_mask = &dev->dev->coherent_dma_mask;
+	set_dma_ops(dev->dev, &vduse_shim_dma_ops);
+	dev->config = config;
+	mutex_unlock(&devs_lock);
+	return 0;
+
+err_unlock:
+	mutex_unlock(&devs_lock);
+	dev_free(dev);
+	return ret;
+}
+
+/* Called with devs_lock; dev->destroying is set and nobody uses dev. */
+static void destroy_dev_locked(struct vduse_shim_dev *dev)
+{
+	cancel_delayed_work_sync(&dev->dead_work);
+	cancel_work_sync(&dev->fail_work);
+	device_destroy(vduse_class, MKDEV(MAJOR(vduse_devt), dev->minor));
+	idr_remove(&devs_idr, dev->minor);
+	dev_free(dev);
+}
+
+static int destroy_dev(const char *name)
+{
+	struct vduse_shim_dev *dev;
+	int ret = -EINVAL;
+
+	mutex_lock(&devs_lock);
+	dev = find_dev_locked(name);
+	if (dev) {
+		mutex_lock(&dev->lock);
+		ret = -EBUSY;
+		if (!dev->connected && !dev->vdev && !dev->attaching &&
+		    !dev->destroying) {
+			dev->destroying = true;
+			ret = 0;
+		}
+		mutex_unlock(&dev->lock);
+		if (!ret)
+			destroy_dev_locked(dev);
+	}
+	mutex_unlock(&devs_lock);
+	return ret;
+}
+
+u16 vduse_shim_dev_max_vq_size(struct vduse_shim_dev *dev)
+{
+	u16 max = 0;
+	u32 i;
+
+	for (i = 0; i < dev->vq_num; i++)
+		max = max_t(u16, max, dev->vqs[i].num_max);
+	return max;
+}
+
+int vduse_shim_attach(const char *name)
+{
+	struct vduse_shim_dev *dev;
+	struct vduse_shim_domain *domain;
+	int ret;
+	u32 i;
+
+	mutex_lock(&attach_lock);
+	mutex_lock(&devs_lock);
+	dev = find_dev_locked(name);
+	ret = -ENODEV;
+	if (!dev)
+		goto unlock_devs;
+	mutex_lock(&dev->lock);
+	ret = -EEXIST;
+	if (dev->vdev || dev->attaching)
+		goto unlock_dev;
+	ret = -EIO;
+	if (READ_ONCE(dev->broken))
+		goto unlock_dev;
+	ret = -EINVAL;
+	for (i = 0; i < dev->vq_num; i++)
+		if (!dev->vqs[i].num_max)
+			goto unlock_dev;
+	ret = 0;
+	if (!dev->domain) {
+		domain = vduse_shim_domain_create(vduse_shim_bounce_size,
+						  domain_invalidate, dev);
+		if (IS_ERR(domain))
+			ret = PTR_ERR(domain);
+		else
+			dev->domain = domain;
+	}
+	if (!ret)
+		dev->attaching = true;
+unlock_dev:
+	mutex_unlock(&dev->lock);
+unlock_devs:
+	mutex_unlock(&devs_lock);
+	if (ret)
+		goto out;
+
+	/* Probing the driver talks to the daemon: no locks but attach_lock. */
+	ret = vduse_shim_vdev_register(dev);
+
+	mutex_lock(&dev->lock);
+	dev->attaching = false;
+	if (!ret)
+		atomic_long_inc(&vduse_shim_stats.attached);
+	else if (!dev->connected)
+		cancel_delayed_work(&dev->dead_work);
+	mutex_unlock(&dev->lock);
+out:
+	mutex_unlock(&attach_lock);
+	return ret;
+}
+
+int vduse_shim_detach(const char *name)
+{
+	struct vduse_shim_vdev *sv = NULL;
+	struct vduse_shim_dev *dev;
+	bool connected = false;
+
+	mutex_lock(&attach_lock);
+	mutex_lock(&devs_lock);
+	dev = find_dev_locked(name);
+	if (dev) {
+		mutex_lock(&dev->lock);
+		sv = dev->vdev;
+		if (sv) {
+			/* Busy until the driver is gone: no destroy. */
+			dev->vdev = NULL;
+			dev->attaching = true;
+		}
+		connected = dev->connected;
+		mutex_unlock(&dev->lock);
+	}
+	mutex_unlock(&devs_lock);
+	if (!sv) {
+		mutex_unlock(&attach_lock);
+		return -ENODEV;
+	}
+
+	/*
+	 * Removing the driver waits for its requests.  Without a daemon they
+	 * are failed now; with one, after a timeout at most.
+	 */
+	if (!connected)
+		vduse_shim_go_dead(dev, "detached without a daemon");
+	else
+		mod_delayed_work(shim_wq, &dev->dead_work,
+				 (unsigned long)vduse_shim_msg_timeout * HZ);
+
+	vduse_shim_vdev_unregister(sv);
+
+	mutex_lock(&dev->lock);
+	dev->attaching = false;
+	if (dev->connected)
+		cancel_delayed_work(&dev->dead_work);
+	mutex_unlock(&dev->lock);
+	flush_work(&dev->fail_work);
+	atomic_long_dec(&vduse_shim_stats.attached);
+	mutex_unlock(&attach_lock);
+	return 0;
+}
+
+/* Call fn for every attached device, skipping the first @skip. */
+int vduse_shim_for_each_attached(vduse_shim_iter_t fn, void *arg, long skip)
+{
+	struct vduse_shim_dev *dev;
+	int id, ret = 0;
+	long n = 0;
+
+	mutex_lock(&attach_lock);
+	mutex_lock(&devs_lock);
+	idr_for_each_entry(&devs_idr, dev, id) {
+		if (!dev->vdev)
+			continue;
+		if (n++ < skip)
+			continue;
+		ret = fn(dev, arg);
+		if (ret)
+			break;
+	}
+	mutex_unlock(&devs_lock);
+	mutex_unlock(&attach_lock);
+	return ret;
+}
+
+int vduse_shim_with_attached(const char *name, vduse_shim_iter_t fn,
+			     void *arg)
+{
+	struct vduse_shim_dev *dev;
+	int ret = -ENODEV;
+
+	mutex_lock(&attach_lock);
+	mutex_lock(&devs_lock);
+	dev = find_dev_locked(name);
+	if (dev && dev->vdev)
+		ret = fn(dev, arg);
+	mutex_unlock(&devs_lock);
+	mutex_unlock(&attach_lock);
+	return ret;
+}
+
+/* ------------------------------------------------------------------------ */
+/* /dev/vduse/control                                                         */
+
+static long ctrl_ioctl(struct file *file, unsigned int cmd, unsigned long arg)
+{
+	void __user *argp = (void __user *)arg;
+
+	switch (cmd) {
+	case VDUSE_GET_API_VERSION: {
+		u64 version = (unsigned long)file->private_data;
+
+		return put_user(version, (u64 __user *)argp);
+	}
+	case VDUSE_SET_API_VERSION: {
+		u64 version;
+
+		if (get_user(version, (u64 __user *)argp))
+			return -EFAULT;
+		if (version > VDUSE_API_VERSION)
+			return -EINVAL;
+		file->private_data = (void *)(unsigned long)version;
+		return 0;
+	}
+	case VDUSE_CREATE_DEV: {
+		struct vduse_dev_config cfg;
+		void *config;
+		int ret;
+
+		if (copy_from_user(&cfg, argp, sizeof(cfg)))
+			return -EFAULT;
+		if (!config_valid(&cfg))
+			return -EINVAL;
+		config = vmemdup_user(argp + sizeof(cfg), cfg.config_size);
+		if (IS_ERR(config))
+			return PTR_ERR(config);
+		ret = create_dev(&cfg, config);
+		if (ret)
+			kvfree(config);
+		return ret;
+	}
+	case VDUSE_DESTROY_DEV: {
+		char name[VDUSE_NAME_MAX];
+
+		if (copy_from_user(name, argp, sizeof(name)))
+			return -EFAULT;
+		if (strnlen(name, sizeof(name)) == sizeof(name))
+			return -EINVAL;
+		return destroy_dev(name);
+	}
+	default:
+		return -ENOTTY;
+	}
+}
+
+static int ctrl_open(struct inode *inode, struct file *file)
+{
+	file->private_data = (void *)(unsigned long)VDUSE_API_VERSION;
+	return 0;
+}
+
+static const struct file_operations ctrl_fops = {
+	.owner		= THIS_MODULE,
+	.open		= ctrl_open,
+	.unlocked_ioctl	= ctrl_ioctl,
+	.compat_ioctl	= compat_ptr_ioctl,
+	.llseek		= noop_llseek,
+};
+
+static char *vduse_devnode(struct device *dev, umode_t *mode)
+{
+	return kasprintf(GFP_KERNEL, "vduse/%s", dev_name(dev));
+}
+
+int vduse_shim_dev_init(void)
+{
+	int ret;
+
+	shim_wq = alloc_workqueue("vduse-shim", WQ_UNBOUND, 0);
+	if (!shim_wq)
+		return -ENOMEM;
+
+	vduse_class = class_create(THIS_MODULE, "vduse");
+	if (IS_ERR(vduse_class)) {
+		ret = PTR_ERR(vduse_class);
+		goto err_wq;
+	}
+	vduse_class->devnode = vduse_devnode;
+
+	ret = alloc_chrdev_region(&vduse_devt, 0, VDUSE_SHIM_MAX_DEVICES,
+				  "vduse");
+	if (ret)
+		goto err_class;
+
+	cdev_init(&ctrl_cdev, &ctrl_fops);
+	ctrl_cdev.owner = THIS_MODULE;
+	ret = cdev_add(&ctrl_cdev, vduse_devt, 1);
+	if (ret)
+		goto err_region;
+
+	cdev_init(&dev_cdev, &dev_fops);
+	dev_cdev.owner = THIS_MODULE;
+	ret = cdev_add(&dev_cdev, MKDEV(MAJOR(vduse_devt), 1),
+		       VDUSE_SHIM_MAX_DEVICES - 1);
+	if (ret)
+		goto err_ctrl_cdev;
+
+	ctrl_device = device_create(vduse_class, NULL, vduse_devt, NULL,
+				    "control");
+	if (IS_ERR(ctrl_device)) {
+		ret = PTR_ERR(ctrl_device);
+		goto err_dev_cdev;
+	}
+	return 0;
+
+err_dev_cdev:
+	cdev_del(&dev_cdev);
+err_ctrl_cdev:
+	cdev_del(&ctrl_cdev);
+err_region:
+	unregister_chrdev_region(vduse_devt, VDUSE_SHIM_MAX_DEVICES);
+err_class:
+	class_destroy(vduse_class);
+err_wq:
+	destroy_workqueue(shim_wq);
+	return ret;
+}
+
+/*
+ * Unload: no file of ours is open (each holds a module reference), so no
+ * daemon is connected.  Detach and destroy what is left.
+ */
+void vduse_shim_dev_exit(void)
+{
+	struct vduse_shim_dev *dev;
+	int id;
+
+	for (;;) {
+		char name[VDUSE_NAME_MAX] = "";
+
+		mutex_lock(&devs_lock);
+		idr_for_each_entry(&devs_idr, dev, id) {
+			if (dev->vdev) {
+				strscpy(name, dev->name, sizeof(name));
+				break;
+			}
+		}
+		mutex_unlock(&devs_lock);
+		if (!name[0])
+			break;
+		vduse_shim_detach(name);
+	}
+
+	mutex_lock(&devs_lock);
+	idr_for_each_entry(&devs_idr, dev, id) {
+		dev->destroying = true;
+		destroy_dev_locked(dev);
+	}
+	mutex_unlock(&devs_lock);
+	idr_destroy(&devs_idr);
+
+	device_destroy(vduse_class, vduse_devt);
+	cdev_del(&dev_cdev);
+	cdev_del(&ctrl_cdev);
+	unregister_chrdev_region(vduse_devt, VDUSE_SHIM_MAX_DEVICES);
+	class_destroy(vduse_class);
+	destroy_workqueue(shim_wq);
+}

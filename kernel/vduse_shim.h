@@ -1,0 +1,209 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
+/*
+ * vduse_shim: VDUSE for kernels built without CONFIG_VDPA.
+ *
+ * Internal declarations shared by the files of the module.
+ */
+#ifndef VDUSE_SHIM_H
+#define VDUSE_SHIM_H
+
+#include <linux/atomic.h>
+#include <linux/cdev.h>
+#include <linux/device.h>
+#include <linux/dma-direction.h>
+#include <linux/interval_tree.h>
+#include <linux/iova.h>
+#include <linux/list.h>
+#include <linux/mutex.h>
+#include <linux/spinlock.h>
+#include <linux/types.h>
+#include <linux/virtio.h>
+#include <linux/wait.h>
+#include <linux/virtio_ring.h>
+#include <linux/workqueue.h>
+#include <uapi/linux/vduse.h>
+
+#define VDUSE_SHIM_MGMTDEV_NAME		"vduse"
+#define VDUSE_SHIM_MAX_DEVICES		4096
+#define VDUSE_SHIM_MAX_VQS		256
+#define VDUSE_SHIM_MAX_VQ_SIZE		32768
+/* Size of the coherent region that follows the bounce region. */
+#define VDUSE_SHIM_COHERENT_SIZE	(128ULL << 20)
+/*
+ * Streaming mappings are allocated in units of one granule, smaller than a
+ * page, so that small buffers (request headers, status bytes) share bounce
+ * pages.  Each granule remembers its own original address.
+ */
+#define VDUSE_SHIM_GRANULE_SHIFT	10
+#define VDUSE_SHIM_GRANULE		(1UL << VDUSE_SHIM_GRANULE_SHIFT)
+
+/* Live object counters, shown in debugfs and checked by the tests. */
+struct vduse_shim_stats {
+	atomic_long_t devices;
+	atomic_long_t attached;
+	atomic_long_t domains;
+	atomic_long_t bounce_pages;
+	atomic_long_t coherent_allocs;
+	atomic_long_t stream_maps;
+	atomic_long_t msgs_timed_out;
+	atomic_long_t reqs_failed_by_shim;
+};
+
+extern struct vduse_shim_stats vduse_shim_stats;
+extern unsigned int vduse_shim_msg_timeout;
+extern unsigned long vduse_shim_bounce_size;
+
+/* ---- IOVA domain (domain.c) ---- */
+
+struct vduse_shim_domain;
+
+typedef void (*vduse_shim_invalidate_t)(void *priv, u64 start, u64 last);
+
+struct vduse_shim_domain *vduse_shim_domain_create(u64 bounce_size,
+						   vduse_shim_invalidate_t inv,
+						   void *priv);
+void vduse_shim_domain_destroy(struct vduse_shim_domain *domain);
+void vduse_shim_domain_detach_owner(struct vduse_shim_domain *domain);
+struct file *vduse_shim_domain_file(struct vduse_shim_domain *domain);
+u64 vduse_shim_domain_bounce_size(struct vduse_shim_domain *domain);
+int vduse_shim_domain_lookup(struct vduse_shim_domain *domain,
+			     struct vduse_iotlb_entry *entry);
+
+dma_addr_t vduse_shim_domain_map(struct vduse_shim_domain *domain,
+				 phys_addr_t pa, size_t size,
+				 enum dma_data_direction dir);
+void vduse_shim_domain_unmap(struct vduse_shim_domain *domain,
+			     dma_addr_t iova, size_t size,
+			     enum dma_data_direction dir);
+void vduse_shim_domain_sync(struct vduse_shim_domain *domain,
+			    dma_addr_t iova, size_t size, bool for_device);
+void *vduse_shim_domain_alloc_coherent(struct vduse_shim_domain *domain,
+				       size_t size, dma_addr_t *iova,
+				       gfp_t gfp);
+void vduse_shim_domain_free_coherent(struct vduse_shim_domain *domain,
+				     size_t size, void *vaddr,
+				     dma_addr_t iova);
+void *vduse_shim_domain_kaddr(struct vduse_shim_domain *domain, u64 iova,
+			      size_t len);
+void *vduse_shim_domain_bounce_kaddr(struct vduse_shim_domain *domain,
+				     u64 iova, size_t len);
+int vduse_shim_domain_selftest(char *buf, size_t len);
+int vduse_shim_domain_init(void);
+void vduse_shim_domain_exit(void);
+
+/* ---- devices (device.c) ---- */
+
+struct vduse_shim_vq {
+	u32 index;
+	u16 num_max;
+
+	spinlock_t kick_lock;		/* kickfd, kicked */
+	struct eventfd_ctx *kickfd;
+	bool kicked;
+	struct work_struct kick_work;
+
+	spinlock_t irq_lock;		/* vq, ready, ring addresses */
+	struct virtqueue *vq;
+	bool ready;
+	u32 num;
+	u64 desc_addr;
+	u64 driver_addr;
+	u64 device_addr;
+
+	/*
+	 * Shadow of the split ring: per head, how many times the driver made
+	 * it available minus how many times the daemon used it.  Lets the
+	 * shim answer the requests of a dead daemon.
+	 */
+	spinlock_t shadow_lock;		/* everything below */
+	struct virtio_device *vdev;
+	struct vring_desc *desc_va;
+	struct vring_avail *avail_va;
+	struct vring_used *used_va;
+	u8 *inflight;
+	u16 shadow_avail;
+	u16 shadow_used;
+};
+
+struct vduse_shim_msg {
+	struct vduse_dev_request req;
+	struct vduse_dev_response resp;
+	struct list_head list;
+	struct completion done;
+	bool completed;
+};
+
+struct vduse_shim_vdev;
+
+struct vduse_shim_dev {
+	char name[VDUSE_NAME_MAX];
+	int minor;
+	struct device *dev;		/* /dev/vduse/$NAME; DMA parent */
+
+	struct mutex lock;		/* connected, attaching, vdev, domain */
+	bool connected;
+	bool attaching;
+	bool destroying;
+	struct vduse_shim_vdev *vdev;
+	struct vduse_shim_domain *domain;
+
+	u32 device_id;
+	u32 vendor_id;
+	u64 device_features;
+	u64 driver_features;
+	u32 vq_num;
+	u32 vq_align;
+	struct vduse_shim_vq *vqs;
+
+	spinlock_t config_lock;
+	u32 config_size;
+	void *config;
+
+	u8 status;
+	u32 generation;
+
+	spinlock_t msg_lock;		/* lists, msg_next, broken, dead */
+	struct list_head send_list;
+	struct list_head recv_list;
+	u32 msg_next;
+	bool broken;
+	bool dead;
+	wait_queue_head_t waitq;
+
+	struct delayed_work dead_work;
+	struct work_struct fail_work;
+};
+
+int vduse_shim_dev_init(void);
+void vduse_shim_dev_exit(void);
+int vduse_shim_attach(const char *name);
+int vduse_shim_detach(const char *name);
+typedef int (*vduse_shim_iter_t)(struct vduse_shim_dev *dev, void *arg);
+int vduse_shim_for_each_attached(vduse_shim_iter_t fn, void *arg, long skip);
+int vduse_shim_with_attached(const char *name, vduse_shim_iter_t fn,
+			     void *arg);
+u16 vduse_shim_dev_max_vq_size(struct vduse_shim_dev *dev);
+
+int vduse_shim_msg_set_status(struct vduse_shim_dev *dev, u8 status);
+int vduse_shim_msg_update_iotlb(struct vduse_shim_dev *dev, u64 start,
+				u64 last);
+void vduse_shim_dev_reset(struct vduse_shim_dev *dev);
+void vduse_shim_vq_kick(struct vduse_shim_vq *vq);
+void vduse_shim_go_dead(struct vduse_shim_dev *dev, const char *why);
+void vduse_shim_vq_shadow_sync(struct vduse_shim_vq *vq, bool used_too);
+bool vduse_shim_dev_dead(struct vduse_shim_dev *dev);
+void vduse_shim_dev_fail_inflight(struct vduse_shim_dev *dev);
+
+/* ---- virtio transport (virtio.c) ---- */
+
+extern const struct dma_map_ops vduse_shim_dma_ops;
+int vduse_shim_vdev_register(struct vduse_shim_dev *dev);
+void vduse_shim_vdev_unregister(struct vduse_shim_vdev *sv);
+void vduse_shim_vdev_config_changed(struct vduse_shim_dev *dev);
+
+/* ---- generic netlink (netlink.c) ---- */
+
+int vduse_shim_netlink_init(void);
+void vduse_shim_netlink_exit(void);
+
+#endif /* VDUSE_SHIM_H */
