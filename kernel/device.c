@@ -947,6 +947,18 @@ unlock_devs:
 
 	/* Probing the driver talks to the daemon: no locks but attach_lock. */
 	ret = vduse_shim_vdev_register(dev);
+	if (!ret && READ_ONCE(dev->broken)) {
+		/* The daemon did not answer while the driver probed. */
+		struct vduse_shim_vdev *sv;
+
+		mutex_lock(&dev->lock);
+		sv = dev->vdev;
+		dev->vdev = NULL;
+		mutex_unlock(&dev->lock);
+		vduse_shim_vdev_unregister(sv);
+		flush_work(&dev->fail_work);
+		ret = -EIO;
+	}
 
 	mutex_lock(&dev->lock);
 	dev->attaching = false;

@@ -1,0 +1,195 @@
+#!/bin/sh
+# SPDX-License-Identifier: MIT
+#
+# Guest script (bookworm-shim): the shim-specific checks.
+#   - malformed ioctls are refused (shim-test bad-ioctls)
+#   - bounce pages start zeroed; two mappings sharing a bounce page each get
+#     their own data (the module's debugfs selftest)
+#   - a daemon that never answers: attach gives up after msg_timeout, the
+#     device is broken (POLLERR, ioctls fail), detach and destroy work
+#   - the daemon SIGKILLed during fio: I/O fails instead of hanging, detach
+#     and destroy complete within the timeout
+#   - the daemon SIGSTOPped during fio: detach completes after the timeout
+#   - 100 create/attach/detach/destroy cycles leave no allocation behind
+#   - the module unloads
+# Needs: the project's vduse-blk, --bin shim-test. Env: SHIM_CYCLES (100).
+. /lib/vmtest.sh
+
+TIMEOUT=5
+CYCLES=${SHIM_CYCLES:-100}
+S=/sys/kernel/debug/vduse_shim
+P=/sys/module/vduse_shim/parameters
+IMG=/tmp/img
+LOG=/tmp/srv.log
+
+mount -t debugfs none /sys/kernel/debug 2>/dev/null
+stat_of() { awk -v k="$1" '$1 == k { print $2 }' "$S/stats"; }
+have_vda() { [ -b /dev/vda ]; }
+no_vda() { [ ! -e /sys/block/vda ]; }
+attached() { grep -q attached "$LOG"; }
+now() { cut -d. -f1 /proc/uptime; }
+# Every live-object counter of the module is back to zero.
+all_freed() {
+	for k in devices attached domains bounce_pages coherent_allocs stream_maps; do
+		[ "$(stat_of $k)" = 0 ] || { echo "$k is $(stat_of $k)"; cat "$S/stats"; return 1; }
+	done
+}
+
+# start_blk NAME: the example on $IMG with 2 queues, until /dev/vda is there.
+start_blk() {
+	: >"$LOG"
+	vduse-blk --name "$1" --queues 2 "$IMG" 2>"$LOG" &
+	PID=$!
+	wait_for 60 attached && wait_for 30 have_vda
+}
+
+start_fio() {
+	fio --name=load --filename=/dev/vda --direct=1 --ioengine=libaio \
+		--iodepth=32 --rw=randrw --bs=4k --numjobs=2 --size=16M \
+		--offset_increment=16M --time_based --runtime=120 \
+		--verify=crc32c --eta=never --output=/tmp/fio.log 2>/tmp/fio.err &
+	FIO=$!
+}
+
+# wait_fio SECONDS: fio must have ended within SECONDS.
+wait_fio() {
+	if wait_for "$1" sh -c "! kill -0 $FIO 2>/dev/null"; then
+		wait "$FIO"
+		info "fio ended with status $?: $(grep -m1 -o 'err=[ 0-9]*' /tmp/fio.log)"
+		return 0
+	fi
+	kill -KILL "$FIO"
+	return 1
+}
+
+dd if=/dev/zero of="$IMG" bs=1M count=64 2>/dev/null
+echo "$TIMEOUT" >"$P/msg_timeout"
+info "msg_timeout $(cat $P/msg_timeout) s, bounce_size $(cat $P/bounce_size)"
+
+# --- malformed requests --------------------------------------------------
+if shim-test bad-ioctls >/tmp/bad.log 2>&1; then
+	pass bad-ioctls
+else
+	fail bad-ioctls "$(grep -c 'not ok' /tmp/bad.log) check(s) failed"
+fi
+grep 'not ok' /tmp/bad.log
+info "bad-ioctls: $(grep -c '^ok' /tmp/bad.log) requests checked"
+
+# --- bounce pages ----------------------------------------------------------
+cat "$S/selftest" | tee /tmp/selftest.txt
+check bounce-zeroed grep -q 'bounce-page-zeroed: ok' /tmp/selftest.txt
+check bounce-shared grep -q 'shared-page-data: ok' /tmp/selftest.txt
+
+# --- a daemon that never answers ------------------------------------------
+shim-test silent silent0 $((TIMEOUT * 3)) >/tmp/silent.log 2>&1 &
+SIL=$!
+wait_for 10 grep -q ready /tmp/silent.log
+t0=$(now)
+vdpa dev add name silent0 mgmtdev vduse >/tmp/add.log 2>&1
+t1=$(now)
+info "attach with a silent daemon returned after $((t1 - t0)) s: $(cat /tmp/add.log)"
+check silent-attach-bounded test $((t1 - t0)) -le $((TIMEOUT + 3))
+check silent-attach-refused grep -q . /tmp/add.log
+vdpa dev del silent0 >/dev/null 2>&1
+wait "$SIL"
+rc=$?
+cat /tmp/silent.log
+check silent-broken test "$rc" = 0
+check silent-timed-out test "$(stat_of msgs_timed_out)" -ge 1
+
+# --- SIGKILL during fio -----------------------------------------------------
+if start_blk k0; then
+	start_fio
+	sleep 4
+	kill -KILL "$PID"
+	t0=$(now)
+	vdpa dev del k0 >/tmp/del.log 2>&1
+	rc=$?
+	t1=$(now)
+	info "detach after SIGKILL: status $rc in $((t1 - t0)) s $(cat /tmp/del.log)"
+	check kill-detach test "$rc" = 0 -a $((t1 - t0)) -le $((TIMEOUT + 2))
+	check kill-fio-ends wait_fio $((TIMEOUT + 10))
+	wait "$PID" 2>/dev/null
+	check kill-vda-gone wait_for 10 no_vda
+	check kill-destroy shim-test destroy k0
+	info "requests failed by the shim: $(stat_of reqs_failed_by_shim)"
+	check kill-freed wait_for 5 all_freed
+else
+	fail kill-start "vduse-blk did not attach"
+	show_log "$LOG"
+fi
+
+# --- SIGKILL during fio, nobody detaches: I/O fails after the timeout -------
+if start_blk k1; then
+	start_fio
+	sleep 4
+	kill -KILL "$PID"
+	t0=$(now)
+	check kill-nodetach-fio-ends wait_fio $((TIMEOUT + 15))
+	t1=$(now)
+	info "fio ended $((t1 - t0)) s after the daemon died"
+	check kill-nodetach-detach vdpa dev del k1
+	check kill-nodetach-destroy shim-test destroy k1
+	check kill-nodetach-freed wait_for 5 all_freed
+else
+	fail kill-nodetach-start "vduse-blk did not attach"
+	show_log "$LOG"
+fi
+
+# --- SIGSTOP during fio: detach still completes -------------------------------
+if start_blk s1; then
+	start_fio
+	sleep 4
+	kill -STOP "$PID"
+	t0=$(now)
+	vdpa dev del s1 >/tmp/del.log 2>&1
+	rc=$?
+	t1=$(now)
+	info "detach of a stopped daemon: status $rc in $((t1 - t0)) s $(cat /tmp/del.log)"
+	check stop-detach test "$rc" = 0 -a $((t1 - t0)) -le $((TIMEOUT * 2 + 5))
+	check stop-fio-ends wait_fio 20
+	kill -KILL "$PID"
+	kill -CONT "$PID"
+	wait "$PID" 2>/dev/null
+	check stop-destroy shim-test destroy s1
+	check stop-freed wait_for 5 all_freed
+else
+	fail stop-start "vduse-blk did not attach"
+	show_log "$LOG"
+fi
+
+# --- cycles --------------------------------------------------------------------
+echo 30 >"$P/msg_timeout"
+all_freed >/dev/null || info "not all freed before the cycles"
+free_before=$(awk '/^MemAvailable/ { print $2 }' /proc/meminfo)
+i=0 bad=0
+t0=$(now)
+while [ "$i" -lt "$CYCLES" ]; do
+	i=$((i + 1))
+	if ! start_blk c0; then
+		bad=$((bad + 1))
+		show_log "$LOG"
+		kill -KILL "$PID" 2>/dev/null
+		break
+	fi
+	dd if=/dev/vda of=/dev/null bs=64k count=16 iflag=direct 2>/dev/null
+	kill -TERM "$PID"
+	wait "$PID" || { bad=$((bad + 1)); show_log "$LOG"; break; }
+	wait_for 10 no_vda || { bad=$((bad + 1)); break; }
+	if [ "$i" = 1 ] || [ "$i" = "$CYCLES" ]; then
+		info "after cycle $i: $(tr '\n' ' ' <"$S/stats")"
+	fi
+done
+t1=$(now)
+free_after=$(awk '/^MemAvailable/ { print $2 }' /proc/meminfo)
+info "$i cycles in $((t1 - t0)) s; MemAvailable $free_before -> $free_after kB"
+check cycles test "$bad" = 0 -a "$i" = "$CYCLES"
+check cycles-freed all_freed
+check cycles-no-devices test "$(ls /dev/vduse)" = control
+
+check no-hung-task sh -c "! dmesg | grep -q 'blocked for more than'"
+
+# --- unload ----------------------------------------------------------------------
+check rmmod rmmod vduse_shim
+check unloaded test ! -e /dev/vduse/control
+exit 0
