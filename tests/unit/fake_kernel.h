@@ -1,0 +1,89 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * A simulated VDUSE kernel behind struct vduse_sys.
+ *
+ * Every fd it hands out is a real fd (an eventfd, or a dup of the memfd
+ * that backs guest memory) so that poll() works, but reads, writes and
+ * ioctls on the control and device fds are served from the state below.
+ * Guest memory is one memfd; IOVA regions are windows into it, and the
+ * library's mmap through the fake really maps the memfd.
+ */
+#ifndef FAKE_KERNEL_H
+#define FAKE_KERNEL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/ioctl.h>
+#include <linux/vduse.h>
+
+#define FK_MAX_QUEUES	8
+
+enum fk_op {
+	FK_OPEN, FK_CLOSE, FK_IOCTL, FK_READ, FK_WRITE, FK_MMAP, FK_MUNMAP,
+	FK_EVENTFD, FK_DEV_ADD, FK_DEV_DEL, FK_NR_OPS,
+};
+
+/* Install the fake (fresh state) / restore the real table and clean up. */
+void fk_setup(void);
+void fk_teardown(void);
+
+/* Failure injection: after @skip successful calls, the next one fails. */
+void fk_fail(enum fk_op op, int err, unsigned int skip);
+void fk_fail_ioctl(unsigned long req, int err, unsigned int skip);
+
+/* /dev/vduse/control does not exist (open returns -ENOENT). */
+void fk_set_control_missing(bool missing);
+
+/* Counters. */
+unsigned int fk_calls(enum fk_op op);
+unsigned int fk_ioctl_calls(unsigned long req);
+unsigned int fk_live_fds(void);		/* opened and not yet closed */
+unsigned int fk_bad_closes(void);	/* close of an fd we never gave */
+unsigned int fk_live_maps(void);
+unsigned int fk_live_maps_in(uint64_t start, uint64_t last);
+
+/* Device state the library created. */
+bool fk_dev_exists(const char *name);
+const struct vduse_dev_config *fk_created_config(void);	/* last CREATE_DEV */
+unsigned int fk_destroyed(void);
+uint64_t fk_api_version_set(void);
+void fk_set_features(uint64_t features);	/* DEV_GET_FEATURES answer */
+unsigned int fk_config_irqs(void);
+/* Last DEV_SET_CONFIG: offset, length and up to 256 bytes of payload. */
+bool fk_last_set_config(uint32_t *offset, uint32_t *length, void *buf,
+			size_t cap);
+
+/* Queues. */
+void fk_set_vq_info(unsigned int index, uint32_t num, uint64_t desc,
+		    uint64_t driver, uint64_t device, uint16_t avail_index,
+		    bool ready);
+uint32_t fk_vq_max_size(unsigned int index);	/* from VQ_SETUP, 0 if none */
+int fk_vq_kickfd(unsigned int index);		/* last SETUP_KICKFD, -2: never */
+unsigned int fk_vq_kickfd_calls(unsigned int index);
+unsigned int fk_vq_irqs(unsigned int index);
+
+/* Messages: the test queues requests, the library answers them. */
+uint32_t fk_push_msg(struct vduse_dev_request *req);	/* sets request_id */
+unsigned int fk_pending_msgs(void);
+/* The answer to request @id; false if none yet. */
+bool fk_response(uint32_t id, struct vduse_dev_response *resp);
+
+/* vDPA bus. */
+unsigned int fk_vdpa_added(void);
+unsigned int fk_vdpa_deleted(void);
+const char *fk_vdpa_last_name(void);
+const char *fk_vdpa_last_mgmtdev(void);
+
+/*
+ * IOVA regions [iova, iova + size) with VDUSE_ACCESS_* permissions, each
+ * backed by its own part of the memfd (regions adjacent in IOVA are not
+ * adjacent in memory).  Returns 0 or -errno.
+ */
+int fk_region_add(uint64_t iova, uint64_t size, uint8_t perm);
+/* Remove every region overlapping [start, last] from the "kernel". */
+void fk_region_del(uint64_t start, uint64_t last);
+/* The test's own read-write view of guest memory at @iova (NULL: none). */
+void *fk_iova_ptr(uint64_t iova);
+
+#endif
