@@ -1,0 +1,272 @@
+// SPDX-License-Identifier: MIT
+/* The runner: control thread answering messages, one thread per queue. */
+#include <errno.h>
+#include <linux/virtio_config.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "fake_kernel.h"
+#include "test_util.h"
+
+#define LD(x)		__atomic_load_n(&(x), __ATOMIC_SEQ_CST)
+#define ADD(x, v)	__atomic_add_fetch(&(x), (v), __ATOMIC_SEQ_CST)
+
+static struct {
+	unsigned int init, exit, events, kicks, polls, handled;
+	pthread_t init_thread[2], event_thread[2];
+	unsigned int exit_saw_stops[8];
+	int poll_fd;		/* queue 1 also waits on this */
+	void *opaque_seen;
+} rs;
+
+/* Poll @cond for up to five seconds. */
+#define WAIT_FOR(cond) do {						\
+	struct timespec ts_ = { 0, 1000 * 1000 };			\
+	int n_;								\
+	for (n_ = 0; n_ < 5000 && !(cond); n_++)			\
+		nanosleep(&ts_, NULL);					\
+	assert_true(cond);						\
+} while (0)
+
+static int r_init(struct vduse_vq *vq, void *opaque, int *poll_fd)
+{
+	unsigned int q = vduse_vq_index(vq);
+
+	assert_int_equal(*poll_fd, -1);
+	rs.init_thread[q] = pthread_self();
+	rs.opaque_seen = opaque;
+	if (q == 1)
+		*poll_fd = rs.poll_fd;
+	ADD(rs.init, 1);
+	return 0;
+}
+
+static void r_event(struct vduse_vq *vq, void *opaque, unsigned int events)
+{
+	unsigned int q = vduse_vq_index(vq);
+	void *p;
+
+	rs.event_thread[q] = pthread_self();
+	if (events & VDUSE_RUNNER_KICK)
+		ADD(rs.kicks, 1);
+	if (events & VDUSE_RUNNER_POLL) {
+		uint64_t v;
+
+		if (read(rs.poll_fd, &v, sizeof(v)) == sizeof(v))
+			ADD(rs.polls, 1);
+	}
+	while (vduse_vq_pop(vq, sizeof(struct vduse_vq_elem), &p) == 0) {
+		struct vduse_vq_elem *elem = p;
+
+		memset(elem->in_sg[0].iov_base, 0xee, elem->in_sg[0].iov_len);
+		vduse_vq_push(vq, elem, (uint32_t)elem->in_sg[0].iov_len);
+		free(elem);
+		ADD(rs.handled, 1);
+	}
+	vduse_vq_notify(vq);
+	ADD(rs.events, 1);
+}
+
+static void r_exit(struct vduse_vq *vq, void *opaque)
+{
+	unsigned int n = ADD(rs.exit, 1);
+
+	if (n <= 8)
+		rs.exit_saw_stops[n - 1] = LD(tu_cb.queue_stop);
+}
+
+static const struct vduse_runner_ops r_ops = {
+	.size = sizeof(struct vduse_runner_ops),
+	.queue_init = r_init,
+	.queue_event = r_event,
+	.queue_exit = r_exit,
+};
+
+static uint32_t push_status(uint8_t status)
+{
+	struct vduse_dev_request req = { .type = VDUSE_SET_STATUS };
+
+	req.s.status = status;
+	return fk_push_msg(&req);
+}
+
+static bool answered(uint32_t id)
+{
+	struct vduse_dev_response resp;
+
+	return fk_response(id, &resp) && resp.result == VDUSE_REQ_RESULT_OK;
+}
+
+static void test_runner(void **state)
+{
+	const uint8_t fok = VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER |
+			    VIRTIO_CONFIG_S_FEATURES_OK;
+	struct vduse_device_config c = tu_config("run", 2, TU_QSIZE);
+	struct sim_buf b[2] = {
+		{ TU_DATA, 8, false },
+		{ TU_DATA + 0x100, 32, true },
+	};
+	struct vduse_runner *r, *r2;
+	struct vduse_device *dev;
+	struct sim_vq s[2];
+	uint32_t id, len, msg;
+	uint64_t one = 1;
+	int tag;
+
+	memset(&rs, 0, sizeof(rs));
+	rs.poll_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	assert_true(rs.poll_fd >= 0);
+	assert_int_equal(fk_region_add(TU_RING_BASE, TU_RING_SIZE, VDUSE_ACCESS_RW), 0);
+	assert_int_equal(fk_region_add(TU_DATA, TU_DATA_SIZE, VDUSE_ACCESS_RW), 0);
+	assert_int_equal(vduse_device_new(&c, &dev), 0);
+	sim_vq_init_at(&s[0], 0, TU_QSIZE, TU_RING0, 0);
+	sim_vq_init_at(&s[1], 1, TU_QSIZE, TU_RING1, 0);
+	fk_set_features(tu_base_features());
+
+	assert_int_equal(vduse_runner_new(dev, &r_ops, &tag, &r), 0);
+	assert_int_equal(vduse_runner_new(dev, &r_ops, &tag, &r2), -EBUSY);
+	assert_int_equal(vduse_runner_start(r), 0);
+	assert_int_equal(vduse_runner_start(r), -EALREADY);
+
+	/* DRIVER_OK through the device fd: the control thread starts both
+	 * queue threads. */
+	push_status(fok);
+	msg = push_status(fok | VIRTIO_CONFIG_S_DRIVER_OK);
+	WAIT_FOR(answered(msg));
+	WAIT_FOR(LD(rs.init) == 2);
+	assert_ptr_equal(rs.opaque_seen, &tag);
+	assert_false(pthread_equal(rs.init_thread[0], pthread_self()));
+	assert_false(pthread_equal(rs.init_thread[0], rs.init_thread[1]));
+	assert_int_equal(LD(rs.events), 0);
+
+	/* A kick: queue 0's thread pops, completes and notifies. */
+	sim_publish(&s[0], sim_add_chain(&s[0], b, 2));
+	sim_kick(&s[0]);
+	WAIT_FOR(sim_used_idx(&s[0]) == 1);
+	WAIT_FOR(fk_vq_irqs(0) == 1);
+	assert_true(sim_get_used(&s[0], &id, &len));
+	assert_int_equal(len, 32);
+	assert_int_equal(*(uint8_t *)fk_iova_ptr(TU_DATA + 0x11f), 0xee);
+	assert_true(LD(rs.kicks) >= 1);
+	assert_true(pthread_equal(rs.event_thread[0], rs.init_thread[0]));
+
+	/* The backend's own fd wakes queue 1's thread. */
+	assert_int_equal(write(rs.poll_fd, &one, sizeof(one)), sizeof(one));
+	WAIT_FOR(LD(rs.polls) == 1);
+	assert_true(pthread_equal(rs.event_thread[1], rs.init_thread[1]));
+
+	/* Reset: each queue thread exits before queue_stop is called. */
+	msg = push_status(0);
+	WAIT_FOR(answered(msg));
+	assert_int_equal(LD(rs.exit), 2);
+	assert_int_equal(rs.exit_saw_stops[0], 0);
+	assert_int_equal(rs.exit_saw_stops[1], 1);
+	assert_int_equal(LD(tu_cb.queue_stop), 2);
+	assert_int_equal(LD(tu_cb.reset), 1);
+
+	/* And again, then free the runner with the queues running. */
+	sim_vq_init_at(&s[0], 0, TU_QSIZE, TU_RING0, 0);
+	sim_vq_init_at(&s[1], 1, TU_QSIZE, TU_RING1, 0);
+	push_status(fok);
+	msg = push_status(fok | VIRTIO_CONFIG_S_DRIVER_OK);
+	WAIT_FOR(answered(msg));
+	WAIT_FOR(LD(rs.init) == 4);
+	vduse_runner_free(r);
+	assert_int_equal(LD(rs.exit), 4);
+
+	/* The device is the application's again: it processes by hand, and a
+	 * new runner can be attached. */
+	assert_int_equal(sim_set_status(dev, 0), VDUSE_REQ_RESULT_OK);
+	assert_int_equal(LD(rs.exit), 4);
+	assert_int_equal(vduse_runner_new(dev, &r_ops, NULL, &r2), 0);
+	vduse_runner_free(r2);
+
+	vduse_device_free(dev);
+	close(rs.poll_fd);
+	assert_int_equal(fk_live_fds(), 0);
+	assert_int_equal(fk_live_maps(), 0);
+	assert_int_equal(fk_bad_closes(), 0);
+}
+
+static int init_fails(struct vduse_vq *vq, void *opaque, int *poll_fd)
+{
+	ADD(rs.init, 1);
+	return -ENOMEM;
+}
+
+/* A queue whose init failed gets no events and no queue_exit. */
+static void test_runner_init_fails(void **state)
+{
+	const struct vduse_runner_ops ops = {
+		.size = sizeof(ops),
+		.queue_init = init_fails,
+		.queue_event = r_event,
+		.queue_exit = r_exit,
+	};
+	struct vduse_device_config c = tu_config("runf", 1, TU_QSIZE);
+	struct vduse_runner *r;
+	struct vduse_device *dev;
+	struct sim_vq s;
+	struct sim_buf b = { TU_DATA, 8, true };
+	uint32_t msg;
+
+	memset(&rs, 0, sizeof(rs));
+	assert_int_equal(fk_region_add(TU_RING_BASE, TU_RING_SIZE, VDUSE_ACCESS_RW), 0);
+	assert_int_equal(fk_region_add(TU_DATA, TU_DATA_SIZE, VDUSE_ACCESS_RW), 0);
+	assert_int_equal(vduse_device_new(&c, &dev), 0);
+	sim_vq_init_at(&s, 0, TU_QSIZE, TU_RING0, 0);
+	assert_int_equal(vduse_runner_new(dev, &ops, NULL, &r), 0);
+	assert_int_equal(vduse_runner_start(r), 0);
+	push_status(VIRTIO_CONFIG_S_FEATURES_OK);
+	msg = push_status(VIRTIO_CONFIG_S_FEATURES_OK | VIRTIO_CONFIG_S_DRIVER_OK);
+	WAIT_FOR(answered(msg));
+	WAIT_FOR(LD(rs.init) == 1);
+	sim_publish(&s, sim_add_chain(&s, &b, 1));
+	sim_kick(&s);
+	usleep(20000);
+	assert_int_equal(LD(rs.events), 0);
+	assert_int_equal(sim_used_idx(&s), 0);
+	assert_true(tu_log_contains("init failed"));
+	vduse_runner_free(r);
+	assert_int_equal(LD(rs.exit), 0);
+	vduse_device_free(dev);
+	assert_int_equal(fk_live_fds(), 0);
+}
+
+static void test_runner_bad_args(void **state)
+{
+	struct vduse_runner_ops ops = { .size = 0 };
+	struct vduse_device_config c = tu_config("runa", 1, 8);
+	struct vduse_device *dev;
+	struct vduse_runner *r;
+
+	assert_int_equal(vduse_device_new(&c, &dev), 0);
+	assert_int_equal(vduse_runner_new(dev, &ops, NULL, &r), -EINVAL);
+	assert_int_equal(vduse_runner_new(NULL, &r_ops, NULL, &r), -EINVAL);
+	assert_int_equal(vduse_runner_new(dev, NULL, NULL, &r), -EINVAL);
+	assert_int_equal(vduse_runner_start(NULL), -EINVAL);
+	/* The stop eventfd cannot be created: nothing is left behind. */
+	assert_int_equal(vduse_runner_new(dev, &r_ops, NULL, &r), 0);
+	fk_fail(FK_EVENTFD, -EMFILE, 0);
+	assert_int_equal(vduse_runner_start(r), -EMFILE);
+	vduse_runner_free(r);
+	vduse_device_free(dev);
+	assert_int_equal(fk_live_fds(), 0);
+}
+
+#define T(f) cmocka_unit_test_setup_teardown(f, tu_setup, tu_teardown)
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		T(test_runner),
+		T(test_runner_init_fails),
+		T(test_runner_bad_args),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
