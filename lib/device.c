@@ -336,7 +336,8 @@ int vduse_device_set_config(struct vduse_device *dev, uint32_t offset,
 		return -ENOMEM;
 	cd->offset = offset;
 	cd->length = len;
-	memcpy(cd->buffer, buf, len);
+	if (len)	/* buf may be NULL when len is 0 */
+		memcpy(cd->buffer, buf, len);
 	ret = vduse_sys->ioctl(dev->dev_fd, VDUSE_DEV_SET_CONFIG, cd);
 	free(cd);
 	if (ret < 0) {
@@ -344,7 +345,8 @@ int vduse_device_set_config(struct vduse_device *dev, uint32_t offset,
 			  strerror(-ret));
 		return ret;
 	}
-	memcpy(dev->config + offset, buf, len);
+	if (len)
+		memcpy(dev->config + offset, buf, len);
 	if (!notify)
 		return 0;
 	ret = vduse_sys->ioctl(dev->dev_fd, VDUSE_DEV_INJECT_CONFIG_IRQ, NULL);
