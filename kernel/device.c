@@ -99,8 +99,8 @@ static int msg_sync(struct vduse_shim_dev *dev, struct vduse_shim_msg *msg)
 	spin_unlock(&dev->msg_lock);
 	wake_up(&dev->waitq);
 
-	left = wait_for_completion_killable_timeout(&msg->done,
-			(long)READ_ONCE(vduse_shim_msg_timeout) * HZ);
+	left = READ_ONCE(vduse_shim_msg_timeout) * HZ;
+	left = wait_for_completion_killable_timeout(&msg->done, left);
 
 	spin_lock(&dev->msg_lock);
 	if (!msg->completed) {
@@ -139,7 +139,8 @@ int vduse_shim_msg_update_iotlb(struct vduse_shim_dev *dev, u64 start,
 
 static void domain_invalidate(void *priv, u64 start, u64 last)
 {
-	vduse_shim_msg_update_iotlb(priv, start, last);
+	if (!vduse_shim_msg_update_iotlb(priv, start, last))
+		atomic_long_inc(&vduse_shim_stats.iotlb_updates);
 }
 
 static ssize_t dev_read_iter(struct kiocb *iocb, struct iov_iter *to)
@@ -163,8 +164,8 @@ static ssize_t dev_read_iter(struct kiocb *iocb, struct iov_iter *to)
 		if (file->f_flags & O_NONBLOCK)
 			return -EAGAIN;
 		ret = wait_event_interruptible_exclusive(dev->waitq,
-				!list_empty(&dev->send_list) ||
-				READ_ONCE(dev->broken));
+							 !list_empty(&dev->send_list) ||
+							 READ_ONCE(dev->broken));
 		if (ret)
 			return ret;
 		spin_lock(&dev->msg_lock);
@@ -271,11 +272,11 @@ void vduse_shim_vq_shadow_sync(struct vduse_shim_vq *vq, bool used_too)
 	if (!vq->inflight)
 		return;
 
+	/* Pairs with the driver's barrier before it publishes avail->idx. */
 	idx = virtio16_to_cpu(vdev, smp_load_acquire(&vq->avail_va->idx));
 	while (vq->shadow_avail != idx) {
-		u16 head = virtio16_to_cpu(vdev,
-				READ_ONCE(vq->avail_va->ring[vq->shadow_avail %
-							     vq->num]));
+		__virtio16 *slot = &vq->avail_va->ring[vq->shadow_avail % vq->num];
+		u16 head = virtio16_to_cpu(vdev, READ_ONCE(*slot));
 
 		if (head < vq->num && vq->inflight[head] < U8_MAX)
 			vq->inflight[head]++;
@@ -283,11 +284,14 @@ void vduse_shim_vq_shadow_sync(struct vduse_shim_vq *vq, bool used_too)
 	}
 	if (!used_too)
 		return;
+	/* Pairs with the daemon's barrier before it publishes used->idx. */
 	idx = virtio16_to_cpu(vdev, smp_load_acquire(&vq->used_va->idx));
 	while (vq->shadow_used != idx) {
-		u32 id = virtio32_to_cpu(vdev,
-				READ_ONCE(vq->used_va->ring[vq->shadow_used %
-							    vq->num].id));
+		struct vring_used_elem *elem;
+		u32 id;
+
+		elem = &vq->used_va->ring[vq->shadow_used % vq->num];
+		id = virtio32_to_cpu(vdev, READ_ONCE(elem->id));
 
 		if (id < vq->num && vq->inflight[id])
 			vq->inflight[id]--;
@@ -313,7 +317,8 @@ static bool chain_status_iova(struct vduse_shim_dev *dev,
 			struct vring_desc *d;
 
 			d = vduse_shim_domain_bounce_kaddr(dev->domain,
-					table + i * sizeof(desc), sizeof(desc));
+							   table + i * sizeof(desc),
+							   sizeof(desc));
 			if (!d)
 				return false;
 			desc = *d;
@@ -368,8 +373,8 @@ static bool vq_fail_inflight(struct vduse_shim_dev *dev,
 
 			vq->inflight[head]--;
 			if (chain_status_iova(dev, vq, head, &iova)) {
-				status = vduse_shim_domain_bounce_kaddr(
-						dev->domain, iova, 1);
+				status = vduse_shim_domain_bounce_kaddr(dev->domain,
+									iova, 1);
 				if (status)
 					*status = VIRTIO_BLK_S_IOERR;
 			}
@@ -383,6 +388,7 @@ static bool vq_fail_inflight(struct vduse_shim_dev *dev,
 	}
 	if (any) {
 		vq->shadow_used = idx;
+		/* The entries are written before the driver can see them. */
 		smp_store_release(&vq->used_va->idx,
 				  cpu_to_virtio16(vdev, idx));
 	}
@@ -1022,7 +1028,8 @@ int vduse_shim_detach(const char *name)
 }
 
 /* Call fn for every attached device, skipping the first @skip. */
-int vduse_shim_for_each_attached(vduse_shim_iter_t fn, void *arg, long skip)
+int vduse_shim_walk_attached(long skip, void *arg,
+			     int (*fn)(struct vduse_shim_dev *, void *))
 {
 	struct vduse_shim_dev *dev;
 	int id, ret = 0;
@@ -1044,7 +1051,8 @@ int vduse_shim_for_each_attached(vduse_shim_iter_t fn, void *arg, long skip)
 	return ret;
 }
 
-int vduse_shim_with_attached(const char *name, vduse_shim_iter_t fn,
+int vduse_shim_with_attached(const char *name,
+			     int (*fn)(struct vduse_shim_dev *, void *),
 			     void *arg)
 {
 	struct vduse_shim_dev *dev;

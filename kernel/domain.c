@@ -387,10 +387,10 @@ static const struct vm_operations_struct domain_vm_ops = {
 static int domain_mmap(struct file *file, struct vm_area_struct *vma)
 {
 	struct vduse_shim_domain *domain = file->private_data;
-	u64 end = ((u64)vma->vm_pgoff << PAGE_SHIFT) + vma->vm_end -
-		  vma->vm_start;
+	unsigned long pages = (domain->iova_last + 1) >> PAGE_SHIFT;
 
-	if (end > domain->iova_last + 1)
+	/* The mapping must lie inside the IOVA space: offset is the IOVA. */
+	if (vma->vm_pgoff > pages || vma_pages(vma) > pages - vma->vm_pgoff)
 		return -EINVAL;
 	vma->vm_flags |= VM_DONTDUMP | VM_DONTEXPAND;
 	vma->vm_private_data = domain;

@@ -15,12 +15,13 @@
 #include <linux/module.h>
 #include <linux/moduleparam.h>
 #include <linux/seq_file.h>
+#include <linux/sizes.h>
 #include <linux/slab.h>
 
 #include "vduse_shim.h"
 
-#define BOUNCE_SIZE_MIN		(1UL << 20)
-#define BOUNCE_SIZE_MAX		(1UL << 30)
+#define BOUNCE_SIZE_MIN		SZ_1M
+#define BOUNCE_SIZE_MAX		SZ_1G
 
 struct vduse_shim_stats vduse_shim_stats;
 
@@ -87,6 +88,8 @@ static int stats_show(struct seq_file *m, void *v)
 	seq_printf(m, "stream_maps %ld\n", atomic_long_read(&s->stream_maps));
 	seq_printf(m, "msgs_timed_out %ld\n",
 		   atomic_long_read(&s->msgs_timed_out));
+	seq_printf(m, "iotlb_updates %ld\n",
+		   atomic_long_read(&s->iotlb_updates));
 	seq_printf(m, "reqs_failed_by_shim %ld\n",
 		   atomic_long_read(&s->reqs_failed_by_shim));
 	return 0;

@@ -233,7 +233,7 @@ static int shim_nl_dev_get_dumpit(struct sk_buff *skb,
 	};
 	int ret;
 
-	ret = vduse_shim_for_each_attached(dev_fill, &arg, cb->args[0]);
+	ret = vduse_shim_walk_attached(cb->args[0], &arg, dev_fill);
 	cb->args[0] += arg.done;
 	if (ret && !arg.done && !skb->len)
 		return ret;

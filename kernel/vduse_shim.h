@@ -35,7 +35,7 @@
  * pages.  Each granule remembers its own original address.
  */
 #define VDUSE_SHIM_GRANULE_SHIFT	10
-#define VDUSE_SHIM_GRANULE		(1UL << VDUSE_SHIM_GRANULE_SHIFT)
+#define VDUSE_SHIM_GRANULE		BIT(VDUSE_SHIM_GRANULE_SHIFT)
 
 /* Live object counters, shown in debugfs and checked by the tests. */
 struct vduse_shim_stats {
@@ -46,6 +46,7 @@ struct vduse_shim_stats {
 	atomic_long_t coherent_allocs;
 	atomic_long_t stream_maps;
 	atomic_long_t msgs_timed_out;
+	atomic_long_t iotlb_updates;
 	atomic_long_t reqs_failed_by_shim;
 };
 
@@ -155,7 +156,7 @@ struct vduse_shim_dev {
 	u32 vq_align;
 	struct vduse_shim_vq *vqs;
 
-	spinlock_t config_lock;
+	spinlock_t config_lock;		/* config contents */
 	u32 config_size;
 	void *config;
 
@@ -178,9 +179,10 @@ int vduse_shim_dev_init(void);
 void vduse_shim_dev_exit(void);
 int vduse_shim_attach(const char *name);
 int vduse_shim_detach(const char *name);
-typedef int (*vduse_shim_iter_t)(struct vduse_shim_dev *dev, void *arg);
-int vduse_shim_for_each_attached(vduse_shim_iter_t fn, void *arg, long skip);
-int vduse_shim_with_attached(const char *name, vduse_shim_iter_t fn,
+int vduse_shim_walk_attached(long skip, void *arg,
+			     int (*fn)(struct vduse_shim_dev *, void *));
+int vduse_shim_with_attached(const char *name,
+			     int (*fn)(struct vduse_shim_dev *, void *),
 			     void *arg);
 u16 vduse_shim_dev_max_vq_size(struct vduse_shim_dev *dev);
 

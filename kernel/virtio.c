@@ -289,14 +289,16 @@ static int shim_setup_vq(struct virtio_device *vdev, unsigned int index,
 	svq->vdev = vdev;
 	svq->num = num;
 	svq->desc_va = vduse_shim_domain_kaddr(domain,
-			virtqueue_get_desc_addr(vq),
-			num * sizeof(struct vring_desc));
+					       virtqueue_get_desc_addr(vq),
+					       num * sizeof(struct vring_desc));
 	svq->avail_va = vduse_shim_domain_kaddr(domain,
-			virtqueue_get_avail_addr(vq),
-			struct_size(svq->avail_va, ring, num));
+						virtqueue_get_avail_addr(vq),
+						struct_size(svq->avail_va,
+							    ring, num));
 	svq->used_va = vduse_shim_domain_kaddr(domain,
-			virtqueue_get_used_addr(vq),
-			struct_size(svq->used_va, ring, num));
+					       virtqueue_get_used_addr(vq),
+					       struct_size(svq->used_va,
+							   ring, num));
 	svq->shadow_avail = 0;
 	svq->shadow_used = 0;
 	if (svq->desc_va && svq->avail_va && svq->used_va)

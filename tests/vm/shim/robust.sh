@@ -182,6 +182,7 @@ while [ "$i" -lt "$CYCLES" ]; do
 		unrecl=$(awk '/^SUnreclaim/ { print $2 }' /proc/meminfo)
 		info "after cycle $i: SUnreclaim $unrecl kB, MemAvailable $(awk '/^MemAvailable/ { print $2 }' /proc/meminfo) kB"
 		[ "$i" = 10 ] && unrecl10=$unrecl
+		cp /proc/meminfo "/tmp/meminfo.$i"
 	fi
 done
 t1=$(now)
@@ -189,12 +190,18 @@ free_after=$(awk '/^MemAvailable/ { print $2 }' /proc/meminfo)
 info "$i cycles in $((t1 - t0)) s; MemAvailable $free_before -> $free_after kB"
 check cycles test "$bad" = 0 -a "$i" = "$CYCLES"
 check cycles-freed all_freed
+[ -f /tmp/meminfo.10 ] && info "meminfo changes over cycles 10-$CYCLES (kB):" \
+	"$(awk 'NR == FNR { a[$1] = $2; next } { d = $2 - a[$1]; if (d > 512 || d < -512) printf "%s%+d ", $1, d }' \
+		/tmp/meminfo.10 "/tmp/meminfo.$CYCLES")"
 # Kernel-wide unreclaimable slab from cycle 10 to the last: a leak of the
 # per-device metadata (512 KiB) or a domain per cycle would show here.
 if [ -n "${unrecl10:-}" ] && [ "$CYCLES" -gt 10 ]; then
 	check cycles-slab-flat test $((unrecl - unrecl10)) -lt 8192
 fi
 check cycles-no-devices test "$(ls /dev/vduse)" = control
+# Each detach frees rings the daemon looked up: it is told (UPDATE_IOTLB).
+info "UPDATE_IOTLB messages answered: $(stat_of iotlb_updates)"
+check iotlb-update-answered test "$(stat_of iotlb_updates)" -ge "$CYCLES"
 
 check no-hung-task sh -c "! dmesg | grep -q 'blocked for more than'"
 
