@@ -141,6 +141,7 @@ static int blk_parse_u32(const char *arg, const char *what, uint32_t *out)
 /* Returns 0 to run, 1 to exit successfully (help), -EINVAL on errors. */
 static int blk_parse_args(int argc, char **argv, struct blk_opts *o)
 {
+	const char *msg;
 	int c, ret = 0;
 
 	*o = (struct blk_opts) {
@@ -201,6 +202,12 @@ static int blk_parse_args(int argc, char **argv, struct blk_opts *o)
 	o->file = argv[optind];
 	if (!o->name[0]) {
 		fprintf(stderr, BLK_PROG ": the device name is empty\n");
+		goto bad;
+	}
+	msg = blk_disk_check(o->block_size, o->queues, o->queue_size,
+			     o->serial);
+	if (msg) {
+		fprintf(stderr, BLK_PROG ": %s\n", msg);
 		goto bad;
 	}
 	return 0;

@@ -24,13 +24,9 @@ static bool blk_is_pow2(uint32_t v)
 /* ------------------------------------------------------------------------ */
 /* Disk and config space                                                     */
 
-const char *blk_disk_init(struct blk_disk *d, uint64_t size_bytes,
-			  uint32_t block_size, uint32_t num_queues,
-			  uint32_t queue_size, bool read_only,
-			  const char *serial)
+const char *blk_disk_check(uint32_t block_size, uint32_t num_queues,
+			   uint32_t queue_size, const char *serial)
 {
-	size_t serial_len = serial ? strlen(serial) : 0;
-
 	if (!blk_is_pow2(block_size) || block_size < BLK_MIN_BLOCK_SIZE ||
 	    block_size > BLK_MAX_BLOCK_SIZE)
 		return "block size must be a power of 2 from 512 to 4096";
@@ -39,14 +35,28 @@ const char *blk_disk_init(struct blk_disk *d, uint64_t size_bytes,
 		return "queue size must be a power of 2 from 4 to 32768";
 	if (num_queues < 1 || num_queues > BLK_MAX_QUEUES)
 		return "number of queues must be from 1 to 256";
+	if (serial && strlen(serial) > BLK_ID_BYTES)
+		return "the serial is longer than 20 bytes";
+	return NULL;
+}
+
+const char *blk_disk_init(struct blk_disk *d, uint64_t size_bytes,
+			  uint32_t block_size, uint32_t num_queues,
+			  uint32_t queue_size, bool read_only,
+			  const char *serial)
+{
+	size_t serial_len = serial ? strlen(serial) : 0;
+	const char *msg;
+
+	msg = blk_disk_check(block_size, num_queues, queue_size, serial);
+	if (msg)
+		return msg;
 	if (size_bytes == 0)
 		return "the backing file is empty";
 	if (size_bytes % BLK_SECTOR_SIZE)
 		return "the backing file's size is not a multiple of 512";
 	if (size_bytes % block_size)
 		return "the backing file's size is not a multiple of the block size";
-	if (serial_len > BLK_ID_BYTES)
-		return "the serial is longer than 20 bytes";
 
 	memset(d, 0, sizeof(*d));
 	d->capacity = size_bytes >> BLK_SECTOR_SHIFT;

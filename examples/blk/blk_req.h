@@ -43,6 +43,13 @@ struct blk_disk {
 };
 
 /*
+ * Check the options that do not depend on the backing file.  Returns NULL
+ * when they are fine or a static message saying what is wrong.
+ */
+const char *blk_disk_check(uint32_t block_size, uint32_t num_queues,
+			   uint32_t queue_size, const char *serial);
+
+/*
  * Fill @d from the backing size in bytes and the options, after checking
  * them.  Returns NULL on success or a static message saying what is wrong.
  */
