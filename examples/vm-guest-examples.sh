@@ -175,7 +175,20 @@ if start blk-direct vduse-blk -n ex4 --direct -q 2 "$BACKING"; then
 	stop direct-stop
 fi
 
-# 6. vduse-null: zeros in, writes forgotten.
+# 6. SIGTERM while the disk is busy: requests in flight are completed, the
+#    server still exits 0 and leaves nothing behind.
+if start busy vduse-blk -n ex5 -q 2 "$BACKING"; then
+	fio --name=busy --filename=/dev/vda --direct=1 --eta=never \
+		--ioengine=libaio --iodepth=32 --rw=randrw --bs=16k \
+		--time_based --runtime=60 --output=/tmp/fio-busy.out &
+	FIO=$!
+	sleep 2
+	stop busy-stop
+	wait "$FIO"
+	info "fio after the device went away: exit $?"
+fi
+
+# 7. vduse-null: zeros in, writes forgotten.
 if start null vduse-null -n null0 -S 256; then
 	check null-size expect_eq "$(sysfs size)" $((256 * 2048))
 	check null-write sh -c 'dd if=/dev/urandom of=/dev/vda bs=1M count=2 oflag=direct 2>/dev/null'
