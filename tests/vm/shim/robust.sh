@@ -12,7 +12,10 @@
 #   - the daemon SIGSTOPped during fio: detach completes after the timeout
 #   - 100 create/attach/detach/destroy cycles leave no allocation behind
 #   - the module unloads
-# Needs: the project's vduse-blk, --bin shim-test. Env: SHIM_CYCLES (100).
+#   - a second VDUSE provider (the shim built as vduse_shim_dup) refuses to
+#     load next to the first
+# Needs: the project's vduse-blk, --bin shim-test, --bin vduse_shim_dup.ko
+# (optional). Env: SHIM_CYCLES (100).
 . /lib/vmtest.sh
 
 TIMEOUT=5
@@ -28,6 +31,7 @@ have_vda() { [ -b /dev/vda ]; }
 no_vda() { [ ! -e /sys/block/vda ]; }
 attached() { grep -q attached "$LOG"; }
 now() { cut -d. -f1 /proc/uptime; }
+dmesg_has() { dmesg | grep -qF "$1"; }
 # Every live-object counter of the module is back to zero.
 all_freed() {
 	for k in devices attached domains bounce_pages coherent_allocs stream_maps; do
@@ -65,6 +69,19 @@ wait_fio() {
 dd if=/dev/zero of="$IMG" bs=1M count=64 2>/dev/null
 echo "$TIMEOUT" >"$P/msg_timeout"
 info "msg_timeout $(cat $P/msg_timeout) s, bounce_size $(cat $P/bounce_size)"
+
+# --- a second provider ------------------------------------------------------
+if [ -f /usr/local/bin/vduse_shim_dup.ko ]; then
+	if insmod /usr/local/bin/vduse_shim_dup.ko 2>/tmp/dup.err; then
+		fail refuse-second "a second VDUSE provider loaded"
+		rmmod vduse_shim_dup
+	else
+		dmesg | grep 'vduse_shim_dup:' | tail -n 1
+		check refuse-second dmesg_has 'vduse_shim_dup: the "vdpa" netlink family already exists'
+	fi
+else
+	info "no vduse_shim_dup.ko: second-provider check not run"
+fi
 
 # --- malformed requests --------------------------------------------------
 if shim-test bad-ioctls >/tmp/bad.log 2>&1; then
@@ -178,7 +195,9 @@ while [ "$i" -lt "$CYCLES" ]; do
 	wait_for 10 no_vda || { bad=$((bad + 1)); break; }
 	if [ "$i" = 1 ] || [ "$i" = 10 ] || [ "$i" = "$CYCLES" ]; then
 		info "after cycle $i: $(tr '\n' ' ' <"$S/stats")"
+		sync
 		echo 3 >/proc/sys/vm/drop_caches
+		sleep 1
 		unrecl=$(awk '/^SUnreclaim/ { print $2 }' /proc/meminfo)
 		info "after cycle $i: SUnreclaim $unrecl kB, MemAvailable $(awk '/^MemAvailable/ { print $2 }' /proc/meminfo) kB"
 		[ "$i" = 10 ] && unrecl10=$unrecl
