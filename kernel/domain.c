@@ -28,7 +28,9 @@
 #include <linux/highmem.h>
 #include <linux/log2.h>
 #include <linux/mm.h>
+#include <linux/mman.h>
 #include <linux/slab.h>
+#include <linux/uaccess.h>
 #include <linux/vmalloc.h>
 
 #include "vduse_shim.h"
@@ -505,66 +507,96 @@ u64 vduse_shim_domain_bounce_size(struct vduse_shim_domain *domain)
 }
 
 /*
- * In-kernel check of the two properties the RFC got wrong, run from debugfs:
- * a bounce page reads as zeros before any data was bounced into it, and two
- * mappings sharing a bounce page each get their own data back.
+ * Check, from debugfs, the two properties the RFC got wrong, looking at the
+ * domain the way the daemon does: through an mmap of the domain file in the
+ * reading process.  A bounce page reads as zeros before any data was bounced
+ * into it, and two mappings sharing a bounce page each get their own data
+ * back when the "device" writes through the mapping.
  */
 int vduse_shim_domain_selftest(char *buf, size_t len)
 {
+	const size_t size = 1 << 20, n = 200;
 	struct vduse_shim_domain *domain;
-	u8 *a, *b, *pa, *pb;
+	bool zero = true, shared, ok_a = false, ok_b = false;
+	u8 *a = NULL, *b = NULL, *page = NULL;
+	struct page *dirty[64];
+	unsigned long uaddr;
 	dma_addr_t ia, ib;
-	struct page *page;
 	size_t off = 0;
-	bool zero = true, shared, ok_a, ok_b;
 	int i, ret = 0;
 
-	domain = vduse_shim_domain_create(1 << 20, NULL, NULL);
+	domain = vduse_shim_domain_create(size, NULL, NULL);
 	if (IS_ERR(domain))
 		return PTR_ERR(domain);
-	a = kmalloc(200, GFP_KERNEL);
-	b = kmalloc(200, GFP_KERNEL);
-	if (!a || !b) {
+	uaddr = vm_mmap(domain->file, 0, size, PROT_READ | PROT_WRITE,
+			MAP_SHARED, 0);
+	if (IS_ERR_VALUE(uaddr)) {
+		ret = (int)uaddr;
+		goto out_domain;
+	}
+	a = kmalloc(n, GFP_KERNEL);
+	b = kmalloc(n, GFP_KERNEL);
+	page = kmalloc(PAGE_SIZE, GFP_KERNEL);
+	if (!a || !b || !page) {
 		ret = -ENOMEM;
 		goto out;
 	}
 
-	/* A page userspace faults in first must be all zeros. */
-	if (bounce_populate(domain, 5 * PAGE_SIZE, PAGE_SIZE, GFP_KERNEL)) {
-		ret = -ENOMEM;
+	/*
+	 * A page the daemon faults in first must be all zeros.  Recently freed
+	 * pages come back first: leave some dirty ones behind, so that this
+	 * fails if bounce pages were not zeroed (when the kernel does not zero
+	 * every allocation anyway, init_on_alloc=0).
+	 */
+	for (i = 0; i < ARRAY_SIZE(dirty); i++) {
+		dirty[i] = alloc_page(GFP_KERNEL);
+		if (dirty[i])
+			memset(page_address(dirty[i]), 0xa5, PAGE_SIZE);
+	}
+	for (i = 0; i < ARRAY_SIZE(dirty); i++)
+		if (dirty[i])
+			__free_page(dirty[i]);
+	memset(page, 0x5a, PAGE_SIZE);
+	if (copy_from_user(page, (void __user *)(uaddr + 5 * PAGE_SIZE),
+			   PAGE_SIZE)) {
+		ret = -EFAULT;
 		goto out;
 	}
-	pa = page_address(domain->bounce_pages[5]);
 	for (i = 0; i < PAGE_SIZE; i++)
-		zero &= !pa[i];
-	off += scnprintf(buf + off, len - off, "bounce-page-zeroed: %s\n",
-			 zero ? "ok" : "FAIL");
+		zero &= !page[i];
+	off += scnprintf(buf + off, len - off,
+			 "bounce-page-zeroed: %s (init_on_alloc %s)\n",
+			 zero ? "ok" : "FAIL",
+			 want_init_on_alloc(GFP_KERNEL) ? "on" : "off");
 
 	/* Two small mappings land in one bounce page. */
-	memset(a, 0xaa, 200);
-	memset(b, 0xbb, 200);
-	ia = vduse_shim_domain_map(domain, virt_to_phys(a), 200,
+	memset(a, 0xaa, n);
+	memset(b, 0xbb, n);
+	ia = vduse_shim_domain_map(domain, virt_to_phys(a), n,
 				   DMA_BIDIRECTIONAL);
-	ib = vduse_shim_domain_map(domain, virt_to_phys(b), 200,
+	ib = vduse_shim_domain_map(domain, virt_to_phys(b), n,
 				   DMA_BIDIRECTIONAL);
 	if (ia == DMA_MAPPING_ERROR || ib == DMA_MAPPING_ERROR) {
 		ret = -ENOMEM;
 		goto out;
 	}
 	shared = (ia >> PAGE_SHIFT) == (ib >> PAGE_SHIFT);
-	page = domain->bounce_pages[ia >> PAGE_SHIFT];
-	pa = page_address(page) + offset_in_page(ia);
-	pb = page_address(domain->bounce_pages[ib >> PAGE_SHIFT]) +
-	     offset_in_page(ib);
-	ok_a = pa[0] == 0xaa && pa[199] == 0xaa;
-	ok_b = pb[0] == 0xbb && pb[199] == 0xbb;
-	/* The "device" writes its answers into the bounce page. */
-	memset(pa, 0x11, 200);
-	memset(pb, 0x22, 200);
-	vduse_shim_domain_unmap(domain, ib, 200, DMA_BIDIRECTIONAL);
-	vduse_shim_domain_unmap(domain, ia, 200, DMA_BIDIRECTIONAL);
-	ok_a &= a[0] == 0x11 && a[199] == 0x11;
-	ok_b &= b[0] == 0x22 && b[199] == 0x22;
+
+	/* The daemon sees each buffer at its IOVA... */
+	if (!copy_from_user(page, (void __user *)(uaddr + ia), n))
+		ok_a = !memchr_inv(page, 0xaa, n);
+	if (!copy_from_user(page, (void __user *)(uaddr + ib), n))
+		ok_b = !memchr_inv(page, 0xbb, n);
+	/* ...and answers into it. */
+	memset(page, 0x11, n);
+	ok_a &= !copy_to_user((void __user *)(uaddr + ia), page, n);
+	memset(page, 0x22, n);
+	ok_b &= !copy_to_user((void __user *)(uaddr + ib), page, n);
+
+	vduse_shim_domain_unmap(domain, ib, n, DMA_BIDIRECTIONAL);
+	vduse_shim_domain_unmap(domain, ia, n, DMA_BIDIRECTIONAL);
+	ok_a &= !memchr_inv(a, 0x11, n);
+	ok_b &= !memchr_inv(b, 0x22, n);
 	off += scnprintf(buf + off, len - off,
 			 "shared-page: %s (iova %#llx and %#llx)\n",
 			 shared ? "yes" : "no", (u64)ia, (u64)ib);
@@ -572,8 +604,11 @@ int vduse_shim_domain_selftest(char *buf, size_t len)
 			 shared && ok_a && ok_b ? "ok" : "FAIL");
 	ret = off;
 out:
+	kfree(page);
 	kfree(a);
 	kfree(b);
+	vm_munmap(uaddr, size);
+out_domain:
 	vduse_shim_domain_destroy(domain);
 	return ret;
 }
