@@ -9,13 +9,12 @@
 # bench/report.sh turns those lines into the table.
 
 . /lib/vmtest.sh
+. /lib/vmtest-blk.sh
 
 RUNTIME=${BENCH_RUNTIME:-10}
 REPS=${BENCH_REPS:-3}
 SIZE_MB=${BENCH_SIZE_MB:-256}
 FILE=/tmp/bench.img
-LOG=/tmp/server.log
-PID=
 
 info "bench: fio ${RUNTIME}s x $REPS per workload, ${SIZE_MB} MiB file on tmpfs, $(nproc) vCPUs"
 
@@ -57,38 +56,6 @@ fresh_file() {
 	dd if=/dev/zero of="$FILE" bs=1M count="$SIZE_MB" 2>/dev/null
 }
 
-have_vda() { [ -b /dev/vda ]; }
-no_vda() { [ ! -e /dev/vda ]; }
-attached() { grep -q attached "$LOG" || ! kill -0 "$PID" 2>/dev/null; }
-
-start_server() {
-	: >"$LOG"
-	case $1 in
-	vduse-blk)
-		vduse-blk --queues "$2" "$FILE" 2>"$LOG" &
-		PID=$!
-		wait_for 60 attached
-		;;
-	qsd)
-		qemu-storage-daemon \
-			--blockdev "driver=file,node-name=file0,filename=$FILE,aio=io_uring,cache.direct=on" \
-			--export "type=vduse-blk,id=vduse0,node-name=file0,name=bench0,num-queues=$2,queue-size=256,writable=on" \
-			>"$LOG" 2>&1 &
-		PID=$!
-		wait_for 60 test -e /dev/vduse/bench0 &&
-			vdpa dev add name bench0 mgmtdev vduse >>"$LOG" 2>&1
-		;;
-	esac
-	kill -0 "$PID" 2>/dev/null && wait_for 30 have_vda
-}
-
-stop_server() {
-	[ "$1" = qsd ] && vdpa dev del bench0 >>"$LOG" 2>&1
-	kill -TERM "$PID" 2>/dev/null
-	wait "$PID"
-	wait_for 10 no_vda
-}
-
 # The kernel's loop device: the reference.
 fresh_file
 if losetup /dev/loop0 "$FILE"; then
@@ -98,17 +65,18 @@ else
 	fail bench-loop-q1 "losetup failed"
 fi
 
-for server in vduse-blk qsd; do
+for server in example qsd; do
+	label=$server
+	[ "$server" = example ] && label=vduse-blk
 	for queues in 1 2; do
 		fresh_file
-		if start_server "$server" "$queues"; then
-			bench_dev "$server" "$queues" /dev/vda
-			stop_server "$server" || fail "bench-$server-q$queues-stop" "server did not stop cleanly"
+		if blk_start "$server" bench0 "$queues" rw "$FILE"; then
+			bench_dev "$label" "$queues" /dev/vda
+			{ blk_stop "$server" bench0 && wait_for 10 blk_no_vda; } ||
+				fail "bench-$label-q$queues-stop" "server did not stop cleanly"
 		else
-			fail "bench-$server-q$queues" "device did not appear"
-			show_log "$LOG"
-			kill -KILL "$PID" 2>/dev/null
-			wait "$PID" 2>/dev/null
+			fail "bench-$label-q$queues" "device did not appear"
+			show_log "$BLK_LOG"
 		fi
 	done
 done

@@ -5,7 +5,8 @@
 # busybox-static, the flavor's modules (decompressed, with a load-order list),
 # the project's build outputs, fio, vdpa, mkfs.ext4, e2fsck, any extra
 # binaries, each with its ldd libraries and the loader, tests/vm/guest/init.sh
-# as /init and the guest script as /test.sh.
+# as /init, tests/vm/guest/{lib,blk}.sh as /lib/vmtest{,-blk}.sh and the
+# guest script as /test.sh.
 #
 #   tests/vm/mkinitramfs.sh --flavor F --guest SCRIPT --out FILE
 #       [--build DIR] [--no-project] [--shim KO] [--bin FILE]... [--env K=V]...
@@ -122,6 +123,7 @@ rm "$stage/modules.list"
 # guest scripts and environment
 install -m 755 "$here/guest/init.sh" "$stage/init"
 install -m 644 "$here/guest/lib.sh" "$stage/lib/vmtest.sh"
+install -m 644 "$here/guest/blk.sh" "$stage/lib/vmtest-blk.sh"
 install -m 755 "$guest" "$stage/test.sh"
 {
 	echo "VMTEST_FLAVOR=$flavor"

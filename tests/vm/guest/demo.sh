@@ -6,9 +6,9 @@
 # back files, run a verified fio job, and tear everything down.
 
 . /lib/vmtest.sh
+. /lib/vmtest-blk.sh
 
 BACKING=/tmp/disk.img
-LOG=/tmp/vduse-blk.log
 say() { echo "demo: $*"; }
 step() {
 	_name=$1
@@ -20,19 +20,14 @@ step() {
 say "kernel $(uname -r); backing file: 128 MiB on tmpfs at $BACKING"
 dd if=/dev/zero of="$BACKING" bs=1M count=128 2>/dev/null
 
-say "\$ vduse-blk --queues 2 $BACKING &"
-vduse-blk --queues 2 "$BACKING" 2>"$LOG" &
-pid=$!
-alive() { kill -0 "$pid" 2>/dev/null; }
-up() { grep -q attached "$LOG" && [ -b /dev/vda ]; }
-if ! wait_for 60 up; then
+say "\$ vduse-blk --name vduse-blk0 --queues 2 $BACKING &"
+if ! blk_start example vduse-blk0 2 rw "$BACKING"; then
 	fail attach "no /dev/vda"
-	show_log "$LOG"
-	alive && kill -KILL "$pid"
+	show_log "$BLK_LOG"
 	exit 1
 fi
 pass attach
-sed 's/^/  vduse-blk: /' "$LOG"
+sed 's/^/  vduse-blk: /' "$BLK_LOG"
 say "\$ vdpa dev show"
 vdpa dev show
 say "/dev/vda: $(($(cat /sys/block/vda/size) / 2048)) MiB, $(ls /sys/block/vda/mq | wc -l) queues"
@@ -70,12 +65,10 @@ else
 fi
 
 say "\$ kill -TERM vduse-blk"
-kill -TERM "$pid"
 rc=0
-wait "$pid" || rc=$?
-sed 's/^/  vduse-blk: /' "$LOG" | tail -n 3
-gone() { [ ! -e /dev/vda ]; }
-if [ "$rc" = 0 ] && wait_for 10 gone && [ -z "$(vdpa dev show)" ]; then
+blk_stop example vduse-blk0 || rc=$?
+sed 's/^/  vduse-blk: /' "$BLK_LOG" | tail -n 3
+if [ "$rc" = 0 ] && wait_for 10 blk_no_vda && [ -z "$(vdpa dev show)" ]; then
 	pass detach
 else
 	fail detach "exit status $rc; /dev/vda or the vdpa device left behind"

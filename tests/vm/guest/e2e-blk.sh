@@ -8,75 +8,43 @@
 # The backing file lives on the guest's tmpfs.
 
 . /lib/vmtest.sh
+. /lib/vmtest-blk.sh
 
 SERVER=${VMTEST_SERVER:-example}
 BACKING=/tmp/backing.img
 BACKING_MB=64
-LOG=/tmp/server.log
-PID=
 case $SERVER in
-example) NAME=vduse-blk0 ;;
-qsd) NAME=vduse0 ;;
+example) NAME=vduse-blk0 EXTRA="--serial vmtest-serial" ;;
+qsd) NAME=vduse0 EXTRA= ;;
 *) fail setup "unknown VMTEST_SERVER=$SERVER"; exit 1 ;;
 esac
 info "server $SERVER, device $NAME, backing file ${BACKING_MB} MiB on tmpfs"
 
-have_vda() { [ -b /dev/vda ]; }
-no_vda() { [ ! -e /dev/vda ] && [ ! -e /sys/block/vda ]; }
-server_alive() { kill -0 "$PID" 2>/dev/null; }
-attached() { grep -q attached "$LOG" || ! server_alive; }
-
 # start_dev NAME-OF-CHECK QUEUES rw|ro: start the server, wait for /dev/vda.
 start_dev() {
-	_check=$1 _queues=$2 _mode=$3
-	: >"$LOG"
-	case $SERVER in
-	example)
-		_ro=
-		[ "$_mode" = ro ] && _ro=--read-only
-		vduse-blk --name "$NAME" --queues "$_queues" --serial vmtest-serial \
-			$_ro "$BACKING" 2>"$LOG" &
-		PID=$!
-		wait_for 60 attached
-		;;
-	qsd)
-		_w=on
-		[ "$_mode" = ro ] && _w=off
-		qemu-storage-daemon \
-			--blockdev "driver=file,node-name=file0,filename=$BACKING,aio=io_uring,cache.direct=on" \
-			--export "type=vduse-blk,id=vduse0,node-name=file0,name=$NAME,num-queues=$_queues,queue-size=256,writable=$_w" \
-			>"$LOG" 2>&1 &
-		PID=$!
-		wait_for 60 test -e "/dev/vduse/$NAME" &&
-			vdpa dev add name "$NAME" mgmtdev vduse >>"$LOG" 2>&1
-		;;
-	esac
-	if server_alive && wait_for 30 have_vda; then
-		pass "$_check"
+	# shellcheck disable=SC2086
+	if blk_start "$SERVER" "$NAME" "$2" "$3" "$BACKING" $EXTRA; then
+		pass "$1"
 		return 0
 	fi
-	fail "$_check" "/dev/vda did not appear (server $SERVER, $_queues queues, $_mode)"
-	kill -KILL "$PID" 2>/dev/null
-	wait "$PID" 2>/dev/null
-	show_log "$LOG"
+	fail "$1" "/dev/vda did not appear (server $SERVER, $2 queues, $3)"
+	show_log "$BLK_LOG"
 	return 1
 }
 
 # stop_dev NAME-OF-CHECK: SIGTERM the server, expect exit 0 and no leftovers.
 stop_dev() {
 	_check=$1
-	[ "$SERVER" = qsd ] && vdpa dev del "$NAME" >>"$LOG" 2>&1
-	kill -TERM "$PID" 2>/dev/null
 	_rc=0
-	wait "$PID" || _rc=$?
+	blk_stop "$SERVER" "$NAME" || _rc=$?
 	if [ "$_rc" = 0 ]; then
 		pass "$_check-exit"
 	else
 		fail "$_check-exit" "server exited with status $_rc after SIGTERM"
-		show_log "$LOG"
+		show_log "$BLK_LOG"
 	fi
 	_left=
-	wait_for 10 no_vda || _left="$_left /dev/vda"
+	wait_for 10 blk_no_vda || _left="$_left /dev/vda"
 	[ -z "$(vdpa dev show 2>&1)" ] || _left="$_left vdpa:[$(vdpa dev show 2>&1 | tr '\n' ' ')]"
 	[ "$(ls /dev/vduse 2>&1)" = control ] || _left="$_left /dev/vduse:[$(ls /dev/vduse 2>&1 | tr '\n' ' ')]"
 	if [ -z "$_left" ]; then
