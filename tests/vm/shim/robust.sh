@@ -177,6 +177,44 @@ else
 	show_log "$LOG"
 fi
 
+# --- two devices at once, large and small requests ------------------------------
+dd if=/dev/zero of=/tmp/img2 bs=1M count=64 2>/dev/null
+: >/tmp/srv2.log
+vduse-blk --name m1 --queues 1 /tmp/img2 2>/tmp/srv2.log &
+PID2=$!
+if start_blk m0 && wait_for 60 grep -q attached /tmp/srv2.log &&
+	wait_for 30 test -b /dev/vdb; then
+	pass two-devices
+	vdpa dev show | tee /tmp/show.txt
+	check two-devices-show test "$(grep -c 'type block mgmtdev vduse' /tmp/show.txt)" = 2
+	fios=
+	for d in vda vdb; do
+		fio --name=big --filename=/dev/$d --direct=1 --ioengine=libaio \
+			--iodepth=4 --rw=write --bs=1M --size=32M --verify=crc32c \
+			--do_verify=1 --verify_fatal=1 --eta=never \
+			--output=/tmp/fio-$d.log 2>&1 &
+		fios="$fios $!"
+	done
+	for f in $fios; do wait "$f"; done
+	check big-requests sh -c 'grep -q "err= 0" /tmp/fio-vda.log && grep -q "err= 0" /tmp/fio-vdb.log'
+	fio --name=small --filename=/dev/vda --direct=1 --ioengine=libaio \
+		--iodepth=32 --rw=randwrite --bs=512 --size=2M --verify=crc32c \
+		--do_verify=1 --verify_fatal=1 --eta=never --output=/tmp/fio-small.log 2>&1
+	check small-requests grep -q "err= 0" /tmp/fio-small.log
+	kill -TERM "$PID" "$PID2"
+	wait "$PID"
+	rc1=$?
+	wait "$PID2"
+	check two-devices-stop test "$rc1" = 0 -a $? = 0
+	check two-devices-freed wait_for 10 all_freed
+else
+	fail two-devices "the two devices did not both attach"
+	show_log "$LOG"
+	show_log /tmp/srv2.log
+	kill -KILL "$PID" "$PID2" 2>/dev/null
+fi
+rm -f /tmp/img2
+
 # --- cycles --------------------------------------------------------------------
 echo 30 >"$P/msg_timeout"
 all_freed >/dev/null || info "not all freed before the cycles"
