@@ -372,12 +372,15 @@ static bool vq_fail_inflight(struct vduse_shim_dev *dev,
 			u8 *status;
 
 			vq->inflight[head]--;
-			if (chain_status_iova(dev, vq, head, &iova)) {
+			status = NULL;
+			if (chain_status_iova(dev, vq, head, &iova))
 				status = vduse_shim_domain_bounce_kaddr(dev->domain,
 									iova, 1);
-				if (status)
-					*status = VIRTIO_BLK_S_IOERR;
-			}
+			if (status)
+				*status = VIRTIO_BLK_S_IOERR;
+			else
+				pr_warn_ratelimited("%s: vq %u head %u: no status byte to fail\n",
+						    dev->name, vq->index, head);
 			elem = &vq->used_va->ring[idx % vq->num];
 			elem->id = cpu_to_virtio32(vdev, head);
 			elem->len = cpu_to_virtio32(vdev, 1);
