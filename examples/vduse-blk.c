@@ -15,7 +15,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
-#include <limits.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -352,28 +351,18 @@ static int blk_wait_signal(const sigset_t *set)
 	return 0;
 }
 
-/* Is NAME on the vDPA bus (attached by us or by `vdpa dev add`)? */
-static bool blk_vdpa_present(const char *name)
-{
-	char path[PATH_MAX];
-
-	if (snprintf(path, sizeof(path), "/sys/bus/vdpa/devices/%s", name) >=
-	    (int)sizeof(path))
-		return false;
-	return access(path, F_OK) == 0;
-}
-
 /*
  * Detach before the device can be destroyed.  With --no-attach the user
- * may or may not have attached it, so look first.
+ * may or may not have attached it: -ENODEV then means it was not.
  */
 static int blk_detach(const struct blk_opts *o, struct vduse_device *dev)
 {
-	int ret;
+	int ret = vduse_device_detach(dev);
 
-	if (!o->attach && !blk_vdpa_present(o->name))
+	if (ret == -ENODEV && !o->attach) {
+		blk_dbg("%s was not attached", o->name);
 		return 0;
-	ret = vduse_device_detach(dev);
+	}
 	if (ret < 0)
 		blk_err("cannot detach %s: %s", o->name, strerror(-ret));
 	return ret;

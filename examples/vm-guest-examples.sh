@@ -167,13 +167,22 @@ if start dup-first vduse-blk -n ex3 "$BACKING"; then
 	stop dup-stop
 fi
 
-# 5. O_DIRECT backing file (tmpfs has O_DIRECT since 6.6).
-if start blk-direct vduse-blk -n ex4 --direct -q 2 "$BACKING"; then
+# 5. O_DIRECT backing file, on ext4 (tmpfs has O_DIRECT only since 6.6).
+mkdir -p /mnt/ext
+if truncate -s 96M /tmp/ext4.img && mkfs.ext4 -q -F /tmp/ext4.img &&
+	mount -o loop -t ext4 /tmp/ext4.img /mnt/ext &&
+	truncate -s 32M /mnt/ext/direct.img; then
+	pass direct-setup
+else
+	fail direct-setup "cannot make an ext4 file system on a loop device"
+fi
+if start blk-direct vduse-blk -n ex4 --direct -q 2 /mnt/ext/direct.img; then
 	check direct-fio run_fio /tmp/fio-d.out --name=d --filename=/dev/vda \
 		--direct=1 --ioengine=libaio --iodepth=8 --rw=randwrite --bs=4k \
 		--size=8M --verify=crc32c --verify_fatal=1
 	stop direct-stop
 fi
+umount /mnt/ext 2>/dev/null
 
 # 6. SIGTERM while the disk is busy: requests in flight are completed, the
 #    server still exits 0 and leaves nothing behind.
