@@ -59,12 +59,13 @@ trap 'rm -rf "$stage"' EXIT
 mkdir -p "$stage"/{bin,sbin,usr/bin,usr/sbin,usr/local/bin,usr/local/lib,etc,lib/modules,proc,sys,dev,tmp,run,mnt}
 
 # Copy FILE's libraries (as ldd resolves them on this machine) and the loader
-# to the same paths inside the initramfs.
+# to the same paths inside the initramfs. The project's own libraries go to
+# /usr/local/lib instead (below).
 copy_libs() {
 	local lib
 	# "libx.so => /path (addr)" or "/lib64/ld-linux-x86-64.so.2 (addr)"
 	for lib in $(ldd "$1" 2>/dev/null | awk '$2 == "=>" && $3 ~ /^\// { print $3 } $1 ~ /^\// { print $1 }'); do
-		[[ -e $stage$lib ]] && continue
+		[[ -e $stage$lib || $lib == "$build"/* ]] && continue
 		mkdir -p "$stage$(dirname "$lib")"
 		cp -L "$lib" "$stage$lib"
 	done
@@ -98,8 +99,10 @@ install_bin "$(need e2fsck)" /usr/sbin/e2fsck
 
 if [[ $project == yes ]]; then
 	install_bin "$build/examples/vduse-blk" /usr/local/bin/vduse-blk
-	compgen -G "$build/lib/libvduse.so*" >/dev/null || die "missing $build/lib/libvduse.so*"
-	cp -a "$build"/lib/libvduse.so* "$stage/usr/local/lib/"
+	for f in "$build"/lib/libvduse.so*; do
+		[[ -d $f ]] || cp -a "$f" "$stage/usr/local/lib/"
+	done
+	[[ -e $stage/usr/local/lib/libvduse.so.0 ]] || die "missing $build/lib/libvduse.so.0"
 fi
 for b in "${bins[@]}"; do
 	[[ $b == */* ]] || b=$(need "$b")
