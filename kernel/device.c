@@ -593,8 +593,11 @@ static long dev_iotlb_get_fd(struct vduse_shim_dev *dev, void __user *argp)
 	ret = -EINVAL;
 	if (dev->domain) {
 		ret = vduse_shim_domain_lookup(dev->domain, &entry);
-		if (!ret)
-			f = get_file(vduse_shim_domain_file(dev->domain));
+		if (!ret) {
+			f = vduse_shim_domain_open(dev->domain);
+			if (IS_ERR(f))
+				ret = PTR_ERR(f);
+		}
 	}
 	mutex_unlock(&dev->lock);
 	if (ret)

@@ -7,9 +7,12 @@
  *   [0, bounce_size)                 bounce region, for streaming mappings
  *   [bounce_size, bounce_size + 128M) coherent region, for dma_alloc_coherent
  *
- * The domain is an anon-inode file; userspace mmaps it and the mmap offset is
- * the IOVA.  Its pages are supplied on fault: bounce pages for the bounce
- * region, the pages of the coherent allocation for the coherent region.
+ * Userspace gets the domain as anon-inode files (one per IOTLB_GET_FD, each
+ * holding a reference on the domain and on the module); it mmaps them and
+ * the mmap offset is the IOVA.  The device's own reference pins neither, so
+ * the module can unload once no process holds a domain file.  The pages are
+ * supplied on fault: bounce pages for the bounce region, the pages of the
+ * coherent allocation for the coherent region.
  *
  * Streaming mappings never expose the caller's buffer: data is copied to a
  * bounce page on map and sync-for-device, and back on unmap and
@@ -26,6 +29,7 @@
 #include <linux/anon_inodes.h>
 #include <linux/file.h>
 #include <linux/highmem.h>
+#include <linux/kref.h>
 #include <linux/log2.h>
 #include <linux/mm.h>
 #include <linux/mman.h>
@@ -42,7 +46,7 @@
 #define STREAM_CACHED_GRANULES	32
 
 struct vduse_shim_domain {
-	struct file *file;
+	struct kref kref;
 	u64 bounce_size;
 	u64 iova_last;
 	struct iova_domain stream_iovad;
@@ -419,9 +423,16 @@ static void domain_free(struct vduse_shim_domain *domain)
 	atomic_long_dec(&vduse_shim_stats.domains);
 }
 
+static void domain_kref_release(struct kref *kref)
+{
+	domain_free(container_of(kref, struct vduse_shim_domain, kref));
+}
+
 static int domain_release(struct inode *inode, struct file *file)
 {
-	domain_free(file->private_data);
+	struct vduse_shim_domain *domain = file->private_data;
+
+	kref_put(&domain->kref, domain_kref_release);
 	return 0;
 }
 
@@ -439,7 +450,6 @@ struct vduse_shim_domain *vduse_shim_domain_create(u64 bounce_size,
 	unsigned long npages = bounce_size >> PAGE_SHIFT;
 	unsigned long ngran = bounce_size >> VDUSE_SHIM_GRANULE_SHIFT;
 	struct vduse_shim_domain *domain;
-	struct file *file;
 	unsigned long i;
 
 	if (!bounce_size || !PAGE_ALIGNED(bounce_size))
@@ -452,6 +462,7 @@ struct vduse_shim_domain *vduse_shim_domain_create(u64 bounce_size,
 	domain->bounce_size = bounce_size;
 	domain->iova_last = bounce_size + VDUSE_SHIM_COHERENT_SIZE - 1;
 	domain->coherent = RB_ROOT_CACHED;
+	kref_init(&domain->kref);
 	domain->inv = inv;
 	domain->priv = priv;
 	spin_lock_init(&domain->lock);
@@ -467,12 +478,6 @@ struct vduse_shim_domain *vduse_shim_domain_create(u64 bounce_size,
 		goto err;
 	for (i = 0; i < ngran; i++)
 		domain->orig[i] = NO_ORIG;
-
-	file = anon_inode_getfile("[vduse-domain]", &domain_fops, domain,
-				  O_RDWR);
-	if (IS_ERR(file))
-		goto err;
-	domain->file = file;
 	return domain;
 
 err:
@@ -489,16 +494,24 @@ void vduse_shim_domain_detach_owner(struct vduse_shim_domain *domain)
 	spin_unlock(&domain->lock);
 }
 
-/* Drop the owner's reference; userspace mappings may keep it alive. */
+/* Drop the owner's reference; userspace's files may keep it alive. */
 void vduse_shim_domain_destroy(struct vduse_shim_domain *domain)
 {
 	vduse_shim_domain_detach_owner(domain);
-	fput(domain->file);
+	kref_put(&domain->kref, domain_kref_release);
 }
 
-struct file *vduse_shim_domain_file(struct vduse_shim_domain *domain)
+/* A new file for userspace to mmap the domain with. */
+struct file *vduse_shim_domain_open(struct vduse_shim_domain *domain)
 {
-	return domain->file;
+	struct file *file;
+
+	kref_get(&domain->kref);
+	file = anon_inode_getfile("[vduse-domain]", &domain_fops, domain,
+				  O_RDWR);
+	if (IS_ERR(file))
+		kref_put(&domain->kref, domain_kref_release);
+	return file;
 }
 
 u64 vduse_shim_domain_bounce_size(struct vduse_shim_domain *domain)
@@ -521,6 +534,7 @@ int vduse_shim_domain_selftest(char *buf, size_t len)
 	u8 *a = NULL, *b = NULL, *page = NULL;
 	struct page *dirty[64];
 	unsigned long uaddr;
+	struct file *file;
 	dma_addr_t ia, ib;
 	size_t off = 0;
 	int i, ret = 0;
@@ -528,8 +542,13 @@ int vduse_shim_domain_selftest(char *buf, size_t len)
 	domain = vduse_shim_domain_create(size, NULL, NULL);
 	if (IS_ERR(domain))
 		return PTR_ERR(domain);
-	uaddr = vm_mmap(domain->file, 0, size, PROT_READ | PROT_WRITE,
-			MAP_SHARED, 0);
+	file = vduse_shim_domain_open(domain);
+	if (IS_ERR(file)) {
+		ret = PTR_ERR(file);
+		goto out_domain;
+	}
+	uaddr = vm_mmap(file, 0, size, PROT_READ | PROT_WRITE, MAP_SHARED, 0);
+	fput(file);
 	if (IS_ERR_VALUE(uaddr)) {
 		ret = (int)uaddr;
 		goto out_domain;

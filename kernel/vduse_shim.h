@@ -65,7 +65,7 @@ struct vduse_shim_domain *vduse_shim_domain_create(u64 bounce_size,
 						   void *priv);
 void vduse_shim_domain_destroy(struct vduse_shim_domain *domain);
 void vduse_shim_domain_detach_owner(struct vduse_shim_domain *domain);
-struct file *vduse_shim_domain_file(struct vduse_shim_domain *domain);
+struct file *vduse_shim_domain_open(struct vduse_shim_domain *domain);
 u64 vduse_shim_domain_bounce_size(struct vduse_shim_domain *domain);
 int vduse_shim_domain_lookup(struct vduse_shim_domain *domain,
 			     struct vduse_iotlb_entry *entry);

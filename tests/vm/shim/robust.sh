@@ -11,7 +11,7 @@
 #     and destroy complete within the timeout
 #   - the daemon SIGSTOPped during fio: detach completes after the timeout
 #   - 100 create/attach/detach/destroy cycles leave no allocation behind
-#   - the module unloads
+#   - the module unloads, with a killed daemon's device still attached
 #   - a second VDUSE provider (the shim built as vduse_shim_dup) refuses to
 #     load next to the first
 # Needs: the project's vduse-blk, --bin shim-test, --bin vduse_shim_dup.ko
@@ -265,6 +265,16 @@ check iotlb-update-answered test "$(stat_of iotlb_updates)" -ge "$CYCLES"
 check no-hung-task sh -c "! dmesg | grep -q 'blocked for more than'"
 
 # --- unload ----------------------------------------------------------------------
-check rmmod rmmod vduse_shim
+# A device left attached and created by a killed daemon does not stop the
+# unload: rmmod detaches and destroys it.
+if start_blk u0; then
+	kill -KILL "$PID"
+	wait "$PID" 2>/dev/null
+	check rmmod rmmod vduse_shim
+	check rmmod-detached wait_for 10 no_vda
+else
+	fail rmmod-start "vduse-blk did not attach"
+	check rmmod rmmod vduse_shim
+fi
 check unloaded test ! -e /dev/vduse/control
 exit 0
