@@ -147,6 +147,8 @@ if start_blk k1; then
 	check kill-nodetach-fio-ends wait_fio $((TIMEOUT + 15))
 	t1=$(now)
 	info "fio ended $((t1 - t0)) s after the daemon died"
+	# Not open any more, but still attached: destroy must wait for detach.
+	check destroy-attached-refused sh -c '! shim-test destroy k1 2>/tmp/d.err && grep -q busy /tmp/d.err'
 	check kill-nodetach-detach vdpa dev del k1
 	check kill-nodetach-destroy shim-test destroy k1
 	check kill-nodetach-freed wait_for 5 all_freed
