@@ -98,6 +98,9 @@ static int rings_valid(struct vduse_vq *vq)
 	return ret;
 }
 
+/* Walks of one chain before giving up on an IOTLB that keeps changing. */
+#define WALK_RETRIES	3
+
 struct chain {
 	unsigned int n;		/* iovecs collected */
 	unsigned int out;	/* of which device-readable */
@@ -174,11 +177,17 @@ static int load_indirect(struct vduse_vq *vq, const struct vring_desc *d)
 	return n;
 }
 
-/* Walk the chain that starts at @head, collecting iovecs.  Locked. */
+/*
+ * Walk the chain that starts at @head, collecting iovecs.  Locked.
+ * Returns -ESTALE when a lookup had to drop a cached mapping (the kernel
+ * changed its IOTLB before telling us): the ring and the iovecs collected
+ * so far may point at unmapped memory, so the caller walks again.
+ */
 static int walk_chain(struct vduse_vq *vq, unsigned int head, struct chain *c)
 {
 	const struct vring_desc *table = vq->desc;
 	unsigned int size = vq->num, idx = head, seen = 0;
+	uint64_t gen = vq->iotlb.gen;
 	bool in_indirect = false;
 
 	for (;;) {
@@ -218,6 +227,8 @@ static int walk_chain(struct vduse_vq *vq, unsigned int head, struct chain *c)
 			n = load_indirect(vq, &d);
 			if (n < 0)
 				return n;
+			if (vq->iotlb.gen != gen)
+				return -ESTALE;
 			table = vq->indirect_buf;
 			size = n;
 			idx = 0;
@@ -227,6 +238,8 @@ static int walk_chain(struct vduse_vq *vq, unsigned int head, struct chain *c)
 		}
 		if (add_buffer(vq, c, &d) < 0)
 			return -EIO;
+		if (vq->iotlb.gen != gen)
+			return -ESTALE;
 		if (!(flags & VRING_DESC_F_NEXT))
 			return 0;
 		idx = le16toh(d.next);
@@ -260,9 +273,9 @@ static int read_avail_idx(struct vduse_vq *vq)
 static int pop_locked(struct vduse_vq *vq, size_t sz, void **out)
 {
 	struct vduse_vq_elem *elem;
-	struct chain c = { 0 };
-	unsigned int head;
-	int avail;
+	struct chain c;
+	unsigned int head, tries;
+	int avail, ret;
 
 	if (vq->broken || rings_valid(vq) < 0)
 		return -EIO;
@@ -293,7 +306,20 @@ static int pop_locked(struct vduse_vq *vq, size_t sz, void **out)
 			      head);
 		return -EIO;
 	}
-	if (walk_chain(vq, head, &c) < 0)
+	for (tries = 0;; tries++) {
+		memset(&c, 0, sizeof(c));
+		ret = walk_chain(vq, head, &c);
+		if (ret != -ESTALE)
+			break;
+		if (tries == WALK_RETRIES) {
+			vduse_vq_fail(vq, -ESTALE,
+				      "the IOTLB kept changing under a chain");
+			return -EIO;
+		}
+		if (rings_valid(vq) < 0)
+			return -EIO;
+	}
+	if (ret < 0)
 		return -EIO;
 
 	elem = malloc(sz + c.n * sizeof(struct iovec));

@@ -570,6 +570,61 @@ static void test_update_iotlb(void **state)
 	tu_env_free(&e);
 }
 
+/*
+ * The kernel merged the ring region and the data region into one before
+ * telling us (no UPDATE_IOTLB yet).  Mapping the chain's buffer then drops
+ * the cached ring mapping in the middle of the walk: pop must walk again
+ * on fresh mappings, never read the unmapped ring.
+ */
+static void test_iotlb_changed_under_walk(void **state)
+{
+	const uint64_t span = TU_DATA + TU_DATA_SIZE - TU_RING_BASE;
+	struct sim_buf b[2] = {
+		{ TU_DATA + 0x100, 24, false },
+		{ TU_DATA + 0x900, 40, true },
+	};
+	struct vduse_vq_elem *elem;
+	uint8_t *ring, *data;
+	struct tu_env e;
+	uint32_t id, len;
+	uint16_t head;
+
+	tu_env_start(&e, tu_base_features(), 0);
+	fill(b[0].addr, 9, 24);
+	head = sim_add_chain(&e.s[0], b, 2);
+	sim_publish(&e.s[0], head);
+	assert_int_equal(fk_live_maps_in(TU_RING_BASE, TU_RING_BASE), 2);
+	assert_int_equal(fk_live_maps_in(TU_DATA, TU_DATA), 0);
+
+	ring = malloc(TU_RING_SIZE);
+	data = malloc(TU_DATA_SIZE);
+	assert_non_null(ring);
+	assert_non_null(data);
+	memcpy(ring, fk_iova_ptr(TU_RING_BASE), TU_RING_SIZE);
+	memcpy(data, fk_iova_ptr(TU_DATA), TU_DATA_SIZE);
+	fk_region_del(TU_RING_BASE, TU_DATA + TU_DATA_SIZE - 1);
+	assert_int_equal(fk_region_add(TU_RING_BASE, span, VDUSE_ACCESS_RW), 0);
+	memcpy(fk_iova_ptr(TU_RING_BASE), ring, TU_RING_SIZE);
+	memcpy(fk_iova_ptr(TU_DATA), data, TU_DATA_SIZE);
+	free(ring);
+	free(data);
+
+	elem = tu_pop(e.vq[0]);
+	assert_false(vduse_vq_broken(e.vq[0]));
+	assert_int_equal(elem->id, head);
+	assert_int_equal(elem->out_num, 1);
+	assert_int_equal(elem->in_num, 1);
+	assert_iov_is(&elem->out_sg[0], b[0].addr, 24);
+	memset(elem->in_sg[0].iov_base, 0x77, 40);
+	assert_int_equal(*(uint8_t *)fk_iova_ptr(b[1].addr + 39), 0x77);
+	assert_int_equal(vduse_vq_push(e.vq[0], elem, 40), 0);
+	free(elem);
+	assert_true(sim_get_used(&e.s[0], &id, &len));
+	assert_int_equal(id, head);
+	assert_int_equal(len, 40);
+	tu_env_free(&e);
+}
+
 static void test_push_errors(void **state)
 {
 	struct vduse_vq_elem *elem, fake;
@@ -788,6 +843,7 @@ int main(void)
 		T(test_map_on_first_use),
 		T(test_many_regions),
 		T(test_update_iotlb),
+		T(test_iotlb_changed_under_walk),
 		T(test_push_errors),
 		T(test_reset),
 		T(test_get_vq_state),
