@@ -160,7 +160,14 @@ int vduse_device_fd(const struct vduse_device *dev);
  */
 int vduse_device_process(struct vduse_device *dev);
 
-/* Attach to / detach from the vDPA bus (generic netlink "vdpa"). */
+/*
+ * Attach to / detach from the vDPA bus (generic netlink "vdpa").  Both block
+ * until the kernel's driver has probed or gone: call them from a thread
+ * other than the one calling vduse_device_process().  Detach returns
+ * -ENODEV, logged only at debug level, when the device is not on the bus
+ * (never attached, or attached and detached by someone else, e.g. with
+ * iproute2's `vdpa dev del`).
+ */
 int vduse_device_attach(struct vduse_device *dev);
 int vduse_device_detach(struct vduse_device *dev);
 
@@ -183,8 +190,10 @@ int vduse_device_set_config(struct vduse_device *dev, uint32_t offset,
 /*
  * A popped request.  vduse_vq_pop() allocates @sz bytes with this structure
  * at their head, so a backend can embed it as the first member of its own
- * request structure; the iovecs follow in the same allocation.  Release it
- * with free() after vduse_vq_push().
+ * request structure; the iovecs follow in the same allocation, at or after
+ * offset @sz (rounded up to the alignment of struct iovec), so the bytes
+ * from sizeof(struct vduse_vq_elem) to @sz are the caller's (zeroed).
+ * Release it with free() after vduse_vq_push().
  */
 struct vduse_vq_elem {
 	uint32_t id;		/* head descriptor: pass back through push */
@@ -199,7 +208,10 @@ struct vduse_vq_elem {
  * Take the next available request.  Returns 0 and stores it in *elem,
  * -EAGAIN when the ring is empty (kick notifications are re-armed before
  * that is returned, so a new request will kick), -EIO when the queue is
- * broken or stopped, -ENOMEM.  A malformed chain breaks the queue (see
+ * broken or stopped, -ENOMEM when the element could not be allocated.
+ * After -ENOMEM nothing was consumed and kicks are NOT re-armed: the
+ * request stays available and the caller must call pop again later (no
+ * kick will come for it).  A malformed chain breaks the queue (see
  * vduse_device_ops.queue_error) and returns -EIO.
  */
 int vduse_vq_pop(struct vduse_vq *vq, size_t sz, void **elem);
@@ -256,7 +268,11 @@ struct vduse_runner_ops {
 	 */
 	int (*queue_init)(struct vduse_vq *vq, void *opaque, int *poll_fd);
 
-	/* In the queue thread: @events is a mask of VDUSE_RUNNER_*. */
+	/*
+	 * In the queue thread: @events is a mask of VDUSE_RUNNER_*.  Right
+	 * after queue_init the runner calls it once with VDUSE_RUNNER_KICK,
+	 * so requests made available before the queue started are seen.
+	 */
 	void (*queue_event)(struct vduse_vq *vq, void *opaque,
 			    unsigned int events);
 

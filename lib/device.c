@@ -312,6 +312,12 @@ int vduse_device_detach(struct vduse_device *dev)
 	if (!dev)
 		return -EINVAL;
 	ret = vduse_sys->vdpa_dev_del(dev->name);
+	if (ret == -ENODEV) {
+		/* Not on the bus: never attached, or already detached. */
+		vduse_dbg("%s: not attached", dev->name);
+		dev->attached = false;
+		return ret;
+	}
 	if (ret < 0) {
 		vduse_err("%s: detaching from the vDPA bus failed: %s",
 			  dev->name, strerror(-ret));

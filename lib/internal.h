@@ -47,8 +47,7 @@ struct vduse_vq {
 
 	uint16_t last_avail_idx;
 	uint16_t used_idx;
-	uint16_t signalled_used;
-	bool signalled_used_valid;
+	uint16_t signalled_used;	/* used_idx at the last notify */
 	unsigned int inflight;
 	uint64_t *inflight_map;	/* one bit per descriptor head */
 

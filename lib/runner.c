@@ -77,6 +77,9 @@ static void *queue_thread(void *arg)
 			  vq->dev->name, vq->index, strerror(-ret));
 		poll_fd = -1;
 	}
+	/* Requests may be waiting from before the kick fd was armed. */
+	if (ret == 0 && r->ops.queue_event)
+		r->ops.queue_event(vq, r->opaque, VDUSE_RUNNER_KICK);
 
 	for (;;) {
 		struct pollfd fds[3] = {

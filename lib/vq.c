@@ -121,15 +121,17 @@ int vduse_vq_start(struct vduse_vq *vq)
 	vq->indirect = dev->negotiated & (1ULL << VIRTIO_RING_F_INDIRECT_DESC);
 	vq->inflight = 0;
 	vq->broken = false;
-	vq->signalled_used_valid = false;
 
 	ret = alloc_ring_state(vq);
 	if (ret < 0)
 		return ret;
 	vduse_iotlb_lock(&vq->iotlb);
 	ret = vduse_split_map_rings(vq);
-	if (ret == 0)
+	if (ret == 0) {
 		vq->used_idx = vduse_split_used_idx(vq);
+		/* Nothing pushed yet: nothing to notify about. */
+		vq->signalled_used = vq->used_idx;
+	}
 	vduse_iotlb_unlock(&vq->iotlb);
 	if (ret < 0) {
 		vduse_err("%s: queue %u: cannot map rings (desc 0x%llx avail 0x%llx used 0x%llx): %s",

@@ -388,19 +388,15 @@ out:
 static bool need_interrupt(struct vduse_vq *vq)
 {
 	uint16_t old = vq->signalled_used, now = vq->used_idx;
-	bool valid = vq->signalled_used_valid;
 
 	/* Order our used->idx store before reading the driver's wishes. */
 	__atomic_thread_fence(__ATOMIC_SEQ_CST);
 	vq->signalled_used = now;
-	vq->signalled_used_valid = true;
-	if (valid && old == now)
+	if (old == now)
 		return false;
 	if (!vq->event_idx)
 		return !(le16toh(RING_LOAD(vq->avail->flags)) &
 			 VRING_AVAIL_F_NO_INTERRUPT);
-	if (!valid)
-		return true;
 	return vring_need_event(le16toh(RING_LOAD(*used_event(vq))), now, old);
 }
 
