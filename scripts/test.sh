@@ -15,18 +15,33 @@ build=$top/build
 
 rc=0
 meson test -C "$build" --print-errorlogs "$@" || rc=$?
+dirs=("$build")
 
-# A plain closing line, counted from meson's own log.
-json=$build/meson-logs/testlog.json
-if [[ -f $json ]]; then
-	passed=$(grep -c '"result": "OK"' "$json" || true)
-	failed=$(grep -cE '"result": "(FAIL|TIMEOUT|ERROR|UNEXPECTEDPASS)"' "$json" || true)
-	skipped=$(grep -c '"result": "SKIP"' "$json" || true)
+# The unit tests again under AddressSanitizer and UBSan (full runs only).
+if (($# == 0)); then
+	asan=$top/build-asan
+	if [[ ! -f $asan/build.ninja ]]; then
+		meson setup "$asan" "$top" -Db_sanitize=address,undefined \
+			-Db_lundef=false >/dev/null
+	fi
+	ninja -C "$asan" >/dev/null
+	meson test -C "$asan" --suite unit --print-errorlogs || rc=$?
+	dirs+=("$asan")
+fi
+
+# A plain closing line, counted from meson's own logs.
+passed=0 failed=0 skipped=0
+for d in "${dirs[@]}"; do
+	json=$d/meson-logs/testlog.json
+	[[ -f $json ]] || continue
+	passed=$((passed + $(grep -c '"result": "OK"' "$json" || true)))
+	failed=$((failed + $(grep -cE '"result": "(FAIL|TIMEOUT|ERROR|UNEXPECTEDPASS)"' "$json" || true)))
+	skipped=$((skipped + $(grep -c '"result": "SKIP"' "$json" || true)))
 	if ((rc != 0)); then
-		echo "---- tail of $build/meson-logs/testlog.txt ----"
-		tail -n 80 "$build/meson-logs/testlog.txt"
+		echo "---- tail of $d/meson-logs/testlog.txt ----"
+		tail -n 80 "$d/meson-logs/testlog.txt"
 		echo "----"
 	fi
-	echo "tests: $passed passed, $failed failed, $skipped skipped"
-fi
+done
+echo "tests: $passed passed, $failed failed, $skipped skipped"
 exit "$rc"
