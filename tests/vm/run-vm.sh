@@ -7,14 +7,14 @@
 # with the PASS/FAIL lines it printed, at least one PASS and no FAIL.
 #
 #   tests/vm/run-vm.sh --flavor F --initrd FILE [--log LOG] [--timeout SECONDS]
-#       [--mem MIB]
+#       [--mem MIB] [--append 'KERNEL ARGS']
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=tests/vm/flavor.sh
 . "$here/flavor.sh"
 
-flavor= initrd= log= timeout_s=600 mem=1024
+flavor= initrd= log= timeout_s=600 mem=1024 append=
 while (($#)); do
 	case $1 in
 	--flavor) flavor=$2; shift 2 ;;
@@ -22,6 +22,7 @@ while (($#)); do
 	--log) log=$2; shift 2 ;;
 	--timeout) timeout_s=$2; shift 2 ;;
 	--mem) mem=$2; shift 2 ;;
+	--append) append=$2; shift 2 ;;
 	*) echo "run-vm: unknown argument $1" >&2; exit 2 ;;
 	esac
 done
@@ -32,7 +33,7 @@ flavor_load "$flavor"
 qemu=(
 	qemu-system-x86_64 -accel tcg,thread=multi -cpu max -smp 2 -m "$mem"
 	-nographic -no-reboot -kernel "$VM_KERNEL" -initrd "$initrd"
-	-append "console=ttyS0 quiet panic=-1"
+	-append "console=ttyS0 quiet panic=-1${append:+ $append}"
 )
 echo "run-vm: ${qemu[*]}" >&2
 start=$(date +%s)

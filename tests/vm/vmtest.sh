@@ -5,6 +5,7 @@
 # judge the markers. The entry point meson's 'vm' suite calls.
 #
 #   tests/vm/vmtest.sh --flavor F --guest SCRIPT [--build DIR] [--timeout S]
+#       [--append 'KERNEL ARGS']
 #       [mkinitramfs options: --no-project --shim KO --bin FILE --env K=V]
 #
 # Files go to DIR/vm/NAME.cpio and DIR/vm/NAME.log, where NAME is the flavor
@@ -15,6 +16,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 top=$(cd "$here/../.." && pwd)
 
 flavor= guest= build=$top/build timeout_s=900 name=
+vm_args=()
 pass_on=()
 while (($#)); do
 	case $1 in
@@ -23,6 +25,7 @@ while (($#)); do
 	--build) build=$2; pass_on+=("$1" "$2"); shift 2 ;;
 	--timeout) timeout_s=$2; shift 2 ;;
 	--name) name=$2; shift 2 ;;
+	--append) vm_args+=(--append "$2"); shift 2 ;;
 	--no-project) pass_on+=("$1"); shift ;;
 	--shim | --bin | --env) pass_on+=("$1" "$2"); shift 2 ;;
 	*) echo "vmtest: unknown argument $1" >&2; exit 2 ;;
@@ -37,4 +40,4 @@ initrd=$build/vm/$name.cpio
 "$here/mkinitramfs.sh" --env "VMTEST_GUEST_TIMEOUT=$((timeout_s > 120 ? timeout_s - 60 : timeout_s / 2))" \
 	"${pass_on[@]}" --out "$initrd"
 "$here/run-vm.sh" --flavor "$flavor" --initrd "$initrd" --log "$build/vm/$name.log" \
-	--timeout "$timeout_s"
+	--timeout "$timeout_s" "${vm_args[@]}"
