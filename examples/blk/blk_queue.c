@@ -381,10 +381,8 @@ static int blk_queue_init(struct vduse_vq *vq, void *opaque, int *poll_fd)
 	*poll_fd = q->ring.ring_fd;
 	blk_dbg("queue %u: started (size %u)", vduse_vq_index(vq),
 		vduse_vq_size(vq));
-	/* Serve whatever the driver queued before this thread existed. */
-	blk_queue_pop_all(q);
-	blk_queue_submit(q);
-	blk_queue_notify(q);
+	/* The runner follows with a KICK event, which serves whatever the
+	 * driver queued before this thread existed. */
 	return 0;
 }
 
