@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <sys/ioctl.h>
 #include <linux/vduse.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -187,13 +188,37 @@ int vduse_iotlb_lookup(struct vduse_iotlb *t, uint64_t iova,
 	return 0;
 }
 
+/* Does [iova, iova + len) run past the end of the IOVA space? */
+static bool wraps(uint64_t iova, uint64_t len)
+{
+	return len && iova + len - 1 < iova;
+}
+
+/*
+ * Map the next piece of [*iova, *iova + *len) that one region holds: its
+ * address and size; *iova and *len move past it.
+ */
+static int next_chunk(struct vduse_iotlb *t, uint64_t *iova, uint64_t *len,
+		      unsigned int perm, void **p, uint64_t *chunk)
+{
+	uint64_t avail;
+	int ret = vduse_iotlb_lookup(t, *iova, perm, p, &avail);
+
+	if (ret < 0)
+		return ret;
+	*chunk = (avail && avail < *len) ? avail : *len;
+	*iova += *chunk;
+	*len -= *chunk;
+	return 0;
+}
+
 int vduse_iotlb_ptr(struct vduse_iotlb *t, uint64_t iova, uint64_t len,
 		    unsigned int perm, void **ptr)
 {
 	uint64_t avail;
 	int ret;
 
-	if (len && iova + len - 1 < iova)
+	if (wraps(iova, len))
 		return -EFAULT;
 	ret = vduse_iotlb_lookup(t, iova, perm, ptr, &avail);
 	if (ret < 0)
@@ -207,24 +232,21 @@ int vduse_iotlb_iov(struct vduse_iotlb *t, uint64_t iova, uint64_t len,
 		    unsigned int perm, struct iovec *iov, unsigned int *n,
 		    unsigned int max)
 {
-	if (len && iova + len - 1 < iova)
+	if (wraps(iova, len))
 		return -EFAULT;
 	while (len) {
-		uint64_t avail, chunk;
+		uint64_t chunk;
 		void *p;
 		int ret;
 
 		if (*n >= max)
 			return -ENOBUFS;
-		ret = vduse_iotlb_lookup(t, iova, perm, &p, &avail);
+		ret = next_chunk(t, &iova, &len, perm, &p, &chunk);
 		if (ret < 0)
 			return ret;
-		chunk = (avail && avail < len) ? avail : len;
 		iov[*n].iov_base = p;
 		iov[*n].iov_len = chunk;
 		(*n)++;
-		iova += chunk;
-		len -= chunk;
 	}
 	return 0;
 }
@@ -234,21 +256,18 @@ int vduse_iotlb_read(struct vduse_iotlb *t, uint64_t iova, void *dst,
 {
 	uint8_t *d = dst;
 
-	if (len && iova + len - 1 < iova)
+	if (wraps(iova, len))
 		return -EFAULT;
 	while (len) {
-		uint64_t avail, chunk;
+		uint64_t chunk;
 		void *p;
 		int ret;
 
-		ret = vduse_iotlb_lookup(t, iova, VDUSE_IOTLB_READ, &p, &avail);
+		ret = next_chunk(t, &iova, &len, VDUSE_IOTLB_READ, &p, &chunk);
 		if (ret < 0)
 			return ret;
-		chunk = (avail && avail < len) ? avail : len;
 		memcpy(d, p, chunk);
 		d += chunk;
-		iova += chunk;
-		len -= chunk;
 	}
 	return 0;
 }
