@@ -120,13 +120,15 @@ size_t blk_iov_size(const struct iovec *iov, unsigned int cnt)
 	return len;
 }
 
-size_t blk_iov_to_buf(const struct iovec *iov, unsigned int cnt, size_t off,
-		      void *buf, size_t len)
+/* Copy between @len bytes of @buf and the iovecs from byte @off on. */
+static size_t blk_iov_copy(const struct iovec *iov, unsigned int cnt,
+			   size_t off, char *buf, size_t len, bool to_iov)
 {
 	size_t done = 0;
 	unsigned int i;
 
 	for (i = 0; i < cnt && done < len; i++) {
+		char *base = iov[i].iov_base;
 		size_t n;
 
 		if (off >= iov[i].iov_len) {
@@ -136,35 +138,27 @@ size_t blk_iov_to_buf(const struct iovec *iov, unsigned int cnt, size_t off,
 		n = iov[i].iov_len - off;
 		if (n > len - done)
 			n = len - done;
-		memcpy((char *)buf + done, (char *)iov[i].iov_base + off, n);
+		if (to_iov)
+			memcpy(base + off, buf + done, n);
+		else
+			memcpy(buf + done, base + off, n);
 		done += n;
 		off = 0;
 	}
 	return done;
 }
 
+size_t blk_iov_to_buf(const struct iovec *iov, unsigned int cnt, size_t off,
+		      void *buf, size_t len)
+{
+	return blk_iov_copy(iov, cnt, off, buf, len, false);
+}
+
 size_t blk_iov_from_buf(const struct iovec *iov, unsigned int cnt,
 			size_t off, const void *buf, size_t len)
 {
-	size_t done = 0;
-	unsigned int i;
-
-	for (i = 0; i < cnt && done < len; i++) {
-		size_t n;
-
-		if (off >= iov[i].iov_len) {
-			off -= iov[i].iov_len;
-			continue;
-		}
-		n = iov[i].iov_len - off;
-		if (n > len - done)
-			n = len - done;
-		memcpy((char *)iov[i].iov_base + off, (const char *)buf + done,
-		       n);
-		done += n;
-		off = 0;
-	}
-	return done;
+	/* Only read through @buf when copying into the iovecs. */
+	return blk_iov_copy(iov, cnt, off, (char *)buf, len, true);
 }
 
 void blk_iov_memset(const struct iovec *iov, unsigned int cnt, int c)
