@@ -32,19 +32,31 @@ static void start_queues(struct vduse_device *dev)
 		vduse_vq_start(&dev->vqs[i]);
 }
 
+static void update_iotlb(struct vduse_device *dev, uint64_t start,
+			 uint64_t last)
+{
+	unsigned int i;
+
+	vduse_dbg("%s: UPDATE_IOTLB [0x%llx, 0x%llx]", dev->name,
+		  (unsigned long long)start, (unsigned long long)last);
+	for (i = 0; i < dev->num_queues; i++) {
+		struct vduse_iotlb *t = &dev->vqs[i].iotlb;
+
+		vduse_iotlb_lock(t);
+		vduse_iotlb_invalidate(t, start, last);
+		vduse_iotlb_unlock(t);
+	}
+}
+
 static void reset(struct vduse_device *dev)
 {
 	unsigned int i;
 
 	vduse_device_stop_queues(dev);
-	for (i = 0; i < dev->num_queues; i++) {
-		struct vduse_vq *vq = &dev->vqs[i];
-
-		vduse_iotlb_lock(&vq->iotlb);
-		vduse_iotlb_invalidate(&vq->iotlb, 0, UINT64_MAX);
-		vq->broken = false;
-		vduse_iotlb_unlock(&vq->iotlb);
-	}
+	/* Queues that failed to start may still hold mappings. */
+	update_iotlb(dev, 0, UINT64_MAX);
+	for (i = 0; i < dev->num_queues; i++)
+		dev->vqs[i].broken = false;	/* stopped: no thread uses it */
 	dev->negotiated = 0;
 	if (dev->ops.reset)
 		dev->ops.reset(dev);
@@ -72,22 +84,6 @@ void vduse_device_set_status(struct vduse_device *dev, uint8_t status)
 		start_queues(dev);
 	if (dev->ops.status_changed)
 		dev->ops.status_changed(dev, status);
-}
-
-static void update_iotlb(struct vduse_device *dev, uint64_t start,
-			 uint64_t last)
-{
-	unsigned int i;
-
-	vduse_dbg("%s: UPDATE_IOTLB [0x%llx, 0x%llx]", dev->name,
-		  (unsigned long long)start, (unsigned long long)last);
-	for (i = 0; i < dev->num_queues; i++) {
-		struct vduse_iotlb *t = &dev->vqs[i].iotlb;
-
-		vduse_iotlb_lock(t);
-		vduse_iotlb_invalidate(t, start, last);
-		vduse_iotlb_unlock(t);
-	}
 }
 
 static void get_vq_state(struct vduse_device *dev,
