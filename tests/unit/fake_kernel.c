@@ -90,6 +90,9 @@ static struct {
 
 	unsigned int vdpa_added, vdpa_deleted;
 	char vdpa_name[VDUSE_NAME_MAX], vdpa_mgmtdev[64];
+
+	bool getfd_forced;
+	struct vduse_iotlb_entry getfd_answer;
 } fk = { .lock = PTHREAD_MUTEX_INITIALIZER };
 
 #define LOCK()		pthread_mutex_lock(&fk.lock)
@@ -226,6 +229,11 @@ static int fk_close(int fd)
 static int get_fd(struct vduse_iotlb_entry *e)
 {
 	unsigned int i;
+
+	if (fk.getfd_forced) {
+		*e = fk.getfd_answer;
+		return track(fcntl(fk.memfd, F_DUPFD_CLOEXEC, 0), FD_IOTLB);
+	}
 
 	for (i = 0; i < fk.nr_regions; i++) {
 		struct region *r = &fk.regions[i];
@@ -464,7 +472,8 @@ static int fk_mmap(size_t len, int prot, int fd, uint64_t offset, void **out)
 	ret = due(FK_MMAP);
 	if (ret)
 		goto out;
-	if (kind_of(fd) != FD_IOTLB || offset + len > FK_MEM_SIZE) {
+	if (kind_of(fd) != FD_IOTLB || offset > FK_MEM_SIZE ||
+	    len > FK_MEM_SIZE - offset) {
 		ret = -EINVAL;
 		goto out;
 	}
@@ -910,4 +919,13 @@ void *fk_iova_ptr(uint64_t iova)
 	}
 	UNLOCK();
 	return p;
+}
+
+void fk_force_getfd(const struct vduse_iotlb_entry *answer)
+{
+	LOCK();
+	fk.getfd_forced = answer != NULL;
+	if (answer)
+		fk.getfd_answer = *answer;
+	UNLOCK();
 }

@@ -86,4 +86,11 @@ void fk_region_del(uint64_t start, uint64_t last);
 /* The test's own read-write view of guest memory at @iova (NULL: none). */
 void *fk_iova_ptr(uint64_t iova);
 
+/*
+ * Every IOTLB_GET_FD answers @answer (start, last, offset, perm) with an fd
+ * of the guest memory file, whatever IOVA was asked for, as an inconsistent
+ * or extreme kernel would.  NULL restores the regions' answers.
+ */
+void fk_force_getfd(const struct vduse_iotlb_entry *answer);
+
 #endif
