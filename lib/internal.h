@@ -22,6 +22,8 @@ struct vring_used;
 struct vduse_queue_hooks {
 	int (*start)(void *data, struct vduse_vq *vq);
 	void (*stop)(void *data, struct vduse_vq *vq);
+	/* Every queue is about to stop: tell them all before any stop(). */
+	void (*stop_begin)(void *data);
 };
 
 struct vduse_vq {
@@ -48,8 +50,18 @@ struct vduse_vq {
 	uint16_t last_avail_idx;
 	uint16_t used_idx;
 	uint16_t signalled_used;	/* used_idx at the last notify */
+	bool irq_pending;	/* an interrupt that failed to go out */
+	bool rings_pending;	/* rings not mapped yet (a transient failure) */
 	unsigned int inflight;
 	uint64_t *inflight_map;	/* one bit per descriptor head */
+	uint8_t *head_slot;	/* per head: its iotlb pin slot */
+	/* Pushes not yet in the used ring (the ring could not be mapped). */
+	struct vring_used_elem *deferred;	/* num entries */
+	unsigned int nr_deferred;
+	bool flushed;		/* they went out: the driver wants to know */
+
+	/* A failure found with the lock held, reported after unlocking. */
+	int fail_err;
 
 	/* Per-queue scratch, so that pop allocates only the element. */
 	struct iovec *iov;
@@ -92,12 +104,23 @@ int vduse_vq_init(struct vduse_vq *vq, struct vduse_device *dev,
 void vduse_vq_release(struct vduse_vq *vq);
 int vduse_vq_start(struct vduse_vq *vq);
 void vduse_vq_stop(struct vduse_vq *vq);
+/*
+ * Break @vq: log why and record @err; the queue_error callback runs from
+ * vduse_vq_report_failure(), which the caller calls once it holds no lock.
+ */
 void vduse_vq_fail(struct vduse_vq *vq, int err, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
+/* Take the recorded failure (0 if none).  Call with the lock held. */
+int vduse_vq_take_failure(struct vduse_vq *vq);
+/* Call the queue_error callback for @err (no-op for 0).  Unlocked. */
+void vduse_vq_report_failure(struct vduse_vq *vq, int err);
+/* Signal our own kick fd, so that whoever polls it comes back to retry. */
+void vduse_vq_self_kick(struct vduse_vq *vq);
 
 /* vq_split.c */
 int vduse_split_map_rings(struct vduse_vq *vq);
-uint16_t vduse_split_used_idx(struct vduse_vq *vq);
+/* Take the used index from the freshly mapped ring.  Locked. */
+void vduse_split_init_used(struct vduse_vq *vq);
 
 /* device.c */
 void vduse_device_stop_queues(struct vduse_device *dev);

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: LGPL-2.1-or-later
 /* IOTLB cache: IOVA -> process address, filled on demand from the kernel. */
 #include <errno.h>
+#include <pthread.h>
 #include <sys/ioctl.h>
 #include <linux/vduse.h>
 #include <stdbool.h>
@@ -28,6 +29,18 @@ static void unmap_one(struct vduse_iotlb_map *m)
 		vduse_warn("munmap of IOVA [0x%llx, 0x%llx] failed: %s",
 			   (unsigned long long)m->start,
 			   (unsigned long long)m->last, strerror(-ret));
+	free(m);
+}
+
+static void unmap_list(struct vduse_iotlb_map **list)
+{
+	struct vduse_iotlb_map *m = *list, *next;
+
+	for (; m; m = next) {
+		next = m->next;
+		unmap_one(m);
+	}
+	*list = NULL;
 }
 
 void vduse_iotlb_destroy(struct vduse_iotlb *t)
@@ -35,7 +48,9 @@ void vduse_iotlb_destroy(struct vduse_iotlb *t)
 	unsigned int i;
 
 	for (i = 0; i < t->nr; i++)
-		unmap_one(&t->maps[i]);
+		unmap_one(t->maps[i]);
+	unmap_list(&t->retired);
+	unmap_list(&t->waiting);
 	free(t->maps);
 	t->maps = NULL;
 	t->nr = t->cap = 0;
@@ -50,7 +65,7 @@ static unsigned int find_slot(const struct vduse_iotlb *t, uint64_t iova)
 	while (lo < hi) {
 		unsigned int mid = lo + (hi - lo) / 2;
 
-		if (t->maps[mid].last < iova)
+		if (t->maps[mid]->last < iova)
 			lo = mid + 1;
 		else
 			hi = mid;
@@ -65,8 +80,10 @@ static void remove_range(struct vduse_iotlb *t, unsigned int from,
 
 	if (from >= to)
 		return;
-	for (i = from; i < to; i++)
-		unmap_one(&t->maps[i]);
+	for (i = from; i < to; i++) {
+		t->maps[i]->next = t->retired;
+		t->retired = t->maps[i];
+	}
 	memmove(&t->maps[from], &t->maps[to],
 		(t->nr - to) * sizeof(t->maps[0]));
 	t->nr -= to - from;
@@ -78,20 +95,68 @@ void vduse_iotlb_invalidate(struct vduse_iotlb *t, uint64_t start,
 {
 	unsigned int from = find_slot(t, start), to = from;
 
-	while (to < t->nr && t->maps[to].start <= last)
+	while (to < t->nr && t->maps[to]->start <= last)
 		to++;
 	remove_range(t, from, to);
 }
 
-static int insert(struct vduse_iotlb *t, const struct vduse_iotlb_map *m)
+unsigned int vduse_iotlb_pin(struct vduse_iotlb *t)
+{
+	t->pins[t->slot]++;
+	return t->slot;
+}
+
+void vduse_iotlb_unpin(struct vduse_iotlb *t, unsigned int slot)
+{
+	if (t->pins[slot & 1])
+		t->pins[slot & 1]--;
+	vduse_iotlb_reclaim(t);
+}
+
+unsigned int vduse_iotlb_pinned(const struct vduse_iotlb *t)
+{
+	return t->pins[0] + t->pins[1];
+}
+
+void vduse_iotlb_unpin_all(struct vduse_iotlb *t)
+{
+	t->pins[0] = t->pins[1] = 0;
+	vduse_iotlb_reclaim(t);
+}
+
+void vduse_iotlb_reclaim(struct vduse_iotlb *t)
+{
+	if (t->grace && t->pins[t->slot ^ 1] == 0) {
+		unmap_list(&t->waiting);
+		t->grace = false;
+	}
+	if (t->grace || !t->retired)
+		return;
+	if (t->pins[t->slot] == 0) {
+		/* Nothing in flight can point into them. */
+		unmap_list(&t->retired);
+		return;
+	}
+	/* Wait for what is in flight now; count later pops apart. */
+	t->waiting = t->retired;
+	t->retired = NULL;
+	t->slot ^= 1;
+	t->grace = true;
+}
+
+bool vduse_iotlb_transient(int err)
+{
+	return err == -ENOMEM || err == -EAGAIN || err == -EMFILE ||
+	       err == -ENFILE || err == -EINTR;
+}
+
+static int insert(struct vduse_iotlb *t, struct vduse_iotlb_map *m)
 {
 	unsigned int pos;
 
-	/* Whatever the cache still holds of this range is stale. */
-	vduse_iotlb_invalidate(t, m->start, m->last);
 	if (t->nr == t->cap) {
 		unsigned int cap = t->cap ? t->cap * 2 : 8;
-		struct vduse_iotlb_map *maps;
+		struct vduse_iotlb_map **maps;
 
 		maps = realloc(t->maps, cap * sizeof(*maps));
 		if (!maps)
@@ -99,10 +164,12 @@ static int insert(struct vduse_iotlb *t, const struct vduse_iotlb_map *m)
 		t->maps = maps;
 		t->cap = cap;
 	}
+	/* Whatever the cache still holds of this range is stale. */
+	vduse_iotlb_invalidate(t, m->start, m->last);
 	pos = find_slot(t, m->start);
 	memmove(&t->maps[pos + 1], &t->maps[pos],
 		(t->nr - pos) * sizeof(t->maps[0]));
-	t->maps[pos] = *m;
+	t->maps[pos] = m;
 	t->nr++;
 	return 0;
 }
@@ -113,17 +180,62 @@ static int prot_of(unsigned int perm)
 	       ((perm & VDUSE_ACCESS_WO) ? PROT_WRITE : 0);
 }
 
+/*
+ * IOTLB_GET_FD returns an fd without close-on-exec.  Until it has the flag,
+ * fork() waits (an atfork handler takes this lock for writing), so that no
+ * child of another thread inherits access to the device's memory.  A
+ * posix_spawn() or vfork() runs no atfork handler: the window is then the
+ * one between two system calls.
+ */
+static pthread_rwlock_t fork_lock = PTHREAD_RWLOCK_INITIALIZER;
+static pthread_once_t fork_once = PTHREAD_ONCE_INIT;
+
+static void fork_prepare(void)
+{
+	pthread_rwlock_wrlock(&fork_lock);
+}
+
+static void fork_done(void)
+{
+	pthread_rwlock_unlock(&fork_lock);
+}
+
+static void fork_register(void)
+{
+	pthread_atfork(fork_prepare, fork_done, fork_done);
+}
+
+static int get_fd(struct vduse_iotlb *t, struct vduse_iotlb_entry *e)
+{
+	int fd, ret;
+
+	pthread_once(&fork_once, fork_register);
+	pthread_rwlock_rdlock(&fork_lock);
+	fd = vduse_sys->ioctl(t->dev_fd, VDUSE_IOTLB_GET_FD, e);
+	if (fd >= 0) {
+		ret = vduse_sys->set_cloexec(fd);
+		if (ret < 0) {
+			vduse_err("close-on-exec for an IOTLB fd: %s",
+				  strerror(-ret));
+			vduse_sys->close(fd);
+			fd = ret;
+		}
+	}
+	pthread_rwlock_unlock(&fork_lock);
+	return fd;
+}
+
 /* Ask the kernel for the region holding @iova and map it. */
 static int fill(struct vduse_iotlb *t, uint64_t iova,
 		struct vduse_iotlb_map **out)
 {
 	struct vduse_iotlb_entry e = { .start = iova, .last = iova };
-	struct vduse_iotlb_map m = { 0 };
-	uint64_t size, delta;
+	struct vduse_iotlb_map *m;
+	uint64_t delta;
 	long page = sysconf(_SC_PAGESIZE);
 	int fd, ret;
 
-	fd = vduse_sys->ioctl(t->dev_fd, VDUSE_IOTLB_GET_FD, &e);
+	fd = get_fd(t, &e);
 	if (fd < 0) {
 		vduse_dbg("IOVA 0x%llx is not mapped: %s",
 			  (unsigned long long)iova, strerror(-fd));
@@ -138,30 +250,41 @@ static int fill(struct vduse_iotlb *t, uint64_t iova,
 		goto out;
 	}
 	delta = e.offset & (uint64_t)(page - 1);
-	size = e.last - e.start + 1 + delta;
-	if (size == 0 || size > SIZE_MAX) {
+	/* The mapping is last - start + 1 + delta bytes: may that wrap? */
+	if (e.last - e.start > (uint64_t)SIZE_MAX - 1 - delta) {
+		vduse_err("IOTLB_GET_FD for 0x%llx returned [0x%llx, 0x%llx] offset 0x%llx: too large to map",
+			  (unsigned long long)iova,
+			  (unsigned long long)e.start,
+			  (unsigned long long)e.last,
+			  (unsigned long long)e.offset);
 		ret = -E2BIG;
 		goto out;
 	}
-	ret = vduse_sys->mmap(size, prot_of(e.perm), fd, e.offset - delta,
-			      &m.mmap_addr);
+	m = calloc(1, sizeof(*m));
+	if (!m) {
+		ret = -ENOMEM;
+		goto out;
+	}
+	m->mmap_len = e.last - e.start + 1 + delta;
+	ret = vduse_sys->mmap(m->mmap_len, prot_of(e.perm), fd,
+			      e.offset - delta, &m->mmap_addr);
 	if (ret < 0) {
 		vduse_err("mmap of IOVA [0x%llx, 0x%llx] failed: %s",
 			  (unsigned long long)e.start,
 			  (unsigned long long)e.last, strerror(-ret));
+		free(m);
 		goto out;
 	}
-	m.mmap_len = size;
-	m.base = (uint8_t *)m.mmap_addr + delta;
-	m.start = e.start;
-	m.last = e.last;
-	m.perm = e.perm & VDUSE_ACCESS_RW;
-	ret = insert(t, &m);
+	m->base = (uint8_t *)m->mmap_addr + delta;
+	m->start = e.start;
+	m->last = e.last;
+	m->perm = e.perm & VDUSE_ACCESS_RW;
+	ret = insert(t, m);
 	if (ret < 0) {
-		vduse_sys->munmap(m.mmap_addr, m.mmap_len);
+		unmap_one(m);
 		goto out;
 	}
-	*out = &t->maps[find_slot(t, iova)];
+	*out = m;
 out:
 	vduse_sys->close(fd);
 	return ret;
@@ -174,8 +297,8 @@ int vduse_iotlb_lookup(struct vduse_iotlb *t, uint64_t iova,
 	unsigned int pos = find_slot(t, iova);
 	int ret;
 
-	if (pos < t->nr && t->maps[pos].start <= iova) {
-		m = &t->maps[pos];
+	if (pos < t->nr && t->maps[pos]->start <= iova) {
+		m = t->maps[pos];
 	} else {
 		ret = fill(t, iova, &m);
 		if (ret < 0)

@@ -5,11 +5,22 @@
  * takes only its own queue's lock, which the control thread contends only
  * while it applies an UPDATE_IOTLB.  Ranges are kept sorted and disjoint;
  * lookups are binary searches and misses are filled from the kernel.
+ *
+ * Mapping lifetime.  A popped element holds pointers into these mappings
+ * until it is pushed, so an invalidated mapping is not unmapped at once: it
+ * is retired (dropped from lookups, still mapped) and unmapped only when
+ * every element popped before its retirement has been pushed.  Elements are
+ * counted in one of two slots, as in a two-counter grace period: retiring
+ * while elements are in flight flips the slot new pops count in, and the
+ * retired batch is unmapped when the old slot drains.  Pop and push cost
+ * one counter update each; nothing is ever unmapped under an element, so no
+ * new mapping can reuse an address an element still points at.
  */
 #ifndef VDUSE_LIB_IOTLB_H
 #define VDUSE_LIB_IOTLB_H
 
 #include <pthread.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <sys/uio.h>
 
@@ -24,15 +35,23 @@ struct vduse_iotlb_map {
 	void *mmap_addr;	/* what to munmap */
 	size_t mmap_len;
 	unsigned int perm;	/* VDUSE_IOTLB_* */
+	struct vduse_iotlb_map *next;	/* on a retired list */
 };
 
 struct vduse_iotlb {
 	pthread_mutex_t lock;
 	int dev_fd;
-	struct vduse_iotlb_map *maps;	/* sorted by start, disjoint */
+	struct vduse_iotlb_map **maps;	/* sorted by start, disjoint */
 	unsigned int nr;
 	unsigned int cap;
 	uint64_t gen;		/* bumped whenever a mapping goes away */
+
+	/* Retired mappings (still mapped) and the elements that may use them. */
+	struct vduse_iotlb_map *retired;	/* since the grace period began */
+	struct vduse_iotlb_map *waiting;	/* for pins[slot ^ 1] to drain */
+	unsigned int pins[2];	/* elements in flight, by slot */
+	unsigned int slot;	/* where new elements are counted */
+	bool grace;		/* waiting is waiting for pins[slot ^ 1] */
 };
 
 void vduse_iotlb_init(struct vduse_iotlb *t, int dev_fd);
@@ -66,9 +85,36 @@ int vduse_iotlb_iov(struct vduse_iotlb *t, uint64_t iova, uint64_t len,
 int vduse_iotlb_read(struct vduse_iotlb *t, uint64_t iova, void *dst,
 		     uint64_t len);
 
-/* Drop every mapping that overlaps [start, last]. */
+/*
+ * Drop every mapping that overlaps [start, last] from lookups.  Each is
+ * retired: unmapped by vduse_iotlb_reclaim() once no element popped before
+ * now is in flight.
+ */
 void vduse_iotlb_invalidate(struct vduse_iotlb *t, uint64_t start,
 			    uint64_t last);
+
+/*
+ * An element that may point into the current mappings is now in flight;
+ * returns the slot to hand back to vduse_iotlb_unpin() when it is pushed.
+ */
+unsigned int vduse_iotlb_pin(struct vduse_iotlb *t);
+void vduse_iotlb_unpin(struct vduse_iotlb *t, unsigned int slot);
+/* Elements in flight. */
+unsigned int vduse_iotlb_pinned(const struct vduse_iotlb *t);
+/*
+ * Forget every pin (the queue stopped: its backend holds no element any
+ * more) and unmap whatever that frees.
+ */
+void vduse_iotlb_unpin_all(struct vduse_iotlb *t);
+
+/* Unmap the retired mappings no element in flight can use any more. */
+void vduse_iotlb_reclaim(struct vduse_iotlb *t);
+
+/*
+ * Is @err (from a lookup, or from allocating an element) a shortage that
+ * may pass (memory, fds), as opposed to a bad address from the driver?
+ */
+bool vduse_iotlb_transient(int err);
 
 /* Locking wrappers. */
 static inline void vduse_iotlb_lock(struct vduse_iotlb *t)

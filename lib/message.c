@@ -43,7 +43,9 @@ static void update_iotlb(struct vduse_device *dev, uint64_t start,
 		struct vduse_iotlb *t = &dev->vqs[i].iotlb;
 
 		vduse_iotlb_lock(t);
+		/* What in-flight elements use stays mapped until pushed. */
 		vduse_iotlb_invalidate(t, start, last);
+		vduse_iotlb_reclaim(t);
 		vduse_iotlb_unlock(t);
 	}
 }

@@ -64,6 +64,15 @@ static int sys_eventfd(unsigned int initval, int flags)
 	return fd < 0 ? -errno : fd;
 }
 
+static int sys_set_cloexec(int fd)
+{
+	int flags = fcntl(fd, F_GETFD);
+
+	if (flags < 0 || fcntl(fd, F_SETFD, flags | FD_CLOEXEC) < 0)
+		return -errno;
+	return 0;
+}
+
 static const struct vduse_sys sys_real = {
 	.open = sys_open,
 	.close = sys_close,
@@ -73,6 +82,7 @@ static const struct vduse_sys sys_real = {
 	.mmap = sys_mmap,
 	.munmap = sys_munmap,
 	.eventfd = sys_eventfd,
+	.set_cloexec = sys_set_cloexec,
 	.vdpa_dev_add = vduse_nl_dev_add,
 	.vdpa_dev_del = vduse_nl_dev_del,
 };

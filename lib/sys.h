@@ -21,6 +21,8 @@ struct vduse_sys {
 		    void **out);
 	int (*munmap)(void *addr, size_t len);
 	int (*eventfd)(unsigned int initval, int flags);
+	/* Set FD_CLOEXEC on an fd the kernel handed out without it. */
+	int (*set_cloexec)(int fd);
 	/* vDPA bus over generic netlink */
 	int (*vdpa_dev_add)(const char *name, const char *mgmtdev);
 	int (*vdpa_dev_del)(const char *name);

@@ -44,9 +44,14 @@ int vduse_vq_init(struct vduse_vq *vq, struct vduse_device *dev,
 static void free_ring_state(struct vduse_vq *vq)
 {
 	free(vq->inflight_map);
+	free(vq->head_slot);
+	free(vq->deferred);
 	free(vq->iov);
 	free(vq->indirect_buf);
 	vq->inflight_map = NULL;
+	vq->head_slot = NULL;
+	vq->deferred = NULL;
+	vq->nr_deferred = 0;
 	vq->iov = NULL;
 	vq->indirect_buf = NULL;
 	vq->iov_cap = 0;
@@ -78,11 +83,14 @@ static int alloc_ring_state(struct vduse_vq *vq)
 
 	free_ring_state(vq);
 	vq->inflight_map = calloc(words, sizeof(uint64_t));
+	vq->head_slot = calloc(vq->num, 1);
+	vq->deferred = calloc(vq->num, sizeof(*vq->deferred));
 	/* Each descriptor yields at least one iovec; more when it spans. */
 	vq->iov_cap = 2 * vq->max_size + 16;
 	vq->iov = calloc(vq->iov_cap, sizeof(*vq->iov));
 	vq->indirect_buf = calloc(vq->max_size, sizeof(struct vring_desc));
-	if (!vq->inflight_map || !vq->iov || !vq->indirect_buf) {
+	if (!vq->inflight_map || !vq->head_slot || !vq->deferred || !vq->iov ||
+	    !vq->indirect_buf) {
 		free_ring_state(vq);
 		return -ENOMEM;
 	}
@@ -121,16 +129,22 @@ int vduse_vq_start(struct vduse_vq *vq)
 	vq->indirect = dev->negotiated & (1ULL << VIRTIO_RING_F_INDIRECT_DESC);
 	vq->inflight = 0;
 	vq->broken = false;
+	vq->fail_err = 0;
+	vq->irq_pending = false;
 
 	ret = alloc_ring_state(vq);
 	if (ret < 0)
 		return ret;
 	vduse_iotlb_lock(&vq->iotlb);
 	ret = vduse_split_map_rings(vq);
-	if (ret == 0) {
-		vq->used_idx = vduse_split_used_idx(vq);
-		/* Nothing pushed yet: nothing to notify about. */
-		vq->signalled_used = vq->used_idx;
+	if (vduse_iotlb_transient(ret)) {
+		/* Start anyway: the first pop or push maps them. */
+		vduse_warn("%s: queue %u: rings not mapped yet: %s",
+			   dev->name, vq->index, strerror(-ret));
+		vq->rings_pending = true;
+		ret = 0;
+	} else if (ret == 0) {
+		vduse_split_init_used(vq);
 	}
 	vduse_iotlb_unlock(&vq->iotlb);
 	if (ret < 0) {
@@ -191,13 +205,20 @@ void vduse_vq_stop(struct vduse_vq *vq)
 	vduse_vq_kick_drain(vq);
 
 	vduse_iotlb_lock(&vq->iotlb);
+	if (vq->nr_deferred)
+		vduse_warn("%s: queue %u stopped with %u completions it could not publish",
+			   dev->name, vq->index, vq->nr_deferred);
+	vq->nr_deferred = 0;
 	vq->started = false;
+	vq->rings_pending = false;
 	vq->desc = NULL;
 	vq->avail = NULL;
 	vq->used = NULL;
 	vq->num = 0;
 	vq->inflight = 0;
 	vduse_iotlb_invalidate(&vq->iotlb, 0, UINT64_MAX);
+	/* queue_stop returned: the backend holds no element any more. */
+	vduse_iotlb_unpin_all(&vq->iotlb);
 	vduse_iotlb_unlock(&vq->iotlb);
 	vduse_dbg("%s: queue %u stopped", dev->name, vq->index);
 }
@@ -214,9 +235,35 @@ void vduse_vq_fail(struct vduse_vq *vq, int err, const char *fmt, ...)
 	if (vq->broken)
 		return;
 	vq->broken = true;
+	vq->fail_err = err < 0 ? err : -EIO;
 	vduse_err("%s: queue %u is broken: %s", dev->name, vq->index, why);
-	if (dev->ops.queue_error)
+}
+
+int vduse_vq_take_failure(struct vduse_vq *vq)
+{
+	int err = vq->fail_err;
+
+	vq->fail_err = 0;
+	return err;
+}
+
+void vduse_vq_report_failure(struct vduse_vq *vq, int err)
+{
+	struct vduse_device *dev = vq->dev;
+
+	if (err && dev->ops.queue_error)
 		dev->ops.queue_error(dev, vq, err);
+}
+
+void vduse_vq_self_kick(struct vduse_vq *vq)
+{
+	uint64_t one = 1;
+	ssize_t ret = vduse_sys->write(vq->kick_fd, &one, sizeof(one));
+
+	/* -EAGAIN: the counter is full, so a wake-up is pending anyway. */
+	if (ret < 0 && ret != -EAGAIN)
+		vduse_err("%s: queue %u: cannot signal the kick fd: %s",
+			  vq->dev->name, vq->index, strerror((int)-ret));
 }
 
 int vduse_vq_kick_fd(const struct vduse_vq *vq)

@@ -77,25 +77,64 @@ int vduse_split_map_rings(struct vduse_vq *vq)
 	return 0;
 }
 
-uint16_t vduse_split_used_idx(struct vduse_vq *vq)
+void vduse_split_init_used(struct vduse_vq *vq)
 {
-	return le16toh(RING_LOAD(vq->used->idx));
+	vq->used_idx = le16toh(RING_LOAD(vq->used->idx));
+	/* Nothing pushed yet: nothing to notify about. */
+	vq->signalled_used = vq->used_idx;
+	vq->rings_pending = false;
 }
 
-/* Re-translate the rings if an UPDATE_IOTLB dropped mappings.  Locked. */
+/* Put one completion in the used ring (used->idx is stored later). */
+static void put_used(struct vduse_vq *vq, uint32_t id, uint32_t len)
+{
+	struct vring_used_elem *u = &vq->used->ring[vq->used_idx % vq->num];
+
+	RING_STORE(u->id, htole32(id));
+	RING_STORE(u->len, htole32(len));
+	vq->used_idx++;
+}
+
+/* Publish the pushes the used ring could not take when they were made. */
+static void flush_deferred(struct vduse_vq *vq)
+{
+	unsigned int i;
+
+	for (i = 0; i < vq->nr_deferred; i++)
+		put_used(vq, le32toh(vq->deferred[i].id),
+			 le32toh(vq->deferred[i].len));
+	vq->nr_deferred = 0;
+	RING_STORE_REL(vq->used->idx, htole16(vq->used_idx));
+	vq->flushed = true;	/* the driver may be waiting for an interrupt */
+}
+
+/*
+ * Re-translate the rings if an UPDATE_IOTLB dropped mappings.  Locked.
+ * Returns 0, -EIO when the queue is stopped, -ENOMEM for a shortage that
+ * may pass (the queue stays usable), or another -errno after breaking the
+ * queue.
+ */
 static int rings_valid(struct vduse_vq *vq)
 {
 	int ret;
 
 	if (!vq->started)
 		return -EIO;
-	if (vq->ring_gen == vq->iotlb.gen)
+	if (!vq->rings_pending && vq->ring_gen == vq->iotlb.gen)
 		return 0;
 	ret = vduse_split_map_rings(vq);
-	if (ret < 0)
+	if (vduse_iotlb_transient(ret))
+		return -ENOMEM;
+	if (ret < 0) {
 		vduse_vq_fail(vq, ret, "rings are no longer mapped: %s",
 			      strerror(-ret));
-	return ret;
+		return ret;
+	}
+	if (vq->rings_pending)
+		vduse_split_init_used(vq);
+	if (vq->nr_deferred)
+		flush_deferred(vq);
+	return 0;
 }
 
 /* Walks of one chain before giving up on an IOTLB that keeps changing. */
@@ -130,6 +169,8 @@ static int add_buffer(struct vduse_vq *vq, struct chain *c,
 			      vq->iov_cap);
 		return -EIO;
 	}
+	if (vduse_iotlb_transient(ret))
+		return -ENOMEM;
 	if (ret < 0) {
 		vduse_vq_fail(vq, ret, "%s buffer [0x%llx, +%u]: %s",
 			      write ? "writable" : "readable",
@@ -145,7 +186,10 @@ static int add_buffer(struct vduse_vq *vq, struct chain *c,
 	return 0;
 }
 
-/* Copy and check an indirect table; returns its entry count or -EIO. */
+/*
+ * Copy and check an indirect table; returns its entry count, -EIO (the
+ * queue broke) or -ENOMEM (a shortage: try again later).
+ */
 static int load_indirect(struct vduse_vq *vq, const struct vring_desc *d)
 {
 	uint32_t len = le32toh(d->len);
@@ -168,6 +212,8 @@ static int load_indirect(struct vduse_vq *vq, const struct vring_desc *d)
 	}
 	ret = vduse_iotlb_read(&vq->iotlb, le64toh(d->addr), vq->indirect_buf,
 			       len);
+	if (vduse_iotlb_transient(ret))
+		return -ENOMEM;
 	if (ret < 0) {
 		vduse_vq_fail(vq, ret, "indirect table at 0x%llx: %s",
 			      (unsigned long long)le64toh(d->addr),
@@ -181,7 +227,8 @@ static int load_indirect(struct vduse_vq *vq, const struct vring_desc *d)
  * Walk the chain that starts at @head, collecting iovecs.  Locked.
  * Returns -ESTALE when a lookup had to drop a cached mapping (the kernel
  * changed its IOTLB before telling us): the ring and the iovecs collected
- * so far may point at unmapped memory, so the caller walks again.
+ * so far may be stale translations, so the caller walks again.  -ENOMEM:
+ * a shortage that may pass; -EIO: the queue broke.
  */
 static int walk_chain(struct vduse_vq *vq, unsigned int head, struct chain *c)
 {
@@ -193,6 +240,7 @@ static int walk_chain(struct vduse_vq *vq, unsigned int head, struct chain *c)
 	for (;;) {
 		struct vring_desc d;
 		uint16_t flags;
+		int ret;
 
 		if (idx >= size) {
 			vduse_vq_fail(vq, -EINVAL,
@@ -236,8 +284,9 @@ static int walk_chain(struct vduse_vq *vq, unsigned int head, struct chain *c)
 			in_indirect = true;
 			continue;
 		}
-		if (add_buffer(vq, c, &d) < 0)
-			return -EIO;
+		ret = add_buffer(vq, c, &d);
+		if (ret < 0)
+			return ret;
 		if (vq->iotlb.gen != gen)
 			return -ESTALE;
 		if (!(flags & VRING_DESC_F_NEXT))
@@ -277,8 +326,11 @@ static int pop_locked(struct vduse_vq *vq, size_t sz, void **out)
 	unsigned int head, tries;
 	int avail, ret;
 
-	if (vq->broken || rings_valid(vq) < 0)
+	if (vq->broken)
 		return -EIO;
+	ret = rings_valid(vq);
+	if (ret < 0)
+		return ret == -ENOMEM ? ret : -EIO;
 	avail = read_avail_idx(vq);
 	if (avail < 0)
 		return avail;
@@ -316,11 +368,12 @@ static int pop_locked(struct vduse_vq *vq, size_t sz, void **out)
 				      "the IOTLB kept changing under a chain");
 			return -EIO;
 		}
-		if (rings_valid(vq) < 0)
-			return -EIO;
+		ret = rings_valid(vq);
+		if (ret < 0)
+			return ret == -ENOMEM ? ret : -EIO;
 	}
 	if (ret < 0)
-		return -EIO;
+		return ret;
 
 	elem = malloc(sz + c.n * sizeof(struct iovec));
 	if (!elem)
@@ -335,6 +388,7 @@ static int pop_locked(struct vduse_vq *vq, size_t sz, void **out)
 
 	inflight_flip(vq, head);
 	vq->inflight++;
+	vq->head_slot[head] = (uint8_t)vduse_iotlb_pin(&vq->iotlb);
 	vq->last_avail_idx++;
 	if (vq->event_idx)
 		RING_STORE(*avail_event(vq), htole16(vq->last_avail_idx));
@@ -342,45 +396,91 @@ static int pop_locked(struct vduse_vq *vq, size_t sz, void **out)
 	return 0;
 }
 
+/*
+ * After a call that found a shortage: make sure the caller comes back.  A
+ * kick that arrived meanwhile may have been consumed already, and with
+ * EVENT_IDX the driver does not kick again for what it made available.
+ */
+static void retry_later(struct vduse_vq *vq, const char *what)
+{
+	vduse_dbg("%s: queue %u: %s: out of memory or fds, will retry",
+		  vq->dev->name, vq->index, what);
+	vduse_vq_self_kick(vq);
+}
+
+/* What every data-path call does on its way out of the lock. */
+static void unlock_and_report(struct vduse_vq *vq, bool *notify)
+{
+	int err = vduse_vq_take_failure(vq);
+
+	*notify = vq->flushed;
+	vq->flushed = false;
+	vduse_iotlb_reclaim(&vq->iotlb);
+	vduse_iotlb_unlock(&vq->iotlb);
+	vduse_vq_report_failure(vq, err);
+}
+
 int vduse_vq_pop(struct vduse_vq *vq, size_t sz, void **elem)
 {
+	bool notify;
 	int ret;
 
 	if (sz < sizeof(struct vduse_vq_elem))
 		return -EINVAL;
+	if (sz > SIZE_MAX / 2)
+		return -EOVERFLOW;
 	/* Keep the iovec array that follows the caller's struct aligned. */
 	sz = (sz + _Alignof(struct iovec) - 1) & ~(_Alignof(struct iovec) - 1);
 	vduse_iotlb_lock(&vq->iotlb);
 	ret = pop_locked(vq, sz, elem);
-	vduse_iotlb_unlock(&vq->iotlb);
+	unlock_and_report(vq, &notify);
+	if (ret == -ENOMEM)
+		retry_later(vq, "pop");
+	if (notify)
+		vduse_vq_notify(vq);
 	return ret;
 }
 
 int vduse_vq_push(struct vduse_vq *vq, const struct vduse_vq_elem *elem,
 		  uint32_t len)
 {
-	struct vring_used_elem *u;
+	bool notify, deferred = false;
 	int ret;
 
 	vduse_iotlb_lock(&vq->iotlb);
-	ret = rings_valid(vq);
-	if (ret < 0)
+	if (!vq->started) {
+		ret = -EIO;
 		goto out;
+	}
 	if (elem->id >= vq->num || !inflight_test(vq, elem->id)) {
 		vduse_err("%s: queue %u: push of id %u that is not in flight",
 			  vq->dev->name, vq->index, elem->id);
 		ret = -EINVAL;
 		goto out;
 	}
-	u = &vq->used->ring[vq->used_idx % vq->num];
-	RING_STORE(u->id, htole32(elem->id));
-	RING_STORE(u->len, htole32(len));
-	vq->used_idx++;
-	RING_STORE_REL(vq->used->idx, htole16(vq->used_idx));
+	ret = rings_valid(vq);
+	if (ret == -ENOMEM && vq->nr_deferred < vq->num) {
+		/* The library owns the retry: publish on a later call. */
+		vq->deferred[vq->nr_deferred].id = htole32(elem->id);
+		vq->deferred[vq->nr_deferred].len = htole32(len);
+		vq->nr_deferred++;
+		deferred = true;
+		ret = 0;
+	} else if (ret < 0) {
+		goto out;
+	} else {
+		put_used(vq, elem->id, len);
+		RING_STORE_REL(vq->used->idx, htole16(vq->used_idx));
+	}
 	inflight_flip(vq, elem->id);
 	vq->inflight--;
+	vduse_iotlb_unpin(&vq->iotlb, vq->head_slot[elem->id]);
 out:
-	vduse_iotlb_unlock(&vq->iotlb);
+	unlock_and_report(vq, &notify);
+	if (deferred || ret == -ENOMEM)
+		retry_later(vq, "push");
+	if (notify)
+		vduse_vq_notify(vq);
 	return ret;
 }
 
@@ -392,6 +492,10 @@ static bool need_interrupt(struct vduse_vq *vq)
 	/* Order our used->idx store before reading the driver's wishes. */
 	__atomic_thread_fence(__ATOMIC_SEQ_CST);
 	vq->signalled_used = now;
+	if (vq->irq_pending) {
+		vq->irq_pending = false;
+		return true;
+	}
 	if (old == now)
 		return false;
 	if (!vq->event_idx)
@@ -403,13 +507,18 @@ static bool need_interrupt(struct vduse_vq *vq)
 int vduse_vq_notify(struct vduse_vq *vq)
 {
 	uint32_t index = vq->index;
-	bool need;
+	bool need, unused;
 	int ret;
 
 	vduse_iotlb_lock(&vq->iotlb);
 	ret = rings_valid(vq);
 	need = ret == 0 && need_interrupt(vq);
-	vduse_iotlb_unlock(&vq->iotlb);
+	vq->flushed = false;
+	unlock_and_report(vq, &unused);
+	if (ret == -ENOMEM) {
+		retry_later(vq, "notify");
+		return ret;
+	}
 	if (ret < 0)
 		return ret;
 	if (!need)
@@ -418,6 +527,10 @@ int vduse_vq_notify(struct vduse_vq *vq)
 	if (ret < 0) {
 		vduse_err("%s: queue %u: VDUSE_VQ_INJECT_IRQ: %s",
 			  vq->dev->name, vq->index, strerror(-ret));
+		/* Not lost: the next notify injects it again. */
+		vduse_iotlb_lock(&vq->iotlb);
+		vq->irq_pending = true;
+		vduse_iotlb_unlock(&vq->iotlb);
 		return ret;
 	}
 	return 1;

@@ -91,6 +91,7 @@ static struct {
 	unsigned int vdpa_added, vdpa_deleted;
 	char vdpa_name[VDUSE_NAME_MAX], vdpa_mgmtdev[64];
 
+	unsigned int leaky_fds;
 	bool getfd_forced;
 	struct vduse_iotlb_entry getfd_answer;
 } fk = { .lock = PTHREAD_MUTEX_INITIALIZER };
@@ -232,7 +233,7 @@ static int get_fd(struct vduse_iotlb_entry *e)
 
 	if (fk.getfd_forced) {
 		*e = fk.getfd_answer;
-		return track(fcntl(fk.memfd, F_DUPFD_CLOEXEC, 0), FD_IOTLB);
+		return track(fcntl(fk.memfd, F_DUPFD, 0), FD_IOTLB);
 	}
 
 	for (i = 0; i < fk.nr_regions; i++) {
@@ -243,8 +244,8 @@ static int get_fd(struct vduse_iotlb_entry *e)
 			e->last = r->iova + r->size - 1;
 			e->offset = r->off;
 			e->perm = r->perm;
-			return track(fcntl(fk.memfd, F_DUPFD_CLOEXEC, 0),
-				     FD_IOTLB);
+			/* Like the kernel: without close-on-exec. */
+			return track(fcntl(fk.memfd, F_DUPFD, 0), FD_IOTLB);
 		}
 	}
 	return -EINVAL;
@@ -477,6 +478,11 @@ static int fk_mmap(size_t len, int prot, int fd, uint64_t offset, void **out)
 		ret = -EINVAL;
 		goto out;
 	}
+	if (!(fcntl(fd, F_GETFD) & FD_CLOEXEC)) {
+		fk.leaky_fds++;	/* a fork + exec would have inherited it */
+		ret = -EINVAL;
+		goto out;
+	}
 	m.addr = mmap(NULL, len, prot, MAP_SHARED, fd, (off_t)offset);
 	if (m.addr == MAP_FAILED) {
 		ret = -errno;
@@ -578,6 +584,19 @@ static int fk_vdpa_dev_del(const char *name)
 	return ret;
 }
 
+static int fk_set_cloexec(int fd)
+{
+	int ret = 0;
+
+	LOCK();
+	if (kind_of(fd) == FD_NONE)
+		ret = -EBADF;
+	else if (fcntl(fd, F_SETFD, FD_CLOEXEC) < 0)
+		ret = -errno;
+	UNLOCK();
+	return ret;
+}
+
 static const struct vduse_sys fk_sys = {
 	.open = fk_open,
 	.close = fk_close,
@@ -587,6 +606,7 @@ static const struct vduse_sys fk_sys = {
 	.mmap = fk_mmap,
 	.munmap = fk_munmap,
 	.eventfd = fk_eventfd,
+	.set_cloexec = fk_set_cloexec,
 	.vdpa_dev_add = fk_vdpa_dev_add,
 	.vdpa_dev_del = fk_vdpa_dev_del,
 };
@@ -700,6 +720,7 @@ GETTER(unsigned int, fk_config_irqs, fk.config_irqs)
 GETTER(unsigned int, fk_pending_msgs, fk.msg_tail - fk.msg_head)
 GETTER(unsigned int, fk_vdpa_added, fk.vdpa_added)
 GETTER(unsigned int, fk_vdpa_deleted, fk.vdpa_deleted)
+GETTER(unsigned int, fk_leaky_fds, fk.leaky_fds)
 
 unsigned int fk_calls(enum fk_op op)
 {

@@ -42,6 +42,8 @@ unsigned int fk_live_fds(void);		/* opened and not yet closed */
 unsigned int fk_bad_closes(void);	/* close of an fd we never gave */
 unsigned int fk_live_maps(void);
 unsigned int fk_live_maps_in(uint64_t start, uint64_t last);
+/* mmaps refused because the IOTLB fd lacked close-on-exec. */
+unsigned int fk_leaky_fds(void);
 
 /* Device state the library created. */
 bool fk_dev_exists(const char *name);

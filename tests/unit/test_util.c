@@ -94,6 +94,8 @@ static void cb_error(struct vduse_device *dev, struct vduse_vq *vq, int err)
 	tu_cb.queue_error++;
 	tu_cb.last_error = err;
 	tu_cb.error_vq = vq;
+	if (tu_cb.on_error)
+		tu_cb.on_error(vq, err);
 }
 
 const struct vduse_device_ops tu_ops = {

@@ -35,6 +35,8 @@ struct tu_cb {
 	int last_error;
 	struct vduse_vq *error_vq;
 	uint8_t last_status;
+	/* Called from the queue_error callback when set. */
+	void (*on_error)(struct vduse_vq *vq, int err);
 };
 extern struct tu_cb tu_cb;
 extern const struct vduse_device_ops tu_ops;
