@@ -56,7 +56,9 @@ enum vduse_log_level {
 /*
  * Log handler: called with a complete message (no trailing newline).  It may
  * be called from any thread that calls into the library, so it must be
- * thread-safe.  @opaque is the pointer given to vduse_log_set_handler().
+ * thread-safe.  It is the one callback that may run with a library lock
+ * held: it must not call into the library.  @opaque is the pointer given to
+ * vduse_log_set_handler().
  */
 typedef void (*vduse_log_fn)(int level, const char *msg, void *opaque);
 
@@ -74,7 +76,9 @@ void vduse_log_set_level(int level);
 
 /*
  * Device callbacks, all called on the control thread (from
- * vduse_device_process()).  Every member is optional.
+ * vduse_device_process()), except queue_error.  Every member is optional.
+ * No callback runs with a library lock held: each may call back into the
+ * library (push in-flight elements, set the config, ...).
  */
 struct vduse_device_ops {
 	size_t size;		/* sizeof(struct vduse_device_ops) */
@@ -105,7 +109,10 @@ struct vduse_device_ops {
 	 * A queue was found malformed (bad ring, bad descriptor, unmapped or
 	 * read-only buffer) and is now broken: it yields no more elements
 	 * until the device is reset.  @err is a negative errno.  Called from
-	 * the thread that was servicing the queue.
+	 * the thread that was servicing the queue, inside the pop, push or
+	 * notify that found it, after the library dropped its locks: pushing
+	 * the queue's in-flight elements from here is allowed.  A shortage of
+	 * memory or fds never breaks a queue (see vduse_vq_pop()).
 	 */
 	void (*queue_error)(struct vduse_device *dev, struct vduse_vq *vq,
 			    int err);
@@ -194,6 +201,12 @@ int vduse_device_set_config(struct vduse_device *dev, uint32_t offset,
  * offset @sz (rounded up to the alignment of struct iovec), so the bytes
  * from sizeof(struct vduse_vq_elem) to @sz are the caller's (zeroed).
  * Release it with free() after vduse_vq_push().
+ *
+ * Mapping lifetime: the memory the iovecs point at stays mapped until the
+ * element is pushed (or its queue stopped), whatever UPDATE_IOTLB messages
+ * the kernel sends meanwhile, and no other element's iovecs alias it.  If
+ * the driver remapped that IOVA in the meantime, the element still sees
+ * the memory it had when it was popped.
  */
 struct vduse_vq_elem {
 	uint32_t id;		/* head descriptor: pass back through push */
@@ -208,19 +221,28 @@ struct vduse_vq_elem {
  * Take the next available request.  Returns 0 and stores it in *elem,
  * -EAGAIN when the ring is empty (kick notifications are re-armed before
  * that is returned, so a new request will kick), -EIO when the queue is
- * broken or stopped, -ENOMEM when the element could not be allocated.
- * After -ENOMEM nothing was consumed and kicks are NOT re-armed: the
- * request stays available and the caller must call pop again later (no
- * kick will come for it).  A malformed chain breaks the queue (see
- * vduse_device_ops.queue_error) and returns -EIO.
+ * broken or stopped, -EINVAL when @sz is smaller than the element,
+ * -EOVERFLOW when it is larger than SIZE_MAX / 2.
+ * -ENOMEM is a shortage that may pass (the element could not be allocated,
+ * or a buffer or ring could not be mapped for lack of memory or fds):
+ * nothing was consumed, the queue is not broken, and the library has
+ * signalled the queue's kick fd, so that polling it wakes the caller to
+ * retry (the runner does; a backend should stop popping until then).  A
+ * malformed chain breaks the queue (see vduse_device_ops.queue_error) and
+ * returns -EIO.
  */
 int vduse_vq_pop(struct vduse_vq *vq, size_t sz, void **elem);
 
 /*
  * Return a request to the driver with @len bytes written into its in_sg.
  * Every popped element must be pushed exactly once; pushing an id that is
- * not in flight returns -EINVAL.  The driver is not notified until
- * vduse_vq_notify(), so several pushes can share one interrupt.
+ * not in flight returns -EINVAL, and -EIO comes back when the queue is
+ * stopped or its rings are gone (broken).  The driver is not notified until
+ * vduse_vq_notify(), so several pushes can share one interrupt.  When the
+ * used ring cannot be mapped for a shortage, the completion is kept and
+ * published (with an interrupt if the driver wants one) by the next pop,
+ * push or notify on the queue, and the kick fd is signalled so that one
+ * comes: push still returns 0 and the element may be freed.
  */
 int vduse_vq_push(struct vduse_vq *vq, const struct vduse_vq_elem *elem,
 		  uint32_t len);
@@ -229,7 +251,8 @@ int vduse_vq_push(struct vduse_vq *vq, const struct vduse_vq_elem *elem,
  * Inject an interrupt if the driver wants one for what was pushed since
  * the last notify (honours VIRTIO_RING_F_EVENT_IDX and
  * VRING_AVAIL_F_NO_INTERRUPT).  Returns 1 if an interrupt was injected, 0
- * if none was needed, or -errno.
+ * if none was needed, or -errno.  An interrupt that could not be injected
+ * is not lost: the next notify injects it.
  */
 int vduse_vq_notify(struct vduse_vq *vq);
 
