@@ -279,6 +279,14 @@ void *vduse_vq_priv(const struct vduse_vq *vq);
 
 #define VDUSE_RUNNER_KICK	(1u << 0)	/* the kick fd fired (drained) */
 #define VDUSE_RUNNER_POLL	(1u << 1)	/* the queue's poll fd is readable */
+/*
+ * The queue's poll fd reported POLLERR, POLLHUP or POLLNVAL.  The runner no
+ * longer waits on it (so the thread does not spin) and passes this bit once;
+ * kicks keep arriving.  POLL may come in the same call when the fd was also
+ * readable.  The fd stays the backend's: close it or keep it, the runner
+ * does not look at it again until the queue restarts.
+ */
+#define VDUSE_RUNNER_POLL_ERR	(1u << 2)
 
 struct vduse_runner_ops {
 	size_t size;		/* sizeof(struct vduse_runner_ops) */
@@ -286,7 +294,8 @@ struct vduse_runner_ops {
 	/*
 	 * In the new queue thread, before any event.  Store per-queue state
 	 * with vduse_vq_set_priv().  *poll_fd (initially -1) may be set to an
-	 * fd the thread also waits on for POLLIN, e.g. an io_uring fd.
+	 * fd the thread also waits on for POLLIN, e.g. an io_uring fd; it
+	 * must stay open until queue_exit (see VDUSE_RUNNER_POLL_ERR).
 	 * Return 0 or -errno (the queue then stays idle).
 	 */
 	int (*queue_init)(struct vduse_vq *vq, void *opaque, int *poll_fd);
@@ -302,8 +311,32 @@ struct vduse_runner_ops {
 	/*
 	 * In the queue thread, when the queue stops: complete (push) or
 	 * abandon every in-flight element and release per-queue state.
+	 * When the device stops several queues (reset, DRIVER_OK cleared,
+	 * vduse_runner_free()), every queue thread is told first and their
+	 * queue_exit calls run in parallel; the stop, and with it the answer
+	 * to the kernel's message, waits for the slowest one.
 	 */
 	void (*queue_exit)(struct vduse_vq *vq, void *opaque);
+
+	/*
+	 * On the control thread, when it stops on its own because the device
+	 * fd reported an error or vduse_device_process() failed; @err is the
+	 * negative errno also returned by vduse_runner_status().  Nothing
+	 * answers the kernel after this (its messages time out), while the
+	 * queue threads keep running until vduse_runner_free().  Optional;
+	 * it must not call vduse_runner_free().  vduse_runner_fd() reports
+	 * the same event to an event loop.
+	 */
+	void (*control_failed)(struct vduse_runner *r, void *opaque, int err);
+
+	/*
+	 * A queue thread still running this many milliseconds after it was
+	 * told to stop (0: 5000) is reported: an error naming the queue is
+	 * logged, and another message when it finally ends.  The runner
+	 * keeps waiting for it: the queue's rings and mappings are dropped
+	 * only after its thread has ended.
+	 */
+	unsigned int stop_slow_ms;
 };
 
 /*
@@ -314,12 +347,33 @@ int vduse_runner_new(struct vduse_device *dev,
 		     const struct vduse_runner_ops *ops, void *opaque,
 		     struct vduse_runner **out);
 
-/* Start the control thread, which calls vduse_device_process(). */
+/*
+ * Start the control thread, which calls vduse_device_process().  Once it
+ * has run, a runner cannot be started again (-EALREADY), even after its
+ * control thread failed.
+ */
 int vduse_runner_start(struct vduse_runner *r);
 
 /*
- * Stop the control thread and every queue thread (each runs queue_exit)
- * and detach the runner from its device.  NULL is a no-op.
+ * 0 while the control thread runs (or has not been started); once it has
+ * stopped on its own, the negative errno why: -EIO or -EBADF when the
+ * device fd reported POLLERR/POLLHUP or POLLNVAL, otherwise the error of
+ * poll() or vduse_device_process().  Any thread.
+ */
+int vduse_runner_status(const struct vduse_runner *r);
+
+/*
+ * An eventfd, valid from vduse_runner_new() to vduse_runner_free(), that
+ * becomes readable when the control thread stops on its own (then
+ * vduse_runner_status() is negative).  Poll it for POLLIN next to the
+ * application's other fds; do not read or close it.  Any thread.
+ */
+int vduse_runner_fd(const struct vduse_runner *r);
+
+/*
+ * Stop the control thread and every queue thread (each runs queue_exit,
+ * all in parallel) and detach the runner from its device.  NULL is a
+ * no-op.  Not from a runner callback.
  */
 void vduse_runner_free(struct vduse_runner *r);
 

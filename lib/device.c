@@ -240,6 +240,9 @@ void vduse_device_stop_queues(struct vduse_device *dev)
 {
 	unsigned int i;
 
+	/* So that the runner's queue threads stop in parallel. */
+	if (dev->hooks && dev->hooks->stop_begin)
+		dev->hooks->stop_begin(dev->hooks_data);
 	for (i = 0; dev->vqs && i < dev->num_queues; i++)
 		vduse_vq_stop(&dev->vqs[i]);
 }

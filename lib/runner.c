@@ -12,6 +12,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
 
@@ -19,12 +20,20 @@
 #include "log.h"
 #include "sys.h"
 
+/* Default for vduse_runner_ops.stop_slow_ms. */
+#define STOP_SLOW_MS	5000u
+
 struct runner_queue {
 	struct vduse_runner *r;
 	struct vduse_vq *vq;
 	pthread_t thread;
 	int stop_fd;
-	bool running;
+	/* Only the thread that starts and stops queues touches these. */
+	bool running;		/* a thread exists and has not been joined */
+	bool stopping;		/* stop_fd was signalled, at stop_at */
+	struct timespec stop_at;	/* CLOCK_MONOTONIC */
+	bool exited;		/* under r->lock: the thread is ending, */
+	struct timespec exited_at;	/* since then */
 };
 
 struct vduse_runner {
@@ -34,6 +43,10 @@ struct vduse_runner {
 	pthread_t control;
 	bool control_running;
 	int stop_fd;
+	int status;		/* atomic: 0, or why the control thread ended */
+	int status_fd;		/* readable once status is set */
+	pthread_mutex_t lock;	/* protects queues[].exited */
+	pthread_cond_t exited;	/* broadcast when one becomes true */
 	struct runner_queue *queues;
 };
 
@@ -50,17 +63,26 @@ static int spawn(pthread_t *th, void *(*fn)(void *), void *arg)
 	return ret;
 }
 
-static int new_stop_fd(void)
+static int new_event_fd(void)
 {
 	return vduse_sys->eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 }
 
-static void signal_stop(int fd)
+static void signal_fd(int fd)
 {
 	uint64_t one = 1;
 
 	if (vduse_sys->write(fd, &one, sizeof(one)) != sizeof(one))
-		vduse_err("runner: cannot signal a thread to stop");
+		vduse_err("runner: cannot signal an eventfd");
+}
+
+static const char *poll_err_name(short revents)
+{
+	if (revents & POLLNVAL)
+		return "POLLNVAL";
+	if (revents & POLLERR)
+		return "POLLERR";
+	return "POLLHUP";
 }
 
 static void *queue_thread(void *arg)
@@ -77,6 +99,9 @@ static void *queue_thread(void *arg)
 			  vq->dev->name, vq->index, strerror(-ret));
 		poll_fd = -1;
 	}
+	/* Nobody would consume the poll fd's readiness: do not spin on it. */
+	if (!r->ops.queue_event)
+		poll_fd = -1;
 	/* Requests may be waiting from before the kick fd was armed. */
 	if (ret == 0 && r->ops.queue_event)
 		r->ops.queue_event(vq, r->opaque, VDUSE_RUNNER_KICK);
@@ -102,14 +127,27 @@ static void *queue_thread(void *arg)
 			vduse_vq_kick_drain(vq);
 			events |= VDUSE_RUNNER_KICK;
 		}
-		if (fds[2].revents)
+		if (fds[2].revents & POLLIN)
 			events |= VDUSE_RUNNER_POLL;
+		/* Errors and hang-ups are level-triggered: never poll again. */
+		if (fds[2].revents & (POLLERR | POLLHUP | POLLNVAL)) {
+			vduse_warn("%s: queue %u: the backend's poll fd %d reports %s; no longer polling it",
+				   vq->dev->name, vq->index, poll_fd,
+				   poll_err_name(fds[2].revents));
+			poll_fd = -1;
+			events |= VDUSE_RUNNER_POLL_ERR;
+		}
 		if (events && r->ops.queue_event)
 			r->ops.queue_event(vq, r->opaque, events);
 	}
 
 	if (ret == 0 && r->ops.queue_exit)
 		r->ops.queue_exit(vq, r->opaque);
+	pthread_mutex_lock(&r->lock);
+	clock_gettime(CLOCK_MONOTONIC, &q->exited_at);
+	q->exited = true;
+	pthread_cond_broadcast(&r->exited);
+	pthread_mutex_unlock(&r->lock);
 	return NULL;
 }
 
@@ -119,11 +157,13 @@ static int hook_start(void *data, struct vduse_vq *vq)
 	struct runner_queue *q = &r->queues[vq->index];
 	int ret;
 
-	q->stop_fd = new_stop_fd();
+	q->stop_fd = new_event_fd();
 	if (q->stop_fd < 0)
 		return q->stop_fd;
 	q->r = r;
 	q->vq = vq;
+	q->stopping = false;
+	q->exited = false;
 	ret = spawn(&q->thread, queue_thread, q);
 	if (ret < 0) {
 		vduse_sys->close(q->stop_fd);
@@ -134,49 +174,134 @@ static int hook_start(void *data, struct vduse_vq *vq)
 	return 0;
 }
 
-static void hook_stop(void *data, struct vduse_vq *vq)
+/* Tell a queue's thread to stop, without waiting for it. */
+static void tell_stop(struct runner_queue *q)
+{
+	if (!q->running || q->stopping)
+		return;
+	clock_gettime(CLOCK_MONOTONIC, &q->stop_at);
+	signal_fd(q->stop_fd);
+	q->stopping = true;
+}
+
+static void tell_stop_all(void *data)
 {
 	struct vduse_runner *r = data;
-	struct runner_queue *q = &r->queues[vq->index];
+	unsigned int i;
+
+	for (i = 0; i < r->dev->num_queues; i++)
+		tell_stop(&r->queues[i]);
+}
+
+static long ms_between(const struct timespec *a, const struct timespec *b)
+{
+	return (b->tv_sec - a->tv_sec) * 1000 +
+	       (b->tv_nsec - a->tv_nsec) / 1000000;
+}
+
+/*
+ * Wait until the thread has ended.  Past the slow limit, say which queue
+ * holds everything up, but keep waiting: the caller drops the queue's ring
+ * state and mappings next, which the thread may still be using.
+ */
+static void join_queue(struct vduse_runner *r, struct runner_queue *q)
+{
+	unsigned int limit = r->ops.stop_slow_ms ? r->ops.stop_slow_ms :
+			     STOP_SLOW_MS;
+	struct timespec deadline;
+	bool late = false;
+	long took;
 
 	if (!q->running)
 		return;
-	signal_stop(q->stop_fd);
+	tell_stop(q);
+	deadline = q->stop_at;
+	deadline.tv_sec += limit / 1000;
+	deadline.tv_nsec += (long)(limit % 1000) * 1000000;
+	if (deadline.tv_nsec >= 1000000000) {
+		deadline.tv_sec++;
+		deadline.tv_nsec -= 1000000000;
+	}
+
+	pthread_mutex_lock(&r->lock);
+	while (!q->exited &&
+	       pthread_cond_timedwait(&r->exited, &r->lock, &deadline) !=
+	       ETIMEDOUT)
+		;
+	if (!q->exited) {
+		/* No callback, not even logging, under the lock. */
+		pthread_mutex_unlock(&r->lock);
+		late = true;
+		vduse_err("%s: queue %u: slow to stop: its thread is still running %u ms after it was told to stop (in queue_exit or queue_event); the kernel's messages wait for it",
+			  r->dev->name, q->vq->index, limit);
+		pthread_mutex_lock(&r->lock);
+		while (!q->exited)
+			pthread_cond_wait(&r->exited, &r->lock);
+	}
+	took = ms_between(&q->stop_at, &q->exited_at);
+	pthread_mutex_unlock(&r->lock);
 	pthread_join(q->thread, NULL);
+	if (late)
+		vduse_warn("%s: queue %u: its thread stopped after %ld ms",
+			   r->dev->name, q->vq->index, took);
+	else if (took > (long)limit)
+		/* It ended while another queue was being waited for. */
+		vduse_err("%s: queue %u: slow to stop: its thread took %ld ms (limit %u ms)",
+			  r->dev->name, q->vq->index, took, limit);
 	vduse_sys->close(q->stop_fd);
 	q->stop_fd = -1;
 	q->running = false;
+	q->stopping = false;
+}
+
+static void hook_stop(void *data, struct vduse_vq *vq)
+{
+	struct vduse_runner *r = data;
+
+	join_queue(r, &r->queues[vq->index]);
 }
 
 static const struct vduse_queue_hooks runner_hooks = {
 	.start = hook_start,
 	.stop = hook_stop,
+	.stop_begin = tell_stop_all,
 };
+
+/* The control thread ends on its own: tell the application. */
+static void control_failed(struct vduse_runner *r, int err)
+{
+	__atomic_store_n(&r->status, err, __ATOMIC_RELEASE);
+	signal_fd(r->status_fd);
+	if (r->ops.control_failed)
+		r->ops.control_failed(r, r->opaque, err);
+}
 
 static void *control_thread(void *arg)
 {
 	struct vduse_runner *r = arg;
 	struct vduse_device *dev = r->dev;
+	int ret;
 
 	for (;;) {
 		struct pollfd fds[2] = {
 			{ .fd = r->stop_fd, .events = POLLIN },
 			{ .fd = dev->dev_fd, .events = POLLIN },
 		};
-		int ret;
 
 		if (poll(fds, 2, -1) < 0) {
 			if (errno == EINTR)
 				continue;
+			ret = -errno;
 			vduse_err("%s: runner: poll: %s", dev->name,
-				  strerror(errno));
+				  strerror(-ret));
 			break;
 		}
 		if (fds[0].revents)
-			break;
+			return NULL;
 		if (fds[1].revents & (POLLERR | POLLHUP | POLLNVAL)) {
-			vduse_err("%s: runner: the device fd reports an error",
-				  dev->name);
+			ret = fds[1].revents & POLLNVAL ? -EBADF : -EIO;
+			vduse_err("%s: runner: stopping the control thread: the device fd reports %s",
+				  dev->name, poll_err_name(fds[1].revents));
 			break;
 		}
 		ret = vduse_device_process(dev);
@@ -186,13 +311,25 @@ static void *control_thread(void *arg)
 			break;
 		}
 	}
+	control_failed(r, ret);
 	return NULL;
+}
+
+static void runner_destroy(struct vduse_runner *r)
+{
+	if (r->status_fd >= 0)
+		vduse_sys->close(r->status_fd);
+	pthread_cond_destroy(&r->exited);
+	pthread_mutex_destroy(&r->lock);
+	free(r->queues);
+	free(r);
 }
 
 int vduse_runner_new(struct vduse_device *dev,
 		     const struct vduse_runner_ops *ops, void *opaque,
 		     struct vduse_runner **out)
 {
+	pthread_condattr_t attr;
 	struct vduse_runner *r;
 	unsigned int i;
 	int ret;
@@ -204,9 +341,16 @@ int vduse_runner_new(struct vduse_device *dev,
 	if (!r)
 		return -ENOMEM;
 	r->stop_fd = -1;
+	r->status_fd = -1;
+	/* Queue threads are timed on the monotonic clock. */
+	pthread_condattr_init(&attr);
+	pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+	pthread_cond_init(&r->exited, &attr);
+	pthread_condattr_destroy(&attr);
+	pthread_mutex_init(&r->lock, NULL);
 	r->queues = calloc(dev->num_queues, sizeof(*r->queues));
 	if (!r->queues) {
-		free(r);
+		runner_destroy(r);
 		return -ENOMEM;
 	}
 	for (i = 0; i < dev->num_queues; i++)
@@ -217,11 +361,18 @@ int vduse_runner_new(struct vduse_device *dev,
 	r->opaque = opaque;
 	r->dev = dev;
 
+	r->status_fd = new_event_fd();
+	if (r->status_fd < 0) {
+		ret = r->status_fd;
+		vduse_err("%s: runner: cannot create its eventfd: %s",
+			  dev->name, strerror(-ret));
+		runner_destroy(r);
+		return ret;
+	}
 	ret = vduse_device_set_hooks(dev, &runner_hooks, r);
 	if (ret < 0) {
 		vduse_err("%s: the device has a runner already", dev->name);
-		free(r->queues);
-		free(r);
+		runner_destroy(r);
 		return ret;
 	}
 	*out = r;
@@ -236,7 +387,7 @@ int vduse_runner_start(struct vduse_runner *r)
 		return -EINVAL;
 	if (r->control_running)
 		return -EALREADY;
-	r->stop_fd = new_stop_fd();
+	r->stop_fd = new_event_fd();
 	if (r->stop_fd < 0)
 		return r->stop_fd;
 	ret = spawn(&r->control, control_thread, r);
@@ -251,6 +402,20 @@ int vduse_runner_start(struct vduse_runner *r)
 	return 0;
 }
 
+int vduse_runner_status(const struct vduse_runner *r)
+{
+	if (!r)
+		return -EINVAL;
+	return __atomic_load_n(&r->status, __ATOMIC_ACQUIRE);
+}
+
+int vduse_runner_fd(const struct vduse_runner *r)
+{
+	if (!r)
+		return -EINVAL;
+	return r->status_fd;
+}
+
 void vduse_runner_free(struct vduse_runner *r)
 {
 	unsigned int i;
@@ -258,15 +423,18 @@ void vduse_runner_free(struct vduse_runner *r)
 	if (!r)
 		return;
 	if (r->control_running) {
-		signal_stop(r->stop_fd);
+		signal_fd(r->stop_fd);
 		pthread_join(r->control, NULL);
 	}
 	if (r->stop_fd >= 0)
 		vduse_sys->close(r->stop_fd);
-	/* The control thread is gone, so nothing starts or stops queues. */
+	/*
+	 * The control thread is gone, so nothing else starts or stops
+	 * queues.  Tell every queue thread before waiting for any.
+	 */
+	tell_stop_all(r);
 	for (i = 0; i < r->dev->num_queues; i++)
-		hook_stop(r, &r->dev->vqs[i]);
+		join_queue(r, &r->queues[i]);
 	vduse_device_set_hooks(r->dev, NULL, NULL);
-	free(r->queues);
-	free(r);
+	runner_destroy(r);
 }

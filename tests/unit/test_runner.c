@@ -1,8 +1,12 @@
 // SPDX-License-Identifier: MIT
 /* The runner: control thread answering messages, one thread per queue. */
+#define _GNU_SOURCE	/* pipe2 */
 #include <errno.h>
+#include <fcntl.h>
 #include <linux/virtio_config.h>
+#include <poll.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
@@ -16,7 +20,9 @@
 #define ADD(x, v)	__atomic_add_fetch(&(x), (v), __ATOMIC_SEQ_CST)
 
 static struct {
-	unsigned int init, exit, events, kicks, polls, handled;
+	unsigned int init, exit, events, kicks, polls, handled, poll_errs;
+	unsigned int exit_sleep_ms;
+	unsigned int queue_stops;	/* atomic: queue threads read it */
 	pthread_t init_thread[2], event_thread[2];
 	unsigned int exit_saw_stops[8];
 	int poll_fd;		/* queue 1 also waits on this */
@@ -38,7 +44,7 @@ static int r_init(struct vduse_vq *vq, void *opaque, int *poll_fd)
 
 	assert_int_equal(*poll_fd, -1);
 	rs.init_thread[q] = pthread_self();
-	rs.opaque_seen = opaque;
+	__atomic_store_n(&rs.opaque_seen, opaque, __ATOMIC_SEQ_CST);
 	if (q == 1)
 		*poll_fd = rs.poll_fd;
 	ADD(rs.init, 1);
@@ -53,6 +59,8 @@ static void r_event(struct vduse_vq *vq, void *opaque, unsigned int events)
 	rs.event_thread[q] = pthread_self();
 	if (events & VDUSE_RUNNER_KICK)
 		ADD(rs.kicks, 1);
+	if (events & VDUSE_RUNNER_POLL_ERR)
+		ADD(rs.poll_errs, 1);
 	if (events & VDUSE_RUNNER_POLL) {
 		uint64_t v;
 
@@ -73,10 +81,20 @@ static void r_event(struct vduse_vq *vq, void *opaque, unsigned int events)
 
 static void r_exit(struct vduse_vq *vq, void *opaque)
 {
-	unsigned int n = ADD(rs.exit, 1);
+	unsigned int n;
+
+	if (rs.exit_sleep_ms)
+		usleep(rs.exit_sleep_ms * 1000);
+	n = ADD(rs.exit, 1);
 
 	if (n <= 8)
-		rs.exit_saw_stops[n - 1] = LD(tu_cb.queue_stop);
+		rs.exit_saw_stops[n - 1] = LD(rs.queue_stops);
+}
+
+static void r_queue_stop(struct vduse_device *dev, struct vduse_vq *vq)
+{
+	ADD(rs.queue_stops, 1);
+	tu_ops.queue_stop(dev, vq);
 }
 
 static const struct vduse_runner_ops r_ops = {
@@ -106,6 +124,7 @@ static void test_runner(void **state)
 	const uint8_t fok = VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER |
 			    VIRTIO_CONFIG_S_FEATURES_OK;
 	struct vduse_device_config c = tu_config("run", 2, TU_QSIZE);
+	struct vduse_device_ops dev_ops = tu_ops;
 	struct sim_buf b[2] = {
 		{ TU_DATA, 8, false },
 		{ TU_DATA + 0x100, 32, true },
@@ -120,6 +139,8 @@ static void test_runner(void **state)
 	memset(&rs, 0, sizeof(rs));
 	rs.poll_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	assert_true(rs.poll_fd >= 0);
+	dev_ops.queue_stop = r_queue_stop;
+	c.ops = &dev_ops;
 	assert_int_equal(fk_region_add(TU_RING_BASE, TU_RING_SIZE, VDUSE_ACCESS_RW), 0);
 	assert_int_equal(fk_region_add(TU_DATA, TU_DATA_SIZE, VDUSE_ACCESS_RW), 0);
 	assert_int_equal(vduse_device_new(&c, &dev), 0);
@@ -167,7 +188,9 @@ static void test_runner(void **state)
 	WAIT_FOR(answered(msg));
 	assert_int_equal(LD(rs.exit), 2);
 	assert_int_equal(rs.exit_saw_stops[0], 0);
-	assert_int_equal(rs.exit_saw_stops[1], 1);
+	/* Both threads were told to stop at once: the second may end before
+	 * or after the first queue's queue_stop. */
+	assert_true(rs.exit_saw_stops[1] <= 1);
 	assert_int_equal(LD(tu_cb.queue_stop), 2);
 	assert_int_equal(LD(tu_cb.reset), 1);
 
@@ -240,6 +263,317 @@ static void test_runner_init_fails(void **state)
 	assert_int_equal(fk_live_fds(), 0);
 }
 
+static int init_poll_all(struct vduse_vq *vq, void *opaque, int *poll_fd)
+{
+	*poll_fd = rs.poll_fd;
+	ADD(rs.init, 1);
+	return 0;
+}
+
+static long ms_since(const struct timespec *t)
+{
+	struct timespec now;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	return (now.tv_sec - t->tv_sec) * 1000 +
+	       (now.tv_nsec - t->tv_nsec) / 1000000;
+}
+
+enum poll_err_kind { HANGUP, ERROR, INVALID };
+
+/*
+ * The backend's poll fd reports POLLHUP, POLLERR or POLLNVAL: the queue
+ * thread tells the backend once, stops polling the fd instead of spinning
+ * on it, and still serves kicks.
+ */
+static void poll_err_case(enum poll_err_kind kind, const char *name)
+{
+	const struct vduse_runner_ops ops = {
+		.size = sizeof(ops),
+		.queue_init = init_poll_all,
+		.queue_event = r_event,
+		.queue_exit = r_exit,
+	};
+	struct vduse_device_config c = tu_config("runp", 1, TU_QSIZE);
+	struct sim_buf b = { TU_DATA, 16, true };
+	struct vduse_runner *r;
+	struct vduse_device *dev;
+	unsigned int before;
+	struct sim_vq s;
+	int p[2] = { -1, -1 };
+	char want[64];
+	uint32_t msg;
+
+	memset(&rs, 0, sizeof(rs));
+	if (kind == INVALID) {
+		/* A number no fd of this process has. */
+		rs.poll_fd = 900;
+		assert_int_equal(fcntl(rs.poll_fd, F_GETFD), -1);
+	} else {
+		assert_int_equal(pipe2(p, O_CLOEXEC | O_NONBLOCK), 0);
+		/* Hang-up: the reader of a pipe nobody writes; error: the
+		 * writer of a pipe nobody reads. */
+		rs.poll_fd = kind == HANGUP ? p[0] : p[1];
+	}
+	assert_int_equal(fk_region_add(TU_RING_BASE, TU_RING_SIZE, VDUSE_ACCESS_RW), 0);
+	assert_int_equal(fk_region_add(TU_DATA, TU_DATA_SIZE, VDUSE_ACCESS_RW), 0);
+	assert_int_equal(vduse_device_new(&c, &dev), 0);
+	sim_vq_init_at(&s, 0, TU_QSIZE, TU_RING0, 0);
+	fk_set_features(tu_base_features());
+	assert_int_equal(vduse_runner_new(dev, &ops, NULL, &r), 0);
+	assert_int_equal(vduse_runner_start(r), 0);
+	push_status(VIRTIO_CONFIG_S_FEATURES_OK);
+	msg = push_status(VIRTIO_CONFIG_S_FEATURES_OK |
+			  VIRTIO_CONFIG_S_DRIVER_OK);
+	WAIT_FOR(answered(msg));
+	WAIT_FOR(LD(rs.init) == 1);
+	WAIT_FOR(LD(rs.events) >= 1);
+
+	if (kind == HANGUP)
+		close(p[1]);
+	else if (kind == ERROR)
+		close(p[0]);
+	WAIT_FOR(LD(rs.poll_errs) == 1);
+	/* No spinning: over 100 ms, the thread is not woken again. */
+	before = LD(rs.events);
+	usleep(100000);
+	assert_true(LD(rs.events) - before <= 1);
+	assert_int_equal(LD(rs.poll_errs), 1);
+	snprintf(want, sizeof(want), "poll fd %d reports %s", rs.poll_fd,
+		 name);
+	assert_true(tu_log_contains(want));
+	assert_true(tu_log_contains("no longer polling it"));
+
+	/* Kicks still work. */
+	sim_publish(&s, sim_add_chain(&s, &b, 1));
+	sim_kick(&s);
+	WAIT_FOR(sim_used_idx(&s) == 1);
+	assert_int_equal(LD(rs.handled), 1);
+	assert_int_equal(LD(rs.poll_errs), 1);
+
+	vduse_runner_free(r);
+	assert_int_equal(LD(rs.exit), 1);
+	vduse_device_free(dev);
+	if (kind == HANGUP)
+		close(p[0]);
+	else if (kind == ERROR)
+		close(p[1]);
+	assert_int_equal(fk_live_fds(), 0);
+}
+
+static void test_runner_poll_fd_hangup(void **state)
+{
+	poll_err_case(HANGUP, "POLLHUP");
+}
+
+static void test_runner_poll_fd_error(void **state)
+{
+	poll_err_case(ERROR, "POLLERR");
+}
+
+static void test_runner_poll_fd_invalid(void **state)
+{
+	poll_err_case(INVALID, "POLLNVAL");
+}
+
+static struct {
+	unsigned int calls;
+	int err;
+	struct vduse_runner *r;
+	void *opaque;
+	pthread_t thread;
+} cf;
+
+static void r_control_failed(struct vduse_runner *r, void *opaque, int err)
+{
+	cf.err = err;
+	cf.r = r;
+	cf.opaque = opaque;
+	cf.thread = pthread_self();
+	ADD(cf.calls, 1);
+}
+
+static bool readable(int fd)
+{
+	struct pollfd pfd = { .fd = fd, .events = POLLIN };
+
+	return poll(&pfd, 1, 0) == 1 && (pfd.revents & POLLIN);
+}
+
+/* Start a runner with r_control_failed; status 0 and a quiet fd so far. */
+static struct vduse_runner *start_watched(struct vduse_device *dev, int *tag)
+{
+	const struct vduse_runner_ops ops = {
+		.size = sizeof(ops),
+		.control_failed = r_control_failed,
+	};
+	struct vduse_runner *r;
+
+	memset(&cf, 0, sizeof(cf));
+	assert_int_equal(vduse_runner_new(dev, &ops, tag, &r), 0);
+	assert_true(vduse_runner_fd(r) >= 0);
+	assert_int_equal(vduse_runner_status(r), 0);
+	assert_false(readable(vduse_runner_fd(r)));
+	assert_int_equal(vduse_runner_start(r), 0);
+	return r;
+}
+
+/* The application learns that the control thread died, three ways. */
+static void check_died(struct vduse_runner *r, int *tag, int err)
+{
+	WAIT_FOR(readable(vduse_runner_fd(r)));
+	assert_int_equal(vduse_runner_status(r), err);
+	assert_int_equal(LD(cf.calls), 1);
+	assert_int_equal(cf.err, err);
+	assert_ptr_equal(cf.r, r);
+	assert_ptr_equal(cf.opaque, tag);
+	assert_false(pthread_equal(cf.thread, pthread_self()));
+	/* It stays readable: the library never drains it. */
+	assert_true(readable(vduse_runner_fd(r)));
+	assert_int_equal(vduse_runner_start(r), -EALREADY);
+}
+
+/* vduse_device_process() fails: the control thread ends and says so. */
+static void test_runner_control_fails(void **state)
+{
+	struct vduse_device_config c = tu_config("runc", 1, TU_QSIZE);
+	struct vduse_device *dev;
+	struct vduse_runner *r;
+	uint32_t msg;
+	int tag;
+
+	assert_int_equal(vduse_device_new(&c, &dev), 0);
+	r = start_watched(dev, &tag);
+
+	/* A message that is answered: still alive. */
+	msg = push_status(VIRTIO_CONFIG_S_ACKNOWLEDGE);
+	WAIT_FOR(answered(msg));
+	usleep(10000);
+	assert_int_equal(vduse_runner_status(r), 0);
+	assert_false(readable(vduse_runner_fd(r)));
+	assert_int_equal(LD(cf.calls), 0);
+
+	fk_fail(FK_READ, -EIO, 0);
+	msg = push_status(VIRTIO_CONFIG_S_ACKNOWLEDGE |
+			  VIRTIO_CONFIG_S_DRIVER);
+	check_died(r, &tag, -EIO);
+	assert_false(answered(msg));
+	assert_true(tu_log_contains("stopping the control thread: Input/output error"));
+
+	vduse_runner_free(r);
+	vduse_device_free(dev);
+	assert_int_equal(fk_live_fds(), 0);
+}
+
+/* The device fd reports POLLERR: the control thread ends with -EIO. */
+static void test_runner_device_fd_error(void **state)
+{
+	struct vduse_device_config c = tu_config("rune", 1, TU_QSIZE);
+	struct vduse_device *dev;
+	struct vduse_runner *r;
+	int p[2], tag;
+
+	assert_int_equal(vduse_device_new(&c, &dev), 0);
+	/* Behind the fake's back, the device fd becomes the writer of a pipe
+	 * nobody reads, which polls as POLLERR. */
+	assert_int_equal(pipe2(p, O_CLOEXEC), 0);
+	close(p[0]);
+	assert_int_equal(dup2(p[1], vduse_device_fd(dev)),
+			 vduse_device_fd(dev));
+	close(p[1]);
+	r = start_watched(dev, &tag);
+	check_died(r, &tag, -EIO);
+	assert_true(tu_log_contains("stopping the control thread: the device fd reports POLLERR"));
+	vduse_runner_free(r);
+	vduse_device_free(dev);
+	assert_int_equal(fk_live_fds(), 0);
+}
+
+/*
+ * A reset stops every queue thread in parallel: two queue_exit calls of
+ * 300 ms each take about 300 ms, not 600.  A thread slower than
+ * stop_slow_ms is named in the log.
+ */
+static void parallel_stop_case(unsigned int slow_ms, bool logged)
+{
+	const struct vduse_runner_ops ops = {
+		.size = sizeof(ops),
+		.queue_init = r_init,
+		.queue_event = r_event,
+		.queue_exit = r_exit,
+		.stop_slow_ms = slow_ms,
+	};
+	const uint8_t fok = VIRTIO_CONFIG_S_FEATURES_OK;
+	struct vduse_device_config c = tu_config("runs", 2, TU_QSIZE);
+	struct vduse_runner *r;
+	struct vduse_device *dev;
+	struct sim_vq s[2];
+	struct timespec t0;
+	uint32_t msg;
+	long ms;
+
+	memset(&rs, 0, sizeof(rs));
+	rs.poll_fd = -1;
+	rs.exit_sleep_ms = 300;
+	assert_int_equal(fk_region_add(TU_RING_BASE, TU_RING_SIZE, VDUSE_ACCESS_RW), 0);
+	assert_int_equal(vduse_device_new(&c, &dev), 0);
+	sim_vq_init_at(&s[0], 0, TU_QSIZE, TU_RING0, 0);
+	sim_vq_init_at(&s[1], 1, TU_QSIZE, TU_RING1, 0);
+	fk_set_features(tu_base_features());
+	assert_int_equal(vduse_runner_new(dev, &ops, NULL, &r), 0);
+	assert_int_equal(vduse_runner_start(r), 0);
+	push_status(fok);
+	msg = push_status(fok | VIRTIO_CONFIG_S_DRIVER_OK);
+	WAIT_FOR(answered(msg));
+	WAIT_FOR(LD(rs.init) == 2);
+
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	msg = push_status(0);
+	WAIT_FOR(answered(msg));
+	ms = ms_since(&t0);
+	assert_int_equal(LD(rs.exit), 2);
+	assert_int_equal(LD(tu_cb.queue_stop), 2);
+	assert_true(ms >= 300);
+	assert_true(ms < 500);
+	/* Queue 0 is still running when its limit passes; queue 1 is
+	 * either, or has ended late while queue 0 was waited for. */
+	assert_int_equal(tu_log_contains("queue 0: slow to stop: its thread is still running 100 ms"),
+			 logged);
+	assert_int_equal(tu_log_contains("queue 0: its thread stopped after"),
+			 logged);
+	assert_int_equal(tu_log_contains("queue 1: slow to stop"), logged);
+	assert_false(tu_log_contains("slow to stop: its thread is still running 1000 ms"));
+
+	/* vduse_runner_free() stops the queue threads in parallel too. */
+	sim_vq_init_at(&s[0], 0, TU_QSIZE, TU_RING0, 0);
+	sim_vq_init_at(&s[1], 1, TU_QSIZE, TU_RING1, 0);
+	push_status(fok);
+	msg = push_status(fok | VIRTIO_CONFIG_S_DRIVER_OK);
+	WAIT_FOR(answered(msg));
+	WAIT_FOR(LD(rs.init) == 4);
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	vduse_runner_free(r);
+	ms = ms_since(&t0);
+	assert_int_equal(LD(rs.exit), 4);
+	assert_true(ms >= 300);
+	assert_true(ms < 500);
+
+	assert_int_equal(sim_set_status(dev, 0), VDUSE_REQ_RESULT_OK);
+	vduse_device_free(dev);
+	assert_int_equal(fk_live_fds(), 0);
+	assert_int_equal(fk_live_maps(), 0);
+}
+
+static void test_runner_parallel_stop_slow(void **state)
+{
+	parallel_stop_case(100, true);
+}
+
+static void test_runner_parallel_stop_in_time(void **state)
+{
+	parallel_stop_case(1000, false);
+}
+
 static void test_runner_bad_args(void **state)
 {
 	struct vduse_runner_ops ops = { .size = 0 };
@@ -252,6 +586,14 @@ static void test_runner_bad_args(void **state)
 	assert_int_equal(vduse_runner_new(NULL, &r_ops, NULL, &r), -EINVAL);
 	assert_int_equal(vduse_runner_new(dev, NULL, NULL, &r), -EINVAL);
 	assert_int_equal(vduse_runner_start(NULL), -EINVAL);
+	assert_int_equal(vduse_runner_status(NULL), -EINVAL);
+	assert_int_equal(vduse_runner_fd(NULL), -EINVAL);
+	/* Its eventfd cannot be created: nothing is left behind, and the
+	 * device takes a runner afterwards. */
+	fk_fail(FK_EVENTFD, -EMFILE, 0);
+	assert_int_equal(vduse_runner_new(dev, &r_ops, NULL, &r), -EMFILE);
+	assert_null(r);
+	assert_true(tu_log_contains("cannot create its eventfd"));
 	/* The stop eventfd cannot be created: nothing is left behind. */
 	assert_int_equal(vduse_runner_new(dev, &r_ops, NULL, &r), 0);
 	fk_fail(FK_EVENTFD, -EMFILE, 0);
@@ -268,6 +610,13 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		T(test_runner),
 		T(test_runner_init_fails),
+		T(test_runner_poll_fd_hangup),
+		T(test_runner_poll_fd_error),
+		T(test_runner_poll_fd_invalid),
+		T(test_runner_control_fails),
+		T(test_runner_device_fd_error),
+		T(test_runner_parallel_stop_slow),
+		T(test_runner_parallel_stop_in_time),
 		T(test_runner_bad_args),
 	};
 
