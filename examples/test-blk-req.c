@@ -462,6 +462,181 @@ static void test_write_zeroes(void **state)
 	t_expect_done(&d, &t, VIRTIO_BLK_S_UNSUPP);
 }
 
+/* iovec lengths that wrap a size_t do not make a small, valid request. */
+static void test_iov_size_overflow(void **state)
+{
+	struct blk_disk d = t_disk(512, false);
+	struct t_req t;
+	struct blk_req r;
+
+	struct iovec v[2] = { { NULL, SIZE_MAX / 2 + 1 },
+			      { NULL, SIZE_MAX / 2 + 1 + 512 } };
+	struct iovec w[2] = { { NULL, SIZE_MAX - 1 }, { NULL, 1 } };
+
+	assert_int_equal(blk_iov_size(v, 2), SIZE_MAX);
+	assert_int_equal(blk_iov_size(w, 2), SIZE_MAX);	/* just fits */
+	w[1].iov_len = 2;
+	assert_int_equal(blk_iov_size(w, 2), SIZE_MAX);
+
+	/* A read whose buffers sum to 2^64 + 512 bytes. */
+	memset(&t, 0, sizeof(t));
+	t_hdr(&t, VIRTIO_BLK_T_IN, 0);
+	t_out(&t, t.hdr, 16);
+	t_in(&t, t.data, SIZE_MAX / 2 + 1);
+	t_in(&t, t.data, SIZE_MAX / 2 + 1 + 512);
+	t_in(&t, t.status, 1);
+	assert_int_equal(t_parse(&d, &t, &r), 0);
+	assert_int_equal(r.op, BLK_OP_DONE);
+	assert_int_equal(r.status, VIRTIO_BLK_S_IOERR);
+}
+
+static void test_dio(void **state)
+{
+	struct blk_dio_info i = { .statx_dio = true, .dio_offset_align = 2048,
+				  .logical_block = 4096, .fs_block = 4096 };
+
+	/* statx first, then BLKSSZGET, then the fs block size. */
+	assert_int_equal(blk_dio_align(&i), 2048);
+	i.dio_offset_align = 0;
+	assert_int_equal(blk_dio_align(&i), 0);	/* no direct I/O */
+	i.statx_dio = false;
+	assert_int_equal(blk_dio_align(&i), 4096);
+	i.logical_block = 512;
+	assert_int_equal(blk_dio_align(&i), 512);
+	i.logical_block = 0;
+	i.fs_block = 1024;
+	assert_int_equal(blk_dio_align(&i), 1024);
+	i.fs_block = 0;
+	assert_int_equal(blk_dio_align(&i), 512);
+
+	/* The block size against the alignment, on both sides. */
+	assert_string_equal(blk_dio_check(4096, 0),
+			    "the backing file does not support direct I/O");
+	assert_null(blk_dio_check(512, 512));
+	assert_null(blk_dio_check(4096, 512));
+	assert_null(blk_dio_check(4096, 4096));
+	assert_null(blk_dio_check(2048, 2048));
+	assert_string_equal(blk_dio_check(1024, 2048),
+			    "the block size is below the backing file's direct I/O alignment");
+	assert_string_equal(blk_dio_check(2048, 2049),
+			    "the block size is below the backing file's direct I/O alignment");
+	assert_string_equal(blk_dio_check(4096, 3072),
+			    "the block size is not a multiple of the backing file's direct I/O alignment");
+}
+
+static void test_range_how(void **state)
+{
+	struct blk_range zero = { 0, 0, false }, plain = { 0, 512, false };
+	struct blk_range unmap = { 0, 512, true };
+	const unsigned int punch = 1u << BLK_RANGE_PUNCH;
+	const unsigned int zr = 1u << BLK_RANGE_ZERO;
+
+	/* Zero sectors: nothing to do, on files and devices. */
+	assert_int_equal(blk_range_how(BLK_OP_WRITE_ZEROES, &zero, false, 0),
+			 BLK_RANGE_SKIP);
+	assert_int_equal(blk_range_how(BLK_OP_WRITE_ZEROES, &zero, true, 0),
+			 BLK_RANGE_SKIP);
+	assert_int_equal(blk_range_how(BLK_OP_DISCARD, &zero, true, 0),
+			 BLK_RANGE_SKIP);
+
+	/* Files. */
+	assert_int_equal(blk_range_how(BLK_OP_DISCARD, &plain, false, 0),
+			 BLK_RANGE_PUNCH);
+	assert_int_equal(blk_range_how(BLK_OP_DISCARD, &plain, false, punch),
+			 BLK_RANGE_NONE);
+	assert_int_equal(blk_range_how(BLK_OP_WRITE_ZEROES, &plain, false, 0),
+			 BLK_RANGE_ZERO);
+	assert_int_equal(blk_range_how(BLK_OP_WRITE_ZEROES, &plain, false,
+				       zr), BLK_RANGE_PUNCH);
+	assert_int_equal(blk_range_how(BLK_OP_WRITE_ZEROES, &unmap, false, 0),
+			 BLK_RANGE_PUNCH);
+	assert_int_equal(blk_range_how(BLK_OP_WRITE_ZEROES, &unmap, false,
+				       punch), BLK_RANGE_ZERO);
+	assert_int_equal(blk_range_how(BLK_OP_WRITE_ZEROES, &unmap, false,
+				       punch | zr), BLK_RANGE_NONE);
+
+	/* Block devices: never PUNCH_HOLE. */
+	assert_int_equal(blk_range_how(BLK_OP_DISCARD, &plain, true, 0),
+			 BLK_RANGE_BLKDISCARD);
+	assert_int_equal(blk_range_how(BLK_OP_WRITE_ZEROES, &plain, true, 0),
+			 BLK_RANGE_BLKZEROOUT);
+	assert_int_equal(blk_range_how(BLK_OP_WRITE_ZEROES, &unmap, true, 0),
+			 BLK_RANGE_BLKZEROOUT);
+	assert_int_equal(blk_range_how(BLK_OP_WRITE_ZEROES, &unmap, true,
+				       1u << BLK_RANGE_BLKZEROOUT),
+			 BLK_RANGE_NONE);
+	assert_int_equal(blk_range_how(BLK_OP_READ, &plain, false, 0),
+			 BLK_RANGE_NONE);
+}
+
+static void test_range_next(void **state)
+{
+	struct blk_range plain = { 0, 512, false }, unmap = { 0, 512, true };
+	unsigned int tried = 0;
+
+	assert_int_equal(blk_range_next(BLK_OP_WRITE_ZEROES, BLK_RANGE_ZERO,
+					0, &plain, false, &tried),
+			 BLK_RANGE_NEXT_OK);
+	assert_int_equal(blk_range_next(BLK_OP_WRITE_ZEROES, BLK_RANGE_ZERO,
+					-EINTR, &plain, false, &tried),
+			 BLK_RANGE_NEXT_AGAIN);
+	assert_int_equal(blk_range_next(BLK_OP_DISCARD, BLK_RANGE_PUNCH,
+					-EAGAIN, &plain, false, &tried),
+			 BLK_RANGE_NEXT_AGAIN);
+	assert_int_equal(blk_range_next(BLK_OP_WRITE_ZEROES, BLK_RANGE_ZERO,
+					-EIO, &plain, false, &tried),
+			 BLK_RANGE_NEXT_FAIL);
+	assert_int_equal(tried, 0);
+
+	/* Discard is a hint: unsupported is done (no zeroes promised). */
+	assert_int_equal(blk_range_next(BLK_OP_DISCARD, BLK_RANGE_PUNCH,
+					-EOPNOTSUPP, &plain, false, &tried),
+			 BLK_RANGE_NEXT_OK);
+	assert_int_equal(blk_range_next(BLK_OP_DISCARD, BLK_RANGE_BLKDISCARD,
+					-EOPNOTSUPP, &plain, true, &tried),
+			 BLK_RANGE_NEXT_OK);
+	assert_int_equal(blk_range_next(BLK_OP_DISCARD, BLK_RANGE_BLKDISCARD,
+					-EINVAL, &plain, true, &tried),
+			 BLK_RANGE_NEXT_FAIL);
+
+	/* Write zeroes on a file: the other way, then failure. */
+	assert_int_equal(blk_range_next(BLK_OP_WRITE_ZEROES, BLK_RANGE_PUNCH,
+					-EOPNOTSUPP, &unmap, false, &tried),
+			 BLK_RANGE_NEXT_OTHER);
+	assert_int_equal(tried, 1u << BLK_RANGE_PUNCH);
+	assert_int_equal(blk_range_how(BLK_OP_WRITE_ZEROES, &unmap, false,
+				       tried), BLK_RANGE_ZERO);
+	assert_int_equal(blk_range_next(BLK_OP_WRITE_ZEROES, BLK_RANGE_ZERO,
+					-EOPNOTSUPP, &unmap, false, &tried),
+			 BLK_RANGE_NEXT_FAIL);
+
+	/* Write zeroes on a device: EOPNOTSUPP is never success. */
+	tried = 0;
+	assert_int_equal(blk_range_next(BLK_OP_WRITE_ZEROES,
+					BLK_RANGE_BLKZEROOUT, -EOPNOTSUPP,
+					&plain, true, &tried),
+			 BLK_RANGE_NEXT_FAIL);
+}
+
+static void test_flush_sticky(void **state)
+{
+	struct blk_flush_state f = { 0 };
+	bool first;
+
+	assert_int_equal(blk_flush_result(&f, 0, &first), VIRTIO_BLK_S_OK);
+	assert_false(first);
+	assert_int_equal(blk_flush_result(&f, -EIO, &first),
+			 VIRTIO_BLK_S_IOERR);
+	assert_true(first);
+	/* A later fdatasync that succeeds does not make it OK again. */
+	assert_int_equal(blk_flush_result(&f, 0, &first), VIRTIO_BLK_S_IOERR);
+	assert_false(first);
+	assert_int_equal(blk_flush_result(&f, -ENOSPC, &first),
+			 VIRTIO_BLK_S_IOERR);
+	assert_false(first);	/* logged once */
+	assert_int_equal(atomic_load(&f.err), -EIO);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -479,6 +654,11 @@ int main(void)
 		cmocka_unit_test(test_get_id),
 		cmocka_unit_test(test_discard),
 		cmocka_unit_test(test_write_zeroes),
+		cmocka_unit_test(test_iov_size_overflow),
+		cmocka_unit_test(test_dio),
+		cmocka_unit_test(test_range_how),
+		cmocka_unit_test(test_range_next),
+		cmocka_unit_test(test_flush_sticky),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

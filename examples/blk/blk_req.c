@@ -4,6 +4,7 @@
  */
 #include <endian.h>
 #include <errno.h>
+#include <stdint.h>
 #include <string.h>
 
 #include "blk_req.h"
@@ -70,6 +71,26 @@ const char *blk_disk_init(struct blk_disk *d, uint64_t size_bytes,
 	return NULL;
 }
 
+uint32_t blk_dio_align(const struct blk_dio_info *info)
+{
+	if (info->statx_dio)
+		return info->dio_offset_align;
+	if (info->logical_block)
+		return info->logical_block;
+	return info->fs_block ? info->fs_block : BLK_SECTOR_SIZE;
+}
+
+const char *blk_dio_check(uint32_t block_size, uint32_t align)
+{
+	if (!align)
+		return "the backing file does not support direct I/O";
+	if (block_size < align)
+		return "the block size is below the backing file's direct I/O alignment";
+	if (block_size % align)
+		return "the block size is not a multiple of the backing file's direct I/O alignment";
+	return NULL;
+}
+
 uint64_t blk_disk_features(const struct blk_disk *d)
 {
 	uint64_t f = 0;
@@ -115,8 +136,11 @@ size_t blk_iov_size(const struct iovec *iov, unsigned int cnt)
 	size_t len = 0;
 	unsigned int i;
 
-	for (i = 0; i < cnt; i++)
+	for (i = 0; i < cnt; i++) {
+		if (iov[i].iov_len > SIZE_MAX - len)
+			return SIZE_MAX;
 		len += iov[i].iov_len;
+	}
 	return len;
 }
 
@@ -372,6 +396,71 @@ uint8_t blk_req_range(const struct blk_disk *d, const struct blk_req *r,
 	range->len = (uint64_t)sectors << BLK_SECTOR_SHIFT;
 	range->unmap = flags & VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP;
 	return VIRTIO_BLK_S_OK;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Discard, write zeroes, flush                                              */
+
+static bool blk_how_ok(enum blk_range_how how, unsigned int tried)
+{
+	return !(tried & (1u << how));
+}
+
+enum blk_range_how blk_range_how(enum blk_op op, const struct blk_range *range,
+				 bool blkdev, unsigned int tried)
+{
+	enum blk_range_how first, second;
+
+	if (!range->len)
+		return BLK_RANGE_SKIP;
+	if (op == BLK_OP_DISCARD) {
+		first = blkdev ? BLK_RANGE_BLKDISCARD : BLK_RANGE_PUNCH;
+		return blk_how_ok(first, tried) ? first : BLK_RANGE_NONE;
+	}
+	if (op != BLK_OP_WRITE_ZEROES)
+		return BLK_RANGE_NONE;
+	if (blkdev) {
+		/* PUNCH_HOLE on a device is a zeroout that may not fall back
+		 * to writing, so it is no use here. */
+		first = BLK_RANGE_BLKZEROOUT;
+		return blk_how_ok(first, tried) ? first : BLK_RANGE_NONE;
+	}
+	/* On a file a hole reads as zeros: either way is a write zeroes. */
+	first = range->unmap ? BLK_RANGE_PUNCH : BLK_RANGE_ZERO;
+	second = range->unmap ? BLK_RANGE_ZERO : BLK_RANGE_PUNCH;
+	if (blk_how_ok(first, tried))
+		return first;
+	return blk_how_ok(second, tried) ? second : BLK_RANGE_NONE;
+}
+
+enum blk_range_next blk_range_next(enum blk_op op, enum blk_range_how how,
+				   int res, const struct blk_range *range,
+				   bool blkdev, unsigned int *tried)
+{
+	if (res >= 0)
+		return BLK_RANGE_NEXT_OK;
+	if (res == -EINTR || res == -EAGAIN)
+		return BLK_RANGE_NEXT_AGAIN;
+	if (res != -EOPNOTSUPP)
+		return BLK_RANGE_NEXT_FAIL;
+	if (op == BLK_OP_DISCARD)
+		return BLK_RANGE_NEXT_OK;
+	*tried |= 1u << how;
+	if (blk_range_how(op, range, blkdev, *tried) == BLK_RANGE_NONE)
+		return BLK_RANGE_NEXT_FAIL;
+	return BLK_RANGE_NEXT_OTHER;
+}
+
+uint8_t blk_flush_result(struct blk_flush_state *f, int res, bool *first)
+{
+	int none = 0;
+
+	*first = false;
+	if (res < 0) {
+		*first = atomic_compare_exchange_strong(&f->err, &none, res);
+		return VIRTIO_BLK_S_IOERR;
+	}
+	return atomic_load(&f->err) ? VIRTIO_BLK_S_IOERR : VIRTIO_BLK_S_OK;
 }
 
 void blk_req_get_id(const struct blk_disk *d, struct blk_req *r)
