@@ -25,6 +25,7 @@
 #include <unistd.h>
 
 #include <linux/fs.h>
+#include <linux/stat.h>
 #include <linux/virtio_ids.h>
 
 #include <libvduse.h>
@@ -92,17 +93,20 @@ static void blk_usage(FILE *f)
 "                         4096 (default: 512)\n"
 "      --serial STR       disk serial returned to GET_ID, at most 20 bytes\n"
 "                         (default: the first 20 bytes of NAME)\n"
-"      --direct           open FILE with O_DIRECT (bypass the page cache)\n"
+"      --direct           open FILE with O_DIRECT (bypass the page cache);\n"
+"                         the block size must be a multiple of FILE's\n"
+"                         direct I/O alignment\n"
 "      --no-attach        create and serve the device but do not attach\n"
 "                         it; attach it yourself with\n"
 "                           vdpa dev add name NAME mgmtdev vduse\n"
 "  -v, --verbose          debug messages (ours and the library's)\n"
 "  -h, --help             show this help and exit\n"
 "\n"
-"Features offered: FLUSH (fdatasync), DISCARD (punch hole), WRITE_ZEROES\n"
-"(zero range, or punch hole when the driver allows unmapping), multiple\n"
-"queues, GET_ID.  A write is acknowledged only once it reached FILE; a\n"
-"flush only once fdatasync() returned.\n"
+"Features offered: FLUSH (fdatasync), DISCARD (punch hole; BLKDISCARD on a\n"
+"block device), WRITE_ZEROES (zero range, or punch hole when the driver\n"
+"allows unmapping; BLKZEROOUT on a block device), multiple queues, GET_ID.\n"
+"A write is acknowledged only once it reached FILE; a flush only once\n"
+"fdatasync() returned, and once one failed every later flush fails.\n"
 "\n"
 "Signals: SIGINT or SIGTERM detaches the device (the kernel flushes and\n"
 "removes the disk), completes the requests in flight, destroys the device,\n"
@@ -251,9 +255,50 @@ static int blk_file_size(int fd, const char *path, uint64_t *size)
 	return -EINVAL;
 }
 
-/* Open the backing file and describe the disk.  Returns the fd or -errno. */
-static int blk_open(const struct blk_opts *o, struct blk_disk *disk)
+/*
+ * With --direct every request must meet the file's O_DIRECT alignment:
+ * requests are block aligned, so the block size must be a multiple of it.
+ * Returns 0, or -EINVAL (a usage error) with the reason printed.
+ */
+static int blk_check_direct(const struct blk_opts *o, int fd, bool blkdev)
 {
+	struct blk_dio_info info = { 0 };
+	const char *msg, *src;
+	struct statx stx;
+	uint32_t align;
+	int lbs;
+
+	if (statx(fd, "", AT_EMPTY_PATH, STATX_BASIC_STATS | STATX_DIOALIGN,
+		  &stx) == 0) {
+		info.statx_dio = stx.stx_mask & STATX_DIOALIGN;
+		info.dio_offset_align = stx.stx_dio_offset_align;
+		info.fs_block = stx.stx_blksize;
+	}
+	if (blkdev && ioctl(fd, BLKSSZGET, &lbs) == 0 && lbs > 0)
+		info.logical_block = (uint32_t)lbs;
+	align = blk_dio_align(&info);
+	src = info.statx_dio ? "statx" :
+	      info.logical_block ? "BLKSSZGET" : "filesystem block size";
+	blk_dbg("%s: direct I/O alignment %u (%s)", o->file, align, src);
+	msg = blk_dio_check(o->block_size, align);
+	if (!msg)
+		return 0;
+	fprintf(stderr, BLK_PROG ": %s: --direct: %s", o->file, msg);
+	if (align)
+		fprintf(stderr, " (%u, from %s); use --block-size %u or more",
+			align, src, align);
+	fprintf(stderr, "\n");
+	return -EINVAL;
+}
+
+/*
+ * Open the backing file and describe the disk.  Returns the fd or -errno;
+ * *usage is set when the options do not suit the file.
+ */
+static int blk_open(const struct blk_opts *o, struct blk_disk *disk,
+		    bool *blkdev, bool *usage)
+{
+	struct stat st;
 	int flags = O_CLOEXEC | (o->read_only ? O_RDONLY : O_RDWR);
 	char serial[BLK_ID_BYTES + 1];
 	const char *msg;
@@ -267,6 +312,14 @@ static int blk_open(const struct blk_opts *o, struct blk_disk *disk)
 		ret = -errno;
 		blk_err("cannot open %s: %s", o->file, strerror(errno));
 		return ret;
+	}
+	*blkdev = fstat(fd, &st) == 0 && S_ISBLK(st.st_mode);
+	if (o->direct) {
+		ret = blk_check_direct(o, fd, *blkdev);
+		if (ret < 0) {
+			*usage = true;
+			goto err;
+		}
 	}
 	ret = blk_file_size(fd, o->file, &size);
 	if (ret < 0)
@@ -430,6 +483,8 @@ static int blk_sync(const struct blk_opts *o, int fd)
 
 int main(int argc, char **argv)
 {
+	struct blk_flush_state flush = { 0 };
+	bool blkdev = false, usage = false;
 	struct blk_backend be;
 	struct blk_disk disk;
 	struct blk_opts o;
@@ -451,14 +506,19 @@ int main(int argc, char **argv)
 		return EXIT_FAILURE;
 	}
 
-	fd = blk_open(&o, &disk);
+	fd = blk_open(&o, &disk, &blkdev, &usage);
 	if (fd < 0)
-		return EXIT_FAILURE;
+		return usage ? BLK_EXIT_USAGE : EXIT_FAILURE;
 	blk_dbg("%s: %llu sectors, block size %u, %u queue(s) of %u%s",
 		o.file, (unsigned long long)disk.capacity, disk.block_size,
 		disk.num_queues, disk.queue_size,
 		disk.read_only ? ", read-only" : "");
-	be = (struct blk_backend) { .disk = &disk, .fd = fd };
+	be = (struct blk_backend) {
+		.disk = &disk,
+		.fd = fd,
+		.blkdev = blkdev,
+		.flush = &flush,
+	};
 
 	ret = blk_serve(&o, &be, &sigs);
 	if (blk_sync(&o, fd) < 0 && !ret)

@@ -9,14 +9,9 @@
 
 #include <libvduse.h>
 
-#include "blk_req.h"
+#include "blk_ring.h"
 
-/* Passed as the runner's opaque pointer; never written after start-up. */
-struct blk_backend {
-	const struct blk_disk *disk;
-	int fd;			/* the backing file */
-};
-
+/* The runner's opaque pointer is a struct blk_backend (blk_ring.h). */
 extern const struct vduse_runner_ops blk_runner_ops;
 
 #endif /* BLK_QUEUE_H */

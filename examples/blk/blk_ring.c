@@ -1,0 +1,544 @@
+// SPDX-License-Identifier: MIT
+/*
+ * One queue's io_uring for vduse-blk (see blk_ring.h).
+ *
+ *  - a parsed request is finished at once (errors, GET_ID, empty
+ *    transfers) or gets one io_uring operation for its current step;
+ *  - each completion either queues the request's next step (the rest of a
+ *    short transfer, the next discard segment, another way to zero) or
+ *    finishes it through the owner's callback;
+ *  - a step that finds no SQE waits on the pending list, a step the kernel
+ *    does not take stays in the SQ; both are retried on the next event,
+ *    and the retry timer makes sure there is one.
+ *
+ * A request has at most one operation in flight.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/ioctl.h>
+#include <sys/timerfd.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <linux/fs.h>
+
+#include "blk_log.h"
+#include "blk_ring.h"
+
+#define BLK_RETRY_NS		(1000 * 1000)	/* 1 ms */
+#define BLK_DRAIN_RETRIES	1000		/* 1 s of retries */
+
+/* ------------------------------------------------------------------------ */
+/* Pending list                                                              */
+
+static void blk_pending_add(struct blk_ring *r, struct blk_io *io)
+{
+	io->next = NULL;
+	*r->pending_tail = io;
+	r->pending_tail = &io->next;
+	r->npending++;
+}
+
+static struct blk_io *blk_pending_take(struct blk_ring *r)
+{
+	struct blk_io *io = r->pending;
+
+	if (!io)
+		return NULL;
+	r->pending = io->next;
+	if (!r->pending)
+		r->pending_tail = &r->pending;
+	r->npending--;
+	io->next = NULL;
+	return io;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Submission                                                                */
+
+static void blk_io_finish(struct blk_ring *r, struct blk_io *io,
+			  uint8_t status)
+{
+	r->done(r, io, status);
+}
+
+static int blk_fallocate_mode(enum blk_range_how how)
+{
+	if (how == BLK_RANGE_PUNCH)
+		return FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE;
+	/* BLK_RANGE_ZERO, and BLK_RANGE_BLKZEROOUT on a device */
+	return FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE;
+}
+
+/* Fill @sqe with the request's current step. */
+static void blk_io_prep(struct blk_ring *r, struct blk_io *io,
+			struct io_uring_sqe *sqe)
+{
+	unsigned int nr = io->iov_cnt < IOV_MAX ? io->iov_cnt : IOV_MAX;
+	int fd = r->be->fd;
+
+	switch (io->req.op) {
+	case BLK_OP_READ:
+		io_uring_prep_readv(sqe, fd, io->iov, nr, io->off);
+		break;
+	case BLK_OP_WRITE:
+		io_uring_prep_writev(sqe, fd, io->iov, nr, io->off);
+		break;
+	case BLK_OP_FLUSH:
+		io_uring_prep_fsync(sqe, fd, IORING_FSYNC_DATASYNC);
+		break;
+	default:	/* DISCARD, WRITE_ZEROES: only the fallocate ways */
+		io_uring_prep_fallocate(sqe, fd, blk_fallocate_mode(io->how),
+					(off_t)io->range.offset,
+					(off_t)io->range.len);
+		break;
+	}
+	io_uring_sqe_set_data(sqe, io);
+	r->inflight++;
+}
+
+/*
+ * An SQE for one more operation, or NULL.  Operations in flight stay
+ * within the CQ's size, so that no completion overflows the CQ ring
+ * (overflowed completions would not make the ring fd readable).
+ */
+static struct io_uring_sqe *blk_ring_get_sqe(struct blk_ring *r)
+{
+	if (r->inflight >= r->ring.cq.ring_entries)
+		return NULL;
+	return io_uring_get_sqe(&r->ring);
+}
+
+/*
+ * Queue the request's next operation.  This never fails: without an SQE
+ * it waits on the pending list, behind the requests already there, until
+ * a completion or the retry timer frees one.
+ */
+static void blk_io_queue(struct blk_ring *r, struct blk_io *io)
+{
+	struct io_uring_sqe *sqe = NULL;
+
+	if (!r->pending && r->inflight < r->ring.cq.ring_entries) {
+		sqe = io_uring_get_sqe(&r->ring);
+		/* A full SQ: hand it to the kernel to make room. */
+		if (!sqe && r->submit(&r->ring) > 0)
+			sqe = io_uring_get_sqe(&r->ring);
+	}
+	if (sqe)
+		blk_io_prep(r, io, sqe);
+	else
+		blk_pending_add(r, io);
+}
+
+static void blk_ring_arm_retry(struct blk_ring *r)
+{
+	struct itimerspec its = { .it_value.tv_nsec = BLK_RETRY_NS };
+
+	if (r->retry_armed)
+		return;
+	if (timerfd_settime(r->timer_fd, 0, &its, NULL) < 0) {
+		blk_err("queue %u: cannot arm the retry timer: %s", r->index,
+			strerror(errno));
+		return;
+	}
+	r->retry_armed = true;
+}
+
+void blk_ring_submit(struct blk_ring *r)
+{
+	struct io_uring_sqe *sqe;
+	int ret = 0;
+
+	for (;;) {
+		while (r->pending && (sqe = blk_ring_get_sqe(r)))
+			blk_io_prep(r, blk_pending_take(r), sqe);
+		if (!io_uring_sq_ready(&r->ring))
+			break;
+		ret = r->submit(&r->ring);
+		if (ret <= 0 || !r->pending)
+			break;
+	}
+	/* Waiting for completions is fine: the ring fd will wake us. */
+	if (!io_uring_sq_ready(&r->ring) && (!r->pending || r->inflight)) {
+		if (r->stuck)
+			blk_dbg("queue %u: submitting again", r->index);
+		r->stuck = false;
+		return;
+	}
+	/* The kernel took nothing, or not everything: try again soon. */
+	if (!r->stuck && ret < 0)
+		blk_warn("queue %u: io_uring_submit: %s; %u requests wait",
+			 r->index, strerror(-ret),
+			 io_uring_sq_ready(&r->ring) + r->npending);
+	r->stuck = ret < 0 || r->stuck;
+	blk_ring_arm_retry(r);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Request steps                                                             */
+
+static void blk_io_range_done(struct blk_ring *r, struct blk_io *io,
+			      int res);
+
+/* BLKDISCARD has no io_uring operation: it runs here, synchronously. */
+static int blk_io_blkdiscard(struct blk_ring *r, struct blk_io *io)
+{
+	uint64_t arg[2] = { io->range.offset, io->range.len };
+	int ret;
+
+	do {
+		ret = ioctl(r->be->fd, BLKDISCARD, arg) < 0 ? -errno : 0;
+	} while (ret == -EINTR || ret == -EAGAIN);
+	return ret;
+}
+
+/* Carry out segment io->seg, loaded in io->range, the way it needs. */
+static void blk_io_range_step(struct blk_ring *r, struct blk_io *io)
+{
+	io->how = blk_range_how(io->req.op, &io->range, r->be->blkdev,
+				io->tried);
+	switch (io->how) {
+	case BLK_RANGE_NONE:
+		blk_io_finish(r, io, VIRTIO_BLK_S_IOERR);
+		return;
+	case BLK_RANGE_SKIP:
+		blk_io_range_done(r, io, 0);
+		return;
+	case BLK_RANGE_BLKDISCARD:
+		blk_io_range_done(r, io, blk_io_blkdiscard(r, io));
+		return;
+	default:
+		blk_io_queue(r, io);
+		return;
+	}
+}
+
+/* Load segment io->seg (the driver may have changed it) and start it. */
+static void blk_io_next_range(struct blk_ring *r, struct blk_io *io)
+{
+	uint8_t st = blk_req_range(r->be->disk, &io->req, io->seg,
+				   &io->range);
+
+	if (st != VIRTIO_BLK_S_OK) {
+		blk_io_finish(r, io, st);
+		return;
+	}
+	io->tried = 0;
+	blk_io_range_step(r, io);
+}
+
+void blk_ring_start(struct blk_ring *r, struct blk_io *io)
+{
+	struct blk_req *q = &io->req;
+
+	io->next = NULL;
+	switch (q->op) {
+	case BLK_OP_DONE:
+		blk_io_finish(r, io, q->status);
+		return;
+	case BLK_OP_GET_ID:
+		blk_req_get_id(r->be->disk, q);
+		blk_io_finish(r, io, VIRTIO_BLK_S_OK);
+		return;
+	case BLK_OP_READ:
+	case BLK_OP_WRITE:
+		if (!q->len) {
+			blk_io_finish(r, io, VIRTIO_BLK_S_OK);
+			return;
+		}
+		io->iov = q->iov;
+		io->iov_cnt = q->iov_cnt;
+		io->off = q->offset;
+		io->left = q->len;
+		blk_io_queue(r, io);
+		return;
+	case BLK_OP_FLUSH:
+		blk_io_queue(r, io);
+		return;
+	case BLK_OP_DISCARD:
+	case BLK_OP_WRITE_ZEROES:
+		io->seg = 0;
+		blk_io_next_range(r, io);
+		return;
+	}
+	blk_io_finish(r, io, VIRTIO_BLK_S_IOERR);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Completions                                                               */
+
+static void blk_io_rw_done(struct blk_ring *r, struct blk_io *io, int res)
+{
+	bool rd = io->req.op == BLK_OP_READ;
+
+	if (res == -EINTR || res == -EAGAIN) {
+		blk_io_queue(r, io);
+		return;
+	}
+	if (res < 0 || (size_t)res > io->left) {
+		blk_err("%s at %llu: %s", rd ? "read" : "write",
+			(unsigned long long)io->off,
+			res < 0 ? strerror(-res) : "bad length");
+		blk_io_finish(r, io, VIRTIO_BLK_S_IOERR);
+		return;
+	}
+	if (res == 0) {
+		if (rd) {
+			/* End of file (it shrank): the rest reads as zeros. */
+			blk_iov_memset(io->iov, io->iov_cnt, 0);
+			blk_io_finish(r, io, VIRTIO_BLK_S_OK);
+		} else {
+			blk_err("write at %llu made no progress",
+				(unsigned long long)io->off);
+			blk_io_finish(r, io, VIRTIO_BLK_S_IOERR);
+		}
+		return;
+	}
+	blk_iov_skip(&io->iov, &io->iov_cnt, (size_t)res);
+	io->off += (uint64_t)res;
+	io->left -= (size_t)res;
+	if (io->left)
+		blk_io_queue(r, io);	/* short transfer: do the rest */
+	else
+		blk_io_finish(r, io, VIRTIO_BLK_S_OK);
+}
+
+static void blk_io_flush_done(struct blk_ring *r, struct blk_io *io,
+			      int res)
+{
+	bool first;
+	uint8_t st;
+
+	if (res == -EINTR || res == -EAGAIN) {
+		blk_io_queue(r, io);
+		return;
+	}
+	st = blk_flush_result(r->be->flush, res, &first);
+	if (first)
+		blk_err("flush failed: %s; every later flush fails too",
+			strerror(-res));
+	else if (st != VIRTIO_BLK_S_OK)
+		blk_dbg("queue %u: flush fails since an earlier one failed",
+			r->index);
+	blk_io_finish(r, io, st);
+}
+
+static const char *blk_how_name(enum blk_range_how how)
+{
+	switch (how) {
+	case BLK_RANGE_PUNCH:
+		return "punch hole";
+	case BLK_RANGE_ZERO:
+		return "zero range";
+	case BLK_RANGE_BLKDISCARD:
+		return "BLKDISCARD";
+	case BLK_RANGE_BLKZEROOUT:
+		return "zeroout";
+	default:
+		return "no-op";
+	}
+}
+
+static void blk_io_range_done(struct blk_ring *r, struct blk_io *io,
+			      int res)
+{
+	switch (blk_range_next(io->req.op, io->how, res, &io->range,
+			       r->be->blkdev, &io->tried)) {
+	case BLK_RANGE_NEXT_OK:
+		if (++io->seg < io->req.nseg)
+			blk_io_next_range(r, io);
+		else
+			blk_io_finish(r, io, VIRTIO_BLK_S_OK);
+		return;
+	case BLK_RANGE_NEXT_AGAIN:
+		blk_io_queue(r, io);
+		return;
+	case BLK_RANGE_NEXT_OTHER:
+		blk_dbg("%s unsupported at %llu, trying another way",
+			blk_how_name(io->how),
+			(unsigned long long)io->range.offset);
+		blk_io_range_step(r, io);
+		return;
+	case BLK_RANGE_NEXT_FAIL:
+		blk_err("%s (%s) at %llu+%llu: %s",
+			io->req.op == BLK_OP_DISCARD ? "discard" :
+						       "write zeroes",
+			blk_how_name(io->how),
+			(unsigned long long)io->range.offset,
+			(unsigned long long)io->range.len, strerror(-res));
+		blk_io_finish(r, io, VIRTIO_BLK_S_IOERR);
+		return;
+	}
+}
+
+static void blk_io_done(struct blk_ring *r, struct blk_io *io, int res)
+{
+	r->inflight--;
+	switch (io->req.op) {
+	case BLK_OP_READ:
+	case BLK_OP_WRITE:
+		blk_io_rw_done(r, io, res);
+		break;
+	case BLK_OP_FLUSH:
+		blk_io_flush_done(r, io, res);
+		break;
+	case BLK_OP_DISCARD:
+	case BLK_OP_WRITE_ZEROES:
+		blk_io_range_done(r, io, res);
+		break;
+	default:
+		blk_io_finish(r, io, VIRTIO_BLK_S_IOERR);
+		break;
+	}
+}
+
+static void blk_ring_reap(struct blk_ring *r)
+{
+	struct io_uring_cqe *cqe;
+	unsigned int head, n;
+
+	/* A completion may queue a step whose submit posts a completion. */
+	do {
+		n = 0;
+		io_uring_for_each_cqe(&r->ring, head, cqe) {
+			blk_io_done(r, io_uring_cqe_get_data(cqe), cqe->res);
+			n++;
+		}
+		io_uring_cq_advance(&r->ring, n);
+	} while (n);
+}
+
+void blk_ring_poll(struct blk_ring *r)
+{
+	uint64_t ticks;
+
+	if (r->retry_armed &&
+	    read(r->timer_fd, &ticks, sizeof(ticks)) == sizeof(ticks))
+		r->retry_armed = false;
+	blk_ring_reap(r);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Set-up and tear-down                                                      */
+
+int blk_ring_init(struct blk_ring *r, const struct blk_backend *be,
+		  unsigned int entries, unsigned int index,
+		  blk_ring_done_fn *done, void *priv)
+{
+	struct epoll_event ev = { .events = EPOLLIN };
+	int ret;
+
+	memset(r, 0, sizeof(*r));
+	r->be = be;
+	r->done = done;
+	r->priv = priv;
+	r->index = index;
+	r->pending_tail = &r->pending;
+	r->submit = io_uring_submit;
+	r->timer_fd = -1;
+	r->poll_fd = epoll_create1(EPOLL_CLOEXEC);
+	if (r->poll_fd < 0) {
+		ret = -errno;
+		blk_err("queue %u: epoll_create1: %s", index, strerror(errno));
+		return ret;
+	}
+	r->timer_fd = timerfd_create(CLOCK_MONOTONIC,
+				     TFD_NONBLOCK | TFD_CLOEXEC);
+	if (r->timer_fd < 0) {
+		ret = -errno;
+		blk_err("queue %u: timerfd_create: %s", index, strerror(errno));
+		goto err;
+	}
+	ret = io_uring_queue_init(entries, &r->ring, 0);
+	if (ret < 0) {
+		blk_err("queue %u: io_uring_queue_init: %s", index,
+			strerror(-ret));
+		goto err;
+	}
+	if (epoll_ctl(r->poll_fd, EPOLL_CTL_ADD, r->ring.ring_fd, &ev) < 0 ||
+	    epoll_ctl(r->poll_fd, EPOLL_CTL_ADD, r->timer_fd, &ev) < 0) {
+		ret = -errno;
+		blk_err("queue %u: epoll_ctl: %s", index, strerror(errno));
+		io_uring_queue_exit(&r->ring);
+		goto err;
+	}
+	return 0;
+err:
+	if (r->timer_fd >= 0)
+		close(r->timer_fd);
+	close(r->poll_fd);
+	r->timer_fd = r->poll_fd = -1;
+	return ret;
+}
+
+void blk_ring_exit(struct blk_ring *r)
+{
+	io_uring_queue_exit(&r->ring);
+	close(r->timer_fd);
+	close(r->poll_fd);
+	r->timer_fd = r->poll_fd = -1;
+}
+
+/*
+ * Fail what the kernel never took: the pending list and the SQ entries it
+ * did not consume (they are dropped with the ring).
+ */
+static void blk_ring_abandon(struct blk_ring *r)
+{
+	struct io_uring_sq *sq = &r->ring.sq;
+	unsigned int head = io_uring_smp_load_acquire(sq->khead);
+	unsigned int n = 0;
+	struct blk_io *io;
+
+	for (; head != sq->sqe_tail; head++) {
+		io = (struct blk_io *)(uintptr_t)
+			sq->sqes[head & sq->ring_mask].user_data;
+		r->inflight--;
+		blk_io_finish(r, io, VIRTIO_BLK_S_IOERR);
+		n++;
+	}
+	while ((io = blk_pending_take(r))) {
+		blk_io_finish(r, io, VIRTIO_BLK_S_IOERR);
+		n++;
+	}
+	if (n)
+		blk_err("queue %u: the kernel took no I/O for a second; %u requests failed",
+			r->index, n);
+}
+
+void blk_ring_drain(struct blk_ring *r)
+{
+	const struct timespec pause = { .tv_nsec = BLK_RETRY_NS };
+	struct io_uring_cqe *cqe;
+	unsigned int tries = 0;
+	int ret;
+
+	for (;;) {
+		blk_ring_submit(r);
+		blk_ring_reap(r);
+		if (!r->inflight && !r->pending)
+			return;
+		if (r->inflight > io_uring_sq_ready(&r->ring)) {
+			/* Something is in the kernel: wait for it. */
+			ret = io_uring_wait_cqe(&r->ring, &cqe);
+			if (ret < 0 && ret != -EINTR && ret != -EAGAIN) {
+				/* Its buffers may still be in use: leak. */
+				blk_err("queue %u: %u requests lost: %s",
+					r->index, r->inflight + r->npending,
+					strerror(-ret));
+				return;
+			}
+			continue;
+		}
+		if (!io_uring_cq_ready(&r->ring) && tries++ >= BLK_DRAIN_RETRIES) {
+			blk_ring_abandon(r);
+			return;
+		}
+		nanosleep(&pause, NULL);
+	}
+}

@@ -1,0 +1,110 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * One queue's io_uring: carries out parsed virtio-blk requests on the
+ * backing file and hands each finished request to its owner through a
+ * callback.  No libvduse calls, so it is unit tested on its own
+ * (examples/test-blk-ring.c).
+ *
+ * A request that cannot get a submission queue entry (the SQ is full) or
+ * whose entry the kernel does not take (io_uring_submit() fails, e.g. with
+ * -EAGAIN or -EBUSY) is never failed for that reason: it waits, in order,
+ * on the ring's pending list or in the SQ, and blk_ring_submit() arms a
+ * 1 ms retry timer.  The poll fd is readable when completions arrive or
+ * the timer fires, so a waiting request is retried even when nothing else
+ * is in flight and the driver never kicks again.
+ */
+#ifndef BLK_RING_H
+#define BLK_RING_H
+
+#include <stdbool.h>
+
+#include <liburing.h>
+#include <libvduse.h>		/* struct vduse_vq_elem */
+
+#include "blk_req.h"
+
+/* What every queue serves; read-only after start-up but for *flush. */
+struct blk_backend {
+	const struct blk_disk *disk;
+	int fd;			/* the backing file */
+	bool blkdev;		/* it is a block device */
+	struct blk_flush_state *flush;	/* shared, sticky flush error */
+};
+
+/* One request, from pop to push. */
+struct blk_io {
+	struct vduse_vq_elem elem;	/* first: vduse_vq_pop() allocates us */
+	struct blk_req req;
+	struct blk_io *next;		/* on the ring's pending list */
+	/* READ, WRITE: what is left to transfer */
+	struct iovec *iov;
+	unsigned int iov_cnt;
+	uint64_t off;
+	size_t left;
+	/* DISCARD, WRITE_ZEROES: the segment in progress */
+	unsigned int seg;
+	struct blk_range range;
+	enum blk_range_how how;
+	unsigned int tried;		/* ways that were unsupported */
+};
+
+struct blk_ring;
+
+/* A request is finished: store @status, push it back and free it. */
+typedef void blk_ring_done_fn(struct blk_ring *r, struct blk_io *io,
+			      uint8_t status);
+
+struct blk_ring {
+	struct io_uring ring;
+	const struct blk_backend *be;
+	blk_ring_done_fn *done;
+	void *priv;			/* the owner's */
+	unsigned int index;		/* the queue's, for messages */
+	int poll_fd;			/* epoll: ring fd and retry timer */
+	int timer_fd;
+	unsigned int inflight;		/* given an SQE, not yet reaped */
+	struct blk_io *pending;		/* waiting for an SQE, oldest first */
+	struct blk_io **pending_tail;
+	unsigned int npending;
+	bool retry_armed;
+	bool stuck;			/* the kernel refused; logged once */
+	/* io_uring_submit(); the tests replace it to inject failures. */
+	int (*submit)(struct io_uring *ring);
+};
+
+/*
+ * Set up @r with an io_uring of @entries.  Returns 0 or -errno (logged).
+ */
+int blk_ring_init(struct blk_ring *r, const struct blk_backend *be,
+		  unsigned int entries, unsigned int index,
+		  blk_ring_done_fn *done, void *priv);
+
+/* Release the ring; call blk_ring_drain() first. */
+void blk_ring_exit(struct blk_ring *r);
+
+/* The fd to wait on for POLLIN; then call blk_ring_poll(). */
+static inline int blk_ring_fd(const struct blk_ring *r)
+{
+	return r->poll_fd;
+}
+
+/* Start a parsed request: finish it at once or queue its first step. */
+void blk_ring_start(struct blk_ring *r, struct blk_io *io);
+
+/* The poll fd was readable: take the completions, clear the timer. */
+void blk_ring_poll(struct blk_ring *r);
+
+/*
+ * After a batch of blk_ring_start()/blk_ring_poll(): move waiting requests
+ * into the SQ and submit.  What the kernel does not take stays queued and
+ * the retry timer is armed.
+ */
+void blk_ring_submit(struct blk_ring *r);
+
+/*
+ * Wait until every request was finished.  Requests the kernel never took
+ * are failed with IOERR when it still refuses them after a second.
+ */
+void blk_ring_drain(struct blk_ring *r);
+
+#endif /* BLK_RING_H */
