@@ -3,7 +3,8 @@
  * vduse-blk: a virtio-blk device backed by a file or block device, served
  * from userspace through VDUSE with libvduse's runner and io_uring.
  *
- *   main thread     options, device set-up, attach, wait for a signal,
+ *   main thread     options, device set-up, attach, wait for a signal
+ *                   (or for the runner's control thread to fail),
  *                   detach and tear-down
  *   control thread  the runner's: answers the kernel's VDUSE messages
  *   queue threads   the runner's, one per started queue, each with its
@@ -15,12 +16,14 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/signalfd.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -389,19 +392,45 @@ static int blk_device_new(const struct blk_opts *o,
 	return ret;
 }
 
-static int blk_wait_signal(const sigset_t *set)
+/*
+ * Wait for SIGINT or SIGTERM, or for the runner's control thread to stop
+ * on its own: then nothing answers the kernel any more, so give up.
+ */
+static int blk_wait(const sigset_t *set, struct vduse_runner *runner)
 {
-	int sig, ret;
+	struct signalfd_siginfo si;
+	struct pollfd fds[2];
+	int sfd, ret;
 
-	do {
-		ret = sigwait(set, &sig);
-	} while (ret == EINTR);
-	if (ret) {
-		blk_err("sigwait: %s", strerror(ret));
-		return -ret;
+	sfd = signalfd(-1, set, SFD_CLOEXEC);
+	if (sfd < 0) {
+		blk_err("signalfd: %s", strerror(errno));
+		return -errno;
 	}
-	blk_info("%s, shutting down", strsignal(sig));
-	return 0;
+	fds[0] = (struct pollfd){ .fd = sfd, .events = POLLIN };
+	fds[1] = (struct pollfd){ .fd = vduse_runner_fd(runner),
+				  .events = POLLIN };
+	do {
+		ret = poll(fds, 2, -1);
+	} while (ret < 0 && errno == EINTR);
+	if (ret < 0) {
+		ret = -errno;
+		blk_err("poll: %s", strerror(-ret));
+	} else if (fds[1].revents) {
+		ret = vduse_runner_status(runner);
+		blk_err("the device's control thread stopped (%s); shutting down",
+			strerror(ret < 0 ? -ret : EIO));
+		if (ret >= 0)
+			ret = -EIO;
+	} else if (read(sfd, &si, sizeof(si)) == sizeof(si)) {
+		blk_info("%s, shutting down", strsignal((int)si.ssi_signo));
+		ret = 0;
+	} else {
+		ret = -errno;
+		blk_err("reading a signal: %s", strerror(-ret));
+	}
+	close(sfd);
+	return ret;
 }
 
 /*
@@ -457,7 +486,7 @@ static int blk_serve(const struct blk_opts *o, const struct blk_backend *be,
 			 o->name, o->name);
 	}
 
-	ret = blk_wait_signal(sigs);
+	ret = blk_wait(sigs, runner);
 	if (attached || !o->attach) {
 		int r = blk_detach(o, dev);
 
