@@ -404,8 +404,9 @@ static int blk_wait(const sigset_t *set, struct vduse_runner *runner)
 
 	sfd = signalfd(-1, set, SFD_CLOEXEC);
 	if (sfd < 0) {
-		blk_err("signalfd: %s", strerror(errno));
-		return -errno;
+		ret = -errno;
+		blk_err("signalfd: %s", strerror(-ret));
+		return ret;
 	}
 	fds[0] = (struct pollfd){ .fd = sfd, .events = POLLIN };
 	fds[1] = (struct pollfd){ .fd = vduse_runner_fd(runner),
