@@ -453,7 +453,173 @@ static void test_iotlb_fd_cloexec(void **state)
 	tu_env_free(&e);
 }
 
-#define T(f) cmocka_unit_test_setup_teardown(f, tu_setup, tu_teardown)
+/* ---- allocation failures (the test links with --wrap=realloc,calloc,malloc) ---- */
+
+/* Fail the @n-th next call (1: the next one) of each; 0: never. */
+static unsigned int fail_realloc, fail_calloc, fail_malloc;
+
+void *__real_realloc(void *p, size_t n);
+void *__real_calloc(size_t nmemb, size_t n);
+void *__real_malloc(size_t n);
+void *__wrap_realloc(void *p, size_t n);
+void *__wrap_calloc(size_t nmemb, size_t n);
+void *__wrap_malloc(size_t n);
+
+static bool due(unsigned int *count)
+{
+	return *count && --*count == 0;
+}
+
+void *__wrap_realloc(void *p, size_t n)
+{
+	return due(&fail_realloc) ? NULL : __real_realloc(p, n);
+}
+
+void *__wrap_calloc(size_t nmemb, size_t n)
+{
+	return due(&fail_calloc) ? NULL : __real_calloc(nmemb, n);
+}
+
+void *__wrap_malloc(size_t n)
+{
+	return due(&fail_malloc) ? NULL : __real_malloc(n);
+}
+
+/*
+ * Each allocation a pop makes fails once: growing the IOTLB table
+ * (realloc), a new mapping's record (calloc), the element (malloc).  Each
+ * is a shortage: -ENOMEM, nothing consumed, a kick pending, and the next
+ * pop takes the request.
+ */
+static void alloc_fails_once(unsigned int *which)
+{
+	struct vduse_vq_elem *el;
+	struct tu_env e;
+	uint16_t head;
+	void *p = NULL;
+	int i;
+
+	tu_env_start(&e, tu_base_features() | tu_event_idx_feature(), 0);
+	/* Fill the table to its capacity (8: rings, data and 6 regions). */
+	for (i = 0; i < 6; i++) {
+		uint64_t r = RA + 0x1000ull * (2 * i);
+
+		assert_int_equal(fk_region_add(r, 0x1000, VDUSE_ACCESS_RW), 0);
+		request(&e, 0, TU_DATA, r);
+		push_free(e.vq[0], tu_pop(e.vq[0]), 0);
+	}
+	head = request(&e, 0, TU_DATA, RA + 0x1000ull * 12);
+	assert_int_equal(fk_region_add(RA + 0x1000ull * 12, 0x1000,
+				       VDUSE_ACCESS_RW), 0);
+	assert_int_equal(vduse_vq_kick_drain(e.vq[0]), 0);
+	*which = 1;
+	assert_int_equal(vduse_vq_pop(e.vq[0], POP_SZ_MIN, &p), -ENOMEM);
+	assert_int_equal(*which, 0);	/* it was that allocation */
+	assert_false(vduse_vq_broken(e.vq[0]));
+	assert_int_equal(vduse_vq_inflight(e.vq[0]), 0);
+	assert_true(kick_pending(e.vq[0]));
+	el = tu_pop(e.vq[0]);
+	assert_int_equal(el->id, head);
+	push_free(e.vq[0], el, 0);
+	tu_env_free(&e);
+	tu_teardown(NULL);
+	tu_setup(NULL);
+}
+
+static void test_alloc_failures_are_shortages(void **state)
+{
+	alloc_fails_once(&fail_realloc);
+	alloc_fails_once(&fail_calloc);
+	alloc_fails_once(&fail_malloc);
+}
+
+/* A backend that refuses queue_start leaves that queue stopped (and says
+ * so); the next DRIVER_OK after a reset starts it. */
+static int refuse_queue0(struct vduse_vq *vq)
+{
+	return vduse_vq_index(vq) == 0 ? -EBUSY : 0;
+}
+
+static void test_queue_start_refused(void **state)
+{
+	struct tu_env e;
+	void *p = NULL;
+
+	tu_cb.on_start = refuse_queue0;
+	tu_env_start_partial(&e, tu_base_features(), 0);
+	tu_cb.on_start = NULL;
+	assert_false(vduse_vq_started(e.vq[0]));
+	assert_true(vduse_vq_started(e.vq[1]));
+	assert_true(tu_log_contains("queue 0: start refused by backend"));
+	assert_int_equal(fk_vq_kickfd(0), VDUSE_EVENTFD_DEASSIGN);
+	assert_int_equal(vduse_vq_pop(e.vq[0], POP_SZ_MIN, &p), -EIO);
+
+	assert_int_equal(sim_set_status(e.dev, 0), VDUSE_REQ_RESULT_OK);
+	sim_vq_init_at(&e.s[0], 0, TU_QSIZE, TU_RING0, 0);
+	sim_vq_init_at(&e.s[1], 1, TU_QSIZE, TU_RING1, 0);
+	assert_int_equal(sim_driver_ok(e.dev, tu_base_features()),
+			 VDUSE_REQ_RESULT_OK);
+	assert_true(vduse_vq_started(e.vq[0]));
+	request(&e, 0, TU_DATA, TU_DATA + 0x100);
+	push_free(e.vq[0], tu_pop(e.vq[0]), 16);
+	tu_env_free(&e);
+}
+
+/*
+ * IOTLB_GET_FD answers that do not hold the IOVA asked for, or hold it
+ * with no permission, break the queue.  A one-byte buffer at @a, so that
+ * one lookup is made: [a, a] is the tightest good answer, one byte off on
+ * either side is bad.
+ */
+static void getfd_answer(uint64_t start, uint64_t last, uint8_t perm,
+			 bool good)
+{
+	const uint64_t a = TU_DATA + 0x100;
+	struct vduse_iotlb_entry ans = {
+		.start = start, .last = last, .perm = perm,
+		.offset = 0x100000,	/* somewhere in the fake's memory */
+	};
+	struct sim_buf b = { a, 1, true };
+	struct tu_env e;
+	void *p = NULL;
+
+	tu_env_start(&e, tu_base_features(), 0);
+	sim_publish(&e.s[0], sim_add_chain(&e.s[0], &b, 1));
+	fk_force_getfd(&ans);
+	tu_log_clear();
+	if (good) {
+		p = tu_pop(e.vq[0]);
+		fk_force_getfd(NULL);
+		push_free(e.vq[0], p, 1);
+	} else {
+		assert_int_equal(vduse_vq_pop(e.vq[0], POP_SZ_MIN, &p), -EIO);
+		assert_true(vduse_vq_broken(e.vq[0]));
+		assert_true(tu_log_contains("IOTLB_GET_FD for 0x200100 returned"));
+		fk_force_getfd(NULL);
+	}
+	tu_env_free(&e);
+	tu_teardown(NULL);
+	tu_setup(NULL);
+}
+
+static void test_getfd_inconsistent(void **state)
+{
+	const uint64_t a = TU_DATA + 0x100;
+
+	getfd_answer(a, a, VDUSE_ACCESS_RW, true);
+	getfd_answer(a + 1, a + 0x1000, VDUSE_ACCESS_RW, false);
+	getfd_answer(a - 0x1000, a - 1, VDUSE_ACCESS_RW, false);
+	getfd_answer(a, a, VDUSE_ACCESS_WO, true);
+	getfd_answer(a, a, 0, false);
+}
+
+static int setup(void **state)
+{
+	fail_realloc = fail_calloc = fail_malloc = 0;
+	return tu_setup(state);
+}
+
+#define T(f) cmocka_unit_test_setup_teardown(f, setup, tu_teardown)
 
 int main(void)
 {
@@ -474,6 +640,9 @@ int main(void)
 		T(test_whole_space_region_wraps),
 		T(test_nearly_whole_space_region),
 		T(test_iotlb_fd_cloexec),
+		T(test_alloc_failures_are_shortages),
+		T(test_queue_start_refused),
+		T(test_getfd_inconsistent),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

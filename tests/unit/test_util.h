@@ -37,6 +37,8 @@ struct tu_cb {
 	uint8_t last_status;
 	/* Called from the queue_error callback when set. */
 	void (*on_error)(struct vduse_vq *vq, int err);
+	/* When set, the queue_start callback returns what this returns. */
+	int (*on_start)(struct vduse_vq *vq);
 };
 extern struct tu_cb tu_cb;
 extern const struct vduse_device_ops tu_ops;
@@ -62,6 +64,9 @@ struct tu_env {
 /* Device "tu" with 2 queues of TU_QSIZE; rings at TU_RING0/1 with avail and
  * used indices at @start; FEATURES_OK and DRIVER_OK with @features. */
 void tu_env_start(struct tu_env *e, uint64_t features, uint16_t start);
+/* The same, without checking that both queues started. */
+void tu_env_start_partial(struct tu_env *e, uint64_t features,
+			  uint16_t start);
 /* Free the device and check that no fd and no mapping is left. */
 void tu_env_free(struct tu_env *e);
 
