@@ -235,6 +235,26 @@ static void test_queue_error_without_lock(void **state)
 }
 
 /*
+ * The next pop on queue 0 meets a shortage: -ENOMEM, nothing consumed, the
+ * queue not broken, a kick pending; the pop after it takes @head.
+ */
+static void pop_short_then_retry(struct tu_env *e, uint16_t head)
+{
+	struct vduse_vq_elem *el;
+	void *p = NULL;
+
+	assert_int_equal(vduse_vq_pop(e->vq[0], POP_SZ_MIN, &p), -ENOMEM);
+	assert_null(p);
+	assert_false(vduse_vq_broken(e->vq[0]));
+	assert_int_equal(tu_cb.queue_error, 0);
+	assert_int_equal(vduse_vq_inflight(e->vq[0]), 0);
+	assert_true(kick_pending(e->vq[0]));
+	el = tu_pop(e->vq[0]);
+	assert_int_equal(el->id, head);
+	push_free(e->vq[0], el, 16);
+}
+
+/*
  * Shortages while translating (mmap: ENOMEM; IOTLB_GET_FD: EMFILE) are
  * not a malformed ring: nothing is consumed, the queue stays usable and
  * the kick fd is signalled so that the caller comes back, even with
@@ -242,10 +262,8 @@ static void test_queue_error_without_lock(void **state)
  */
 static void shortage_then_retry(void (*inject)(void))
 {
-	struct vduse_vq_elem *el;
 	struct tu_env e;
 	uint16_t head;
-	void *p = NULL;
 
 	tu_env_start(&e, tu_base_features() | tu_event_idx_feature(), 0);
 	assert_int_equal(fk_region_add(RA, 0x1000, VDUSE_ACCESS_RW), 0);
@@ -253,16 +271,7 @@ static void shortage_then_retry(void (*inject)(void))
 	assert_int_equal(vduse_vq_kick_drain(e.vq[0]), 0);
 	assert_false(kick_pending(e.vq[0]));
 	inject();
-	assert_int_equal(vduse_vq_pop(e.vq[0], sizeof(*el), &p), -ENOMEM);
-	assert_null(p);
-	assert_false(vduse_vq_broken(e.vq[0]));
-	assert_int_equal(tu_cb.queue_error, 0);
-	assert_int_equal(vduse_vq_inflight(e.vq[0]), 0);
-	assert_true(kick_pending(e.vq[0]));
-
-	el = tu_pop(e.vq[0]);
-	assert_int_equal(el->id, head);
-	push_free(e.vq[0], el, 16);
+	pop_short_then_retry(&e, head);
 	tu_env_free(&e);
 }
 
@@ -493,10 +502,8 @@ void *__wrap_malloc(size_t n)
  */
 static void alloc_fails_once(unsigned int *which)
 {
-	struct vduse_vq_elem *el;
 	struct tu_env e;
 	uint16_t head;
-	void *p = NULL;
 	int i;
 
 	tu_env_start(&e, tu_base_features() | tu_event_idx_feature(), 0);
@@ -513,14 +520,8 @@ static void alloc_fails_once(unsigned int *which)
 				       VDUSE_ACCESS_RW), 0);
 	assert_int_equal(vduse_vq_kick_drain(e.vq[0]), 0);
 	*which = 1;
-	assert_int_equal(vduse_vq_pop(e.vq[0], POP_SZ_MIN, &p), -ENOMEM);
+	pop_short_then_retry(&e, head);
 	assert_int_equal(*which, 0);	/* it was that allocation */
-	assert_false(vduse_vq_broken(e.vq[0]));
-	assert_int_equal(vduse_vq_inflight(e.vq[0]), 0);
-	assert_true(kick_pending(e.vq[0]));
-	el = tu_pop(e.vq[0]);
-	assert_int_equal(el->id, head);
-	push_free(e.vq[0], el, 0);
 	tu_env_free(&e);
 	tu_teardown(NULL);
 	tu_setup(NULL);
