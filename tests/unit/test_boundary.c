@@ -6,10 +6,12 @@
  * off-by-one in any of those comparisons fails one of these tests.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <linux/virtio_ring.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "fake_kernel.h"
 #include "sys.h"
@@ -21,6 +23,7 @@
 #define IOV_CAP		(2 * TU_QSIZE + 16)
 #define RA		0x400000ull	/* two adjacent 4 KiB regions */
 #define RC		0x1000000ull	/* IOV_CAP + 1 one-byte regions */
+#define RD		0x500000ull	/* one 4 KiB region */
 #define RR		0x700000ull	/* 4 KiB for the ring layouts */
 #define RS		64u		/* queue size of the ring tests */
 
@@ -739,6 +742,28 @@ static void test_getfd_ends_before(void **state)
 	getfd_refused(GX - 0x1000, GX - 1);
 }
 
+/* File descriptor 0 is a valid answer too (stdin closed). */
+static void test_getfd_fd_zero(void **state)
+{
+	struct vduse_vq_elem *elem;
+	struct tu_env e;
+	int saved;
+
+	start(&e, 0);
+	assert_int_equal(fk_region_add(RD, 0x1000, VDUSE_ACCESS_RW), 0);
+	saved = fcntl(0, F_DUPFD_CLOEXEC, 3);
+	close(0);
+	elem = pop_buf(&e, RD, 1, false);	/* GET_FD returns fd 0 */
+	assert_view(elem->out_sg[0].iov_base, RD, 1);
+	assert_int_equal(fcntl(0, F_GETFD), -1);	/* closed again */
+	push_free(&e, elem);
+	if (saved >= 0) {
+		assert_int_equal(dup2(saved, 0), 0);
+		close(saved);
+	}
+	tu_env_free(&e);
+}
+
 /* ---- rings: alignment, size, region end ---- */
 
 static struct vduse_device *ring_dev(void)
@@ -913,7 +938,6 @@ static void test_push_id_past_end(void **state)
 
 /* ---- kernel messages ---- */
 
-#define RD	0x500000ull	/* one 4 KiB region */
 
 /* Map RD into queue 0's cache, with no element left in flight. */
 static void cache_rd(struct tu_env *e)
@@ -945,6 +969,7 @@ static void test_update_iotlb_first_byte(void **state)
 	cache_rd(&e);
 	invalidate(&e, RD, RD, 0);
 	assert_false(vduse_vq_broken(e.vq[0]));
+	assert_false(tu_log_contains("munmap"));
 	tu_env_free(&e);
 }
 
@@ -962,6 +987,20 @@ static void test_update_iotlb_last_byte(void **state)
 	cache_rd(&e);
 	invalidate(&e, RD + 0xfff, RD + 0xfff, 0);
 	assert_false(vduse_vq_broken(e.vq[0]));
+	tu_env_free(&e);
+}
+
+/* A failing munmap is reported, and the mapping is forgotten anyway. */
+static void test_update_iotlb_munmap_fails(void **state)
+{
+	struct tu_env e;
+
+	start(&e, 0);
+	assert_int_equal(fk_region_add(RD, 0x1000, VDUSE_ACCESS_RW), 0);
+	cache_rd(&e);
+	fk_fail(FK_MUNMAP, -EINVAL, 0);
+	invalidate(&e, RD, RD + 0xfff, 0);
+	assert_logged("munmap of IOVA [0x500000, 0x500fff] failed: Invalid argument");
 	tu_env_free(&e);
 }
 
@@ -1046,7 +1085,92 @@ static void test_short_message(void **state)
 	snprintf(line, sizeof(line), "short message (%zu bytes)",
 		 sizeof(struct vduse_dev_request) - 1);
 	assert_logged(line);
+
+	/* Nothing at all (end of file). */
+	assert_int_equal(message_of(&e, sizeof(struct vduse_dev_request), &id),
+			 -EIO);
+	assert_false(fk_response(id, &resp));
+	assert_logged("short message (0 bytes)");
 	tu_env_free(&e);
+}
+
+/* The first eventfd the library asks for gets fd 0 (stdin closed). */
+static int saved_stdin = -2;
+
+static int eventfd_at_0(unsigned int initval, int flags)
+{
+	if (saved_stdin == -2) {
+		saved_stdin = fcntl(0, F_DUPFD_CLOEXEC, 3);
+		close(0);
+	}
+	return real_sys->eventfd(initval, flags);
+}
+
+/* Queue 0's kick fd is fd 0: it works, and it is closed at the end. */
+static void test_kick_fd_zero(void **state)
+{
+	struct tu_env e;
+
+	real_sys = vduse_sys;
+	short_sys = *real_sys;
+	short_sys.eventfd = eventfd_at_0;
+	saved_stdin = -2;
+	vduse_sys_set(&short_sys);
+	tu_env_start(&e, tu_base_features(), 0);
+	vduse_sys_set(real_sys);
+	tu_log_clear();
+	assert_int_equal(vduse_vq_kick_fd(e.vq[0]), 0);
+	assert_int_equal(fk_vq_kickfd(0), 0);
+	sim_kick(&e.s[0]);
+	assert_int_equal(vduse_vq_kick_drain(e.vq[0]), 0);
+	push_free(&e, pop_buf(&e, TU_DATA, 16, false));
+	tu_env_free(&e);	/* checks that fd 0 was closed too */
+	if (saved_stdin >= 0) {
+		assert_int_equal(dup2(saved_stdin, 0), 0);
+		close(saved_stdin);
+	}
+}
+
+/* Messages at WARN or ERR level, with the last one. */
+static unsigned int bad_logs;
+static char bad_log[256];
+
+static void count_bad(int level, const char *msg, void *opaque)
+{
+	(void)opaque;
+	if (level <= VDUSE_LOG_WARN) {
+		bad_logs++;
+		snprintf(bad_log, sizeof(bad_log), "%s", msg);
+	}
+}
+
+/* A clean run at the edges of everything logs no error and no warning. */
+static void test_clean_run_is_quiet(void **state)
+{
+	struct vduse_vq_elem *elem;
+	struct tu_env e;
+	uint16_t st;
+
+	bad_logs = 0;
+	vduse_log_set_handler(count_bad, NULL);
+	vduse_log_set_level(VDUSE_LOG_DEBUG);
+	tu_env_start(&e, tu_base_features() | tu_event_idx_feature(), 65535);
+	assert_int_equal(fk_region_add(RD, 0x1000, VDUSE_ACCESS_RW), 0);
+	push_free(&e, pop_buf(&e, DATA_END - 1, 1, true));
+	elem = pop_buf(&e, RD, 0x1000, false);
+	assert_true(vduse_vq_notify(e.vq[0]) >= 0);
+	push_free(&e, elem);
+	assert_true(vduse_vq_notify(e.vq[0]) >= 0);
+	sim_kick(&e.s[0]);
+	assert_int_equal(vduse_vq_kick_drain(e.vq[0]), 0);
+	assert_int_equal(sim_update_iotlb(e.dev, RD, RD + 0xfff),
+			 VDUSE_REQ_RESULT_OK);
+	assert_int_equal(sim_get_vq_state(e.dev, 1, &st), VDUSE_REQ_RESULT_OK);
+	assert_int_equal(sim_set_status(e.dev, 0), VDUSE_REQ_RESULT_OK);
+	tu_env_free(&e);
+	if (bad_logs)
+		print_error("logged: %s\n", bad_log);
+	assert_int_equal(bad_logs, 0);
 }
 
 #define T(f) cmocka_unit_test_setup_teardown(f, tu_setup, tu_teardown)
@@ -1089,6 +1213,7 @@ int main(void)
 		T(test_getfd_exact),
 		T(test_getfd_starts_after),
 		T(test_getfd_ends_before),
+		T(test_getfd_fd_zero),
 		T(test_ring_alignment_ok),
 		T(test_ring_desc_8_aligned),
 		T(test_ring_avail_odd),
@@ -1102,9 +1227,12 @@ int main(void)
 		T(test_push_id_past_end),
 		T(test_update_iotlb_first_byte),
 		T(test_update_iotlb_last_byte),
+		T(test_update_iotlb_munmap_fails),
 		T(test_update_iotlb_start_after_last),
 		T(test_get_vq_state_index),
 		T(test_short_message),
+		T(test_kick_fd_zero),
+		T(test_clean_run_is_quiet),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
