@@ -12,6 +12,9 @@ packages=(
 	# build
 	meson ninja-build pkg-config gcc make
 	liburing-dev libnl-3-dev libnl-genl-3-dev libcmocka-dev
+	# fuzzing: clang and its libFuzzer/sanitizer runtimes (only recommended
+	# by clang-14, so not pulled in by --no-install-recommends)
+	clang clang-14 libclang-rt-14-dev
 	# VM tests and bench
 	qemu-system-x86 qemu-system-common qemu-utils
 	busybox-static fio iproute2 e2fsprogs util-linux

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: MIT
 #
-# Set the machine up, build, and run every test suite (unit and vm).
+# Set the machine up, build, and run every test suite (unit and vm; in a
+# full run also unit under ASan+UBSan and the fuzz harnesses).
 # Exits non-zero if anything fails.
 #
 #   scripts/test.sh [MESON-TEST-ARGS...]     e.g. scripts/test.sh --suite vm
@@ -27,6 +28,15 @@ if (($# == 0)); then
 	ninja -C "$asan" >/dev/null
 	meson test -C "$asan" --suite unit --print-errorlogs || rc=$?
 	dirs+=("$asan")
+
+	# Each libFuzzer harness for a short fixed budget (clang build).
+	fuzz=$top/build-fuzz
+	if [[ ! -f $fuzz/build.ninja ]]; then
+		CC=clang meson setup "$fuzz" "$top" -Dfuzz=enabled >/dev/null
+	fi
+	ninja -C "$fuzz" >/dev/null
+	meson test -C "$fuzz" --suite fuzz --print-errorlogs || rc=$?
+	dirs+=("$fuzz")
 fi
 
 # A plain closing line, counted from meson's own logs.

@@ -1,0 +1,123 @@
+// SPDX-License-Identifier: MIT
+/* Shared helpers for the libFuzzer harnesses (see fuzz_common.h). */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "libvduse.h"
+#include "fuzz_common.h"
+
+#define LOG_KEEP	16
+
+static char log_ring[LOG_KEEP][256];
+static unsigned int log_n;
+static bool log_verbose;
+
+uint8_t fz_u8(struct fz_in *in)
+{
+	uint8_t v = 0;
+
+	if (in->n) {
+		v = in->p[0];
+		in->p++;
+		in->n--;
+	}
+	return v;
+}
+
+uint16_t fz_u16(struct fz_in *in)
+{
+	uint16_t v = fz_u8(in);
+
+	return v | (uint16_t)(fz_u8(in) << 8);
+}
+
+uint32_t fz_u32(struct fz_in *in)
+{
+	uint32_t v = fz_u16(in);
+
+	return v | ((uint32_t)fz_u16(in) << 16);
+}
+
+uint64_t fz_u64(struct fz_in *in)
+{
+	uint64_t v = fz_u32(in);
+
+	return v | ((uint64_t)fz_u32(in) << 32);
+}
+
+void fz_fail(const char *file, int line, const char *cond,
+	     const char *fmt, ...)
+{
+	unsigned int i, first;
+	va_list ap;
+
+	first = log_n > LOG_KEEP ? log_n - LOG_KEEP : 0;
+	fprintf(stderr, "---- last library messages ----\n");
+	for (i = first; i < log_n; i++)
+		fprintf(stderr, "  %s\n", log_ring[i % LOG_KEEP]);
+	fprintf(stderr, "%s:%d: check failed: %s: ", file, line, cond);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+	abort();
+}
+
+static void on_log(int level, const char *msg, void *opaque)
+{
+	(void)opaque;
+	snprintf(log_ring[log_n % LOG_KEEP], sizeof(log_ring[0]), "<%d> %s",
+		 level, msg);
+	log_n++;
+	if (log_verbose)
+		fprintf(stderr, "libvduse <%d>: %s\n", level, msg);
+}
+
+void fz_log_init(void)
+{
+	log_verbose = getenv("FUZZ_VERBOSE") != NULL;
+	vduse_log_set_handler(on_log, NULL);
+	vduse_log_set_level(log_verbose ? VDUSE_LOG_DEBUG : VDUSE_LOG_INFO);
+}
+
+unsigned int fz_log_count(void)
+{
+	return log_n;
+}
+
+bool fz_log_contains(const char *needle)
+{
+	unsigned int i, first;
+
+	first = log_n > LOG_KEEP ? log_n - LOG_KEEP : 0;
+	for (i = first; i < log_n; i++)
+		if (strstr(log_ring[i % LOG_KEEP], needle))
+			return true;
+	return false;
+}
+
+void fz_log_reset(void)
+{
+	log_n = 0;
+}
+
+static bool alias_one(volatile uint8_t *lib, volatile uint8_t *view)
+{
+	uint8_t old = *view;
+	bool same;
+
+	*view = (uint8_t)(old ^ 0x5a);
+	same = *lib == (uint8_t)(old ^ 0x5a);
+	*view = old;
+	return same && *lib == old;
+}
+
+bool fz_alias(volatile uint8_t *lib, volatile uint8_t *view, size_t len)
+{
+	if (!len)
+		return true;
+	return alias_one(lib, view) &&
+	       alias_one(lib + len - 1, view + len - 1);
+}

@@ -1,0 +1,65 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Shared helpers for the libFuzzer harnesses: a reader that turns the fuzz
+ * input into numbers (zeros once it runs out), a check that aborts with a
+ * message, a silent log handler and an aliasing check between a pointer the
+ * library handed out and the fake kernel's view of guest memory.
+ */
+#ifndef FUZZ_COMMON_H
+#define FUZZ_COMMON_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct fz_in {
+	const uint8_t *p;
+	size_t n;
+};
+
+static inline bool fz_more(const struct fz_in *in)
+{
+	return in->n > 0;
+}
+
+uint8_t fz_u8(struct fz_in *in);
+uint16_t fz_u16(struct fz_in *in);
+uint32_t fz_u32(struct fz_in *in);
+uint64_t fz_u64(struct fz_in *in);
+
+/* Abort (a crash libFuzzer reports) when @cond does not hold. */
+#define FZ_CHECK(cond, ...)						\
+	do {								\
+		if (!(cond))						\
+			fz_fail(__FILE__, __LINE__, #cond, __VA_ARGS__); \
+	} while (0)
+
+void fz_fail(const char *file, int line, const char *cond,
+	     const char *fmt, ...)
+	__attribute__((noreturn, format(printf, 4, 5)));
+
+/*
+ * Route the library's log to a ring of recent messages (printed by fz_fail)
+ * and to stderr when FUZZ_VERBOSE is set in the environment.
+ */
+void fz_log_init(void);
+/* Messages logged since the last fz_log_reset(). */
+unsigned int fz_log_count(void);
+bool fz_log_contains(const char *needle);
+void fz_log_reset(void);
+
+/*
+ * Check that @lib (an address the library returned) and @view (the fake
+ * kernel's view of the same guest bytes) are the same memory: a byte
+ * changed through one is seen through the other.  Checks the first and
+ * last of @len bytes.  Returns false if they are not.
+ */
+bool fz_alias(volatile uint8_t *lib, volatile uint8_t *view, size_t len);
+
+/* A byte pattern that differs between nearby IOVAs (to spot offsets). */
+static inline uint8_t fz_pattern(uint64_t iova)
+{
+	return (uint8_t)((iova * 0x9E3779B97F4A7C15ull) >> 56);
+}
+
+#endif

@@ -1,0 +1,324 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: MIT
+"""Write the seed corpora under tests/fuzz/corpus/ (run from anywhere).
+
+Each seed is built with the input format its harness reads (see the
+comment at the top of each fuzz_*.c): a few well-formed runs and a few
+with one thing wrong, so that fuzzing starts next to both sides of every
+check instead of having to discover the format.  Deterministic: running it
+again rewrites the same files.
+"""
+import os
+import random
+import struct
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def u8(v):
+    return struct.pack('<B', v & 0xff)
+
+
+def u16(v):
+    return struct.pack('<H', v & 0xffff)
+
+
+def u32(v):
+    return struct.pack('<I', v & 0xffffffff)
+
+
+def u64(v):
+    return struct.pack('<Q', v & 0xffffffffffffffff)
+
+
+def write(harness, name, data):
+    d = os.path.join(HERE, 'corpus', harness)
+    os.makedirs(d, exist_ok=True)
+    with open(os.path.join(d, name), 'wb') as f:
+        f.write(data)
+
+
+# ---- fuzz-split-ring ----------------------------------------------------
+# Descriptor: sel (base 0 RW, 1 RO, 2 WO, 3 IND, 4 RING, 5 TOP, 6 HOLE,
+# 7 top-minus-off; 0x40 whole descriptors, 0x80 len |= 0xffff0000), flags,
+# next, off, len.
+NEXT, WRITE, INDIRECT = 1, 2, 4
+RW, RO, WO, IND, RING, TOP, HOLE, TOPM = range(8)
+IND_DESCS = 64
+POP, PUSH, NOTIFY, PUBLISH, SETDESC, SETAVAIL, SUPPRESS, BOGUS, GVS = \
+    0, 2, 3, 4, 5, 6, 7, 8, 9
+
+
+def desc(sel=RW, flags=0, nxt=0, off=0, ln=16):
+    return u8(sel) + u8(flags) + u16(nxt) + u16(off) + u16(ln)
+
+
+def ring(features=0, log2=2, start=0, descs=(), avail=(), ind=(),
+         publish=0, ops=b''):
+    num = 1 << log2
+    d = list(descs) + [desc()] * (num - len(descs))
+    a = list(avail) + [0] * (num - len(avail))
+    i = list(ind) + [desc()] * (IND_DESCS - len(ind))
+    return (u8(features) + u8(log2) + u16(start) + b''.join(d[:num]) +
+            b''.join(u16(x) for x in a[:num]) + b''.join(i) + u8(publish) +
+            ops)
+
+
+def op(code, *args):
+    return u8(code) + b''.join(args)
+
+
+def pop(extra=0):
+    return op(POP, u8(extra))
+
+
+def push(k=0, ln=0):
+    return op(PUSH, u8(k), u16(ln))
+
+
+def split_ring():
+    h = 'fuzz-split-ring'
+    EV, INDF = 1, 2
+    # one readable and one writable buffer, popped, pushed, notified
+    write(h, 'chain', ring(0, 2, 0,
+          [desc(RW, NEXT, 1, 0, 64), desc(WO, WRITE, 0, 8, 32)], [0], [], 1,
+          pop() + push(0, 32) + op(NOTIFY) + pop()))
+    # the same around the 16-bit wrap, with EVENT_IDX
+    write(h, 'chain-wrap-event-idx', ring(EV, 2, 0xfffe,
+          [desc(RO, NEXT, 1, 0, 64), desc(RW, WRITE, 2, 0, 32),
+           desc(WO, WRITE, 0, 0, 8)], [0, 0, 0, 0], [], 1,
+          pop() + push(0, 1) + op(SUPPRESS, u8(0), u16(0xffff)) +
+          op(NOTIFY) + op(PUBLISH, u8(1)) + pop() + push() + op(NOTIFY)))
+    # an indirect table of three entries
+    write(h, 'indirect', ring(INDF, 1, 7,
+          [desc(IND, INDIRECT, 0, 0, 48)], [0], [
+              desc(RW, NEXT, 1, 0, 16), desc(RO, NEXT, 2, 0, 16),
+              desc(WO, WRITE, 0, 0, 16)], 1, pop() + push(0, 16)))
+    # indirect without the feature, with NEXT, nested, odd size
+    write(h, 'indirect-not-negotiated', ring(0, 1, 0,
+          [desc(IND, INDIRECT, 0, 0, 16)], [0], [], 1, pop()))
+    write(h, 'indirect-next', ring(INDF, 1, 0,
+          [desc(IND, INDIRECT | NEXT, 1, 0, 16)], [0], [], 1, pop()))
+    write(h, 'indirect-nested', ring(INDF, 1, 0,
+          [desc(IND, INDIRECT, 0, 0, 32)], [0],
+          [desc(RW, NEXT, 1), desc(IND, INDIRECT, 0, 0, 16)], 1, pop()))
+    write(h, 'indirect-odd-size', ring(INDF, 1, 0,
+          [desc(IND, INDIRECT, 0, 0, 24)], [0], [], 1, pop()))
+    # a buffer across the RW/RO/WO boundary (two pieces, needs both perms)
+    write(h, 'span-regions', ring(0, 2, 0,
+          [desc(RW, 0, 0, 0xff0, 0x20), desc(RO, WRITE, 0, 0xff0, 0x20)],
+          [0, 1], [], 2, pop() + pop()))
+    # readable after writable, a loop, index and head out of range
+    write(h, 'read-after-write', ring(0, 2, 0,
+          [desc(WO, WRITE | NEXT, 1), desc(RW, 0, 0)], [0], [], 1, pop()))
+    write(h, 'loop', ring(0, 2, 0,
+          [desc(RW, NEXT, 1), desc(RW, NEXT, 0)], [0], [], 1, pop()))
+    write(h, 'next-out-of-range', ring(0, 2, 0,
+          [desc(RW, NEXT, 4)], [0], [], 1, pop()))
+    write(h, 'head-out-of-range', ring(0, 2, 0, [], [4], [], 1, pop()))
+    write(h, 'head-twice', ring(0, 2, 0, [desc(RW)], [0, 0], [], 2,
+          pop() + pop()))
+    write(h, 'avail-jump', ring(0, 2, 0, [], [], [], 5, pop()))
+    # unmapped, wrong permission, wrap at the top of the IOVA space
+    write(h, 'hole', ring(0, 1, 0, [desc(HOLE)], [0], [], 1, pop()))
+    write(h, 'write-to-ro', ring(0, 1, 0, [desc(RO, WRITE)], [0], [], 1,
+          pop()))
+    write(h, 'top-exact', ring(0, 1, 0, [desc(TOP, 0, 0, 0xff0, 0x10)],
+          [0], [], 1, pop() + push()))
+    write(h, 'top-wrap', ring(0, 1, 0, [desc(TOP, 0, 0, 0xff0, 0x11)],
+          [0], [], 1, pop()))
+    # zero-length buffers, misaligned rings, a size the library refuses
+    write(h, 'zero-length', ring(0, 1, 0, [desc(RW, NEXT, 1, 0, 0),
+          desc(WO, WRITE, 0, 0, 0)], [0], [], 1, pop() + push()))
+    write(h, 'misaligned-desc', ring(4, 2, 0, ops=pop()))
+    write(h, 'bad-size', ring(32, 3, 0, ops=pop()))
+    # a full ring of 256 one-descriptor chains, all popped then pushed
+    n = 256
+    write(h, 'full-ring', ring(EV, 8, 100,
+          [desc(RW if i % 2 else WO, 0 if i % 2 else WRITE, 0, i * 8, 8)
+           for i in range(n)], list(range(n)), [], 255,
+          op(PUBLISH, u8(1)) + pop() * n + push(0) * n + op(NOTIFY) +
+          op(GVS) + op(BOGUS, u16(3))))
+    # random well-formed-ish rings
+    rnd = random.Random(1)
+    for k in range(8):
+        log2 = rnd.randrange(0, 9)
+        num = 1 << log2
+        ds = []
+        for i in range(num):
+            fl = rnd.choice([0, NEXT, WRITE, WRITE | NEXT])
+            ds.append(desc(rnd.choice([RW, RO, WO]), fl,
+                           rnd.randrange(num), rnd.randrange(0x1000),
+                           rnd.randrange(1, 0x200)))
+        ops = b''.join(rnd.choice([pop(), pop(), push(rnd.randrange(4)),
+                                   op(NOTIFY), op(PUBLISH, u8(1))])
+                       for _ in range(24))
+        write(h, 'random-%d' % k, ring(rnd.randrange(4), log2,
+              rnd.randrange(65536), ds,
+              [rnd.randrange(num) for _ in range(num)], [],
+              rnd.randrange(num + 1), ops))
+
+
+# ---- fuzz-messages ------------------------------------------------------
+M_STATUS, M_GVS, M_SPURIOUS, M_REMAP, M_UNMAP = 0, 1, 2, 3, 4
+M_ADD, M_POP, M_PUSH, M_NOTIFY = 5, 7, 9, 11
+DRIVER_OK = 0x0f
+
+
+def mop(code, q=0, *args):
+    return u8(code | (0x80 if q else 0)) + b''.join(args)
+
+
+def status(s, flags=0, start0=0, start1=0):
+    return mop(M_STATUS, 0, u8(s), u8(flags), u16(start0), u16(start1))
+
+
+def add(q, bufs):
+    """bufs: (region 0/1, write, len8, off)"""
+    out = u8(len(bufs) - 1)
+    for r, w, ln, off in bufs:
+        out += u8(r | (2 if w else 0)) + u8(ln) + u16(off)
+    return mop(M_ADD, q, out)
+
+
+def messages():
+    h = 'fuzz-messages'
+    up = status(DRIVER_OK)
+    rw = add(0, [(0, False, 8, 0x100), (1, True, 4, 0x40)])
+    # start, a request popped, its memory remapped (whole space), pushed
+    write(h, 'remap-inflight', u8(0) + up + rw + mop(M_POP) +
+          mop(M_REMAP, 0, u8(2), u8(1)) + add(0, [(0, False, 2, 0x100)]) +
+          mop(M_POP) + mop(M_PUSH, 0, u8(0), u16(9)) +
+          mop(M_PUSH, 0, u8(0), u16(1)) + mop(M_NOTIFY))
+    # the rings move while requests are in flight
+    write(h, 'remap-rings', u8(1) + up + rw + rw + mop(M_POP) +
+          mop(M_REMAP, 0, u8(0), u8(0)) + mop(M_POP) +
+          mop(M_PUSH, 0, u8(1), u16(3)) + mop(M_PUSH, 0, u8(0), u16(3)))
+    # a buffer unmapped under a published request: the queue breaks
+    write(h, 'unmap-breaks', u8(0) + up + rw + mop(M_UNMAP, 0, u8(0), u8(0))
+          + mop(M_POP) + mop(M_UNMAP, 0, u8(0)) + status(0) + up +
+          rw + mop(M_POP) + mop(M_PUSH, 0, u8(0), u16(0)))
+    # reset with requests in flight on both queues, then start again
+    write(h, 'reset-inflight', u8(3) + up + rw +
+          add(1, [(1, True, 1, 0)]) + mop(M_POP) + mop(M_POP, 1) +
+          mop(M_GVS, 0, u8(0x41)) + status(0) + status(DRIVER_OK, 0, 5, 9) +
+          rw + mop(M_POP) + mop(M_PUSH, 0, u8(0), u16(1)))
+    # queue 1 not ready, queue 0's start refused, DRIVER_OK cleared
+    write(h, 'not-ready-refused', u8(0) + status(DRIVER_OK, 2 | 4) +
+          mop(M_POP) + mop(M_POP, 1) + status(0x07) + status(DRIVER_OK))
+    # batches of GET_VQ_STATE, bad indices, spurious UPDATE_IOTLB, unknown
+    write(h, 'batch', u8(0) + up + rw + mop(M_POP) +
+          mop(M_GVS, 0, u8(0)) + mop(M_GVS, 0, u8(3)) +
+          mop(M_GVS, 0, u8(0x80), u32(0xffffffff)) +
+          mop(M_SPURIOUS, 0, u8(1), u64(10), u64(5)) +
+          mop(M_SPURIOUS, 0, u8(0), u64(0x30000), u16(0)) +
+          mop(M_SPURIOUS, 0, u8(0xc0), u8(7)) +
+          mop(M_PUSH, 0, u8(0), u16(2)) + mop(M_GVS, 0, u8(0x40)))
+    rnd = random.Random(2)
+    for k in range(6):
+        body = u8(rnd.randrange(4)) + up
+        for _ in range(40):
+            q = rnd.randrange(2)
+            body += rnd.choice([
+                add(q, [(rnd.randrange(2), False, rnd.randrange(64),
+                         rnd.randrange(0x2000))]),
+                mop(M_POP, q), mop(M_POP, q),
+                mop(M_PUSH, q, u8(rnd.randrange(4)), u16(rnd.randrange(99))),
+                mop(M_NOTIFY, q),
+                mop(M_REMAP, 0, u8(rnd.randrange(4)), u8(rnd.randrange(256))),
+                mop(M_GVS, 0, u8(rnd.randrange(4))),
+                status(rnd.choice([0, DRIVER_OK, 0x07, 0x4f]),
+                       rnd.randrange(16), rnd.randrange(65536)),
+            ])
+        write(h, 'random-%d' % k, body)
+
+
+# ---- fuzz-iotlb ---------------------------------------------------------
+I_ADD, I_DEL, I_INV, I_LOOKUP, I_PTR, I_IOV, I_READ, I_PIN, I_UNPIN = \
+    0, 1, 2, 3, 4, 5, 7, 8, 9
+
+
+def addr_base(off):
+    return u8(0) + u16(off)
+
+
+def addr_top(back):
+    return u8(2) + u16(back)
+
+
+def ln(v):
+    return u8(0) + u16(v)
+
+
+def iotlb():
+    h = 'fuzz-iotlb'
+
+    def region(slot, size, perm, fine=None):
+        sel = slot & 0x3f
+        extra = b''
+        if fine is not None:
+            sel |= 0x40
+            extra = u8(fine)
+        return u8(I_ADD) + u8(sel) + u16(size - 1) + u8(perm) + extra
+
+    three = (region(0, 0x400, 3) + region(1, 0x400, 1) +
+             region(2, 0x400, 2))
+    # lookups on both sides of each region edge, every permission
+    edges = b''
+    for a in (0, 0x3ff, 0x400, 0x7ff, 0x800, 0xbff, 0xc00):
+        for p in range(4):
+            edges += u8(I_LOOKUP) + addr_base(a) + u8(p)
+    write(h, 'edges', three + edges)
+    # a range across adjacent regions: ptr splits, iov pieces, read copies
+    write(h, 'across', three +
+          u8(I_PTR) + addr_base(0x3f0) + ln(0x20) + u8(1) +
+          u8(I_IOV) + addr_base(0x3f0) + ln(0x20) + u8(1) + u8(0) + u8(5) +
+          u8(I_IOV) + addr_base(0x3f0) + ln(0x420) + u8(0) + u8(1) + u8(1) +
+          u8(I_READ) + addr_base(0x3f0) + ln(0x20))
+    # invalidate a region's first and last byte, then translate again
+    write(h, 'invalidate-edges', three +
+          u8(I_LOOKUP) + addr_base(0) + u8(1) +
+          u8(I_INV) + u8(0x00) + u8(I_LOOKUP) + addr_base(0) + u8(1) +
+          u8(I_INV) + u8(0x60) + u8(I_LOOKUP) + addr_base(0x3ff) + u8(1) +
+          u8(I_DEL) + u8(0x01) + u8(I_LOOKUP) + addr_base(0x400) + u8(1))
+    # the top of the IOVA space: exact end and one byte past (wrap)
+    write(h, 'top', u8(I_ADD) + u8(0x80) + u16(0xfff) + u8(3) +
+          u8(I_PTR) + addr_top(0xfff) + ln(0x1000) + u8(3) +
+          u8(I_PTR) + addr_top(0xfff) + ln(0x1001) + u8(3) +
+          u8(I_IOV) + addr_top(0) + ln(2) + u8(1) + u8(0) + u8(4) +
+          u8(I_READ) + addr_top(0xf) + ln(0x10))
+    # elements pinned across a removal and a re-add of their region
+    write(h, 'pinned', three +
+          u8(I_PIN) + u8(1) + addr_base(0x10) + addr_base(0x410) +
+          u8(I_DEL) + u8(0x00) + region(0, 0x400, 3) +
+          u8(I_PIN) + u8(0) + addr_base(0x20) +
+          u8(I_LOOKUP) + addr_base(0x30) + u8(1) +
+          u8(I_UNPIN) + u8(0) + u8(I_DEL) + u8(0xff) + u8(I_UNPIN) + u8(0))
+    # permission-less region, sub-page offsets, too few iovecs
+    write(h, 'odd', region(4, 0x10, 0) + region(5, 0x300, 3, fine=0x33) +
+          u8(I_LOOKUP) + addr_base(0x1000) + u8(0) +
+          u8(I_IOV) + addr_base(0x1433) + ln(0x300) + u8(3) + u8(2) + u8(0))
+    rnd = random.Random(3)
+    for k in range(8):
+        body = b''
+        for _ in range(30):
+            body += rnd.choice([
+                region(rnd.randrange(32), rnd.randrange(1, 0x1000),
+                       rnd.randrange(4)),
+                u8(I_LOOKUP) + addr_base(rnd.randrange(0x8000)) +
+                u8(rnd.randrange(4)),
+                u8(I_IOV) + addr_base(rnd.randrange(0x8000)) +
+                ln(rnd.randrange(0x2000)) + u8(rnd.randrange(4)) +
+                u8(rnd.randrange(4)) + u8(rnd.randrange(12)),
+                u8(I_DEL) + u8(rnd.randrange(0x80)),
+                u8(I_PIN) + u8(rnd.randrange(4)) +
+                b''.join(addr_base(rnd.randrange(0x8000)) for _ in range(4)),
+                u8(I_UNPIN) + u8(rnd.randrange(8)),
+            ])
+        write(h, 'random-%d' % k, body)
+
+
+if __name__ == '__main__':
+    split_ring()
+    messages()
+    iotlb()
