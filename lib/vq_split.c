@@ -512,8 +512,7 @@ int vduse_vq_notify(struct vduse_vq *vq)
 
 	vduse_iotlb_lock(&vq->iotlb);
 	ret = rings_valid(vq);
-	need = ret == 0 && need_interrupt(vq);
-	vq->flushed = false;
+	need = ret == 0 && need_interrupt(vq);	/* covers what was flushed */
 	unlock_and_report(vq, &unused);
 	if (ret == -ENOMEM) {
 		retry_later(vq, "notify");
