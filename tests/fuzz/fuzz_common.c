@@ -121,3 +121,11 @@ bool fz_alias(volatile uint8_t *lib, volatile uint8_t *view, size_t len)
 	return alias_one(lib, view) &&
 	       alias_one(lib + len - 1, view + len - 1);
 }
+
+void fz_fill(uint8_t *p, uint64_t iova, uint64_t len, uint64_t salt)
+{
+	uint64_t i;
+
+	for (i = 0; i < len; i++)
+		p[i] = fz_pattern((iova + i) ^ salt);
+}

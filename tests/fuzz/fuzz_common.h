@@ -62,4 +62,7 @@ static inline uint8_t fz_pattern(uint64_t iova)
 	return (uint8_t)((iova * 0x9E3779B97F4A7C15ull) >> 56);
 }
 
+/* Fill @len bytes at @p, guest IOVA @iova, with fz_pattern(iova ^ @salt). */
+void fz_fill(uint8_t *p, uint64_t iova, uint64_t len, uint64_t salt);
+
 #endif

@@ -124,12 +124,11 @@ static uint64_t fuzz_len(struct fz_in *in)
 static void fill_region(const struct mregion *r)
 {
 	uint8_t *v = fk_iova_ptr(r->start);
-	uint64_t i;
 
 	FZ_CHECK(v, "fake kernel lost IOVA 0x%llx",
 		 (unsigned long long)r->start);
-	for (i = 0; i <= r->last - r->start; i++)
-		v[i] = fz_pattern((r->start + i) ^ ((uint64_t)model.salt << 40));
+	fz_fill(v, r->start, r->last - r->start + 1,
+		(uint64_t)model.salt << 40);
 }
 
 static void op_add(struct fz_in *in)

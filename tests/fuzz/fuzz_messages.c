@@ -170,11 +170,8 @@ static const struct vduse_device_ops ops = {
 
 static void fill(unsigned int r)
 {
-	uint8_t *v = fk_iova_ptr(layout[r].start);
-	uint64_t i;
-
-	for (i = 0; i < layout[r].size; i++)
-		v[i] = fz_pattern(layout[r].start + i);
+	fz_fill(fk_iova_ptr(layout[r].start), layout[r].start,
+		layout[r].size, 0);
 }
 
 /* Answer everything queued and check each answer. */

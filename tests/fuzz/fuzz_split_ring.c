@@ -473,14 +473,10 @@ static void op_gvs(void)
 static void fill_data(void)
 {
 	unsigned int i;
-	uint64_t j;
 
-	for (i = 2; i < NR_REGIONS; i++) {
-		uint8_t *v = fk_iova_ptr(regions[i].start);
-
-		for (j = 0; j < regions[i].size; j++)
-			v[j] = fz_pattern(regions[i].start + j);
-	}
+	for (i = 2; i < NR_REGIONS; i++)
+		fz_fill(fk_iova_ptr(regions[i].start), regions[i].start,
+			regions[i].size, 0);
 }
 
 /* Header, rings and tables from the input; returns false to skip. */
