@@ -102,6 +102,12 @@ def split_ring():
     write(h, 'indirect-nested', ring(INDF, 1, 0,
           [desc(IND, INDIRECT, 0, 0, 32)], [0],
           [desc(RW, NEXT, 1), desc(IND, INDIRECT, 0, 0, 16)], 1, pop()))
+    # a table of exactly queue_size entries (accepted), and one more
+    write(h, 'indirect-max', ring(INDF, 1, 0,
+          [desc(IND, INDIRECT, 0, 0, 4096)], [0], [desc(RW, 0, 0, 0, 1)], 1,
+          pop() + push()))
+    write(h, 'indirect-over-max', ring(INDF, 1, 0,
+          [desc(RING, INDIRECT, 0, 0, 4112)], [0], [], 1, pop()))
     write(h, 'indirect-odd-size', ring(INDF, 1, 0,
           [desc(IND, INDIRECT, 0, 0, 24)], [0], [], 1, pop()))
     # a buffer across the RW/RO/WO boundary (two pieces, needs both perms)
