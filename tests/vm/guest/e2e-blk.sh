@@ -108,6 +108,24 @@ check_ext4() {
 	[ "$_ok" = 1 ]
 }
 
+# The driver resets the device (unbind and bind virtio_blk): the server
+# stops and restarts its queues, and the disk comes back with its data.
+check_driver_reset() {
+	_vdev=$(basename "$(readlink -f /sys/block/vda/device)")
+	_drv=/sys/bus/virtio/drivers/virtio_blk
+	dd if=/dev/urandom of=/tmp/reset.bin bs=64k count=16 2>/dev/null
+	dd if=/tmp/reset.bin of=/dev/vda bs=64k oflag=direct conv=fsync 2>/dev/null ||
+		{ echo "write before the reset failed"; return 1; }
+	echo "$_vdev" >"$_drv/unbind" || { echo "unbind $_vdev failed"; return 1; }
+	wait_for 10 blk_no_vda || { echo "/dev/vda still there after unbind"; return 1; }
+	echo "$_vdev" >"$_drv/bind" || { echo "bind $_vdev failed"; return 1; }
+	wait_for 10 test -b /dev/vda || { echo "/dev/vda did not come back"; return 1; }
+	dd if=/dev/vda of=/tmp/reset.out bs=64k count=16 iflag=direct 2>/dev/null ||
+		{ echo "read after the reset failed"; return 1; }
+	cmp /tmp/reset.bin /tmp/reset.out || return 1
+	check_fio
+}
+
 check_read_only() {
 	_ro=$(cat /sys/block/vda/ro)
 	[ "$_ro" = 1 ] || { echo "/sys/block/vda/ro is $_ro"; return 1; }
@@ -131,6 +149,7 @@ if start_dev attach 2 rw; then
 		check serial test "$(cat /sys/block/vda/serial 2>/dev/null)" = vmtest-serial
 	fi
 	check fio-verify check_fio
+	check driver-reset check_driver_reset
 	check ext4 check_ext4
 	stop_dev detach
 fi
