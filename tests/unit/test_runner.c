@@ -119,6 +119,32 @@ static bool answered(uint32_t id)
 	return fk_response(id, &resp) && resp.result == VDUSE_REQ_RESULT_OK;
 }
 
+/*
+ * Guest memory, a device from @c with @nq rings at TU_RING0/1, a runner
+ * with @ops started, and FEATURES_OK then DRIVER_OK answered.
+ */
+static void runner_up(const struct vduse_device_config *c,
+		      const struct vduse_runner_ops *ops, unsigned int nq,
+		      struct sim_vq *s, struct vduse_device **dev,
+		      struct vduse_runner **r)
+{
+	const uint8_t fok = VIRTIO_CONFIG_S_FEATURES_OK;
+	unsigned int i;
+	uint32_t msg;
+
+	assert_int_equal(fk_region_add(TU_RING_BASE, TU_RING_SIZE, VDUSE_ACCESS_RW), 0);
+	assert_int_equal(fk_region_add(TU_DATA, TU_DATA_SIZE, VDUSE_ACCESS_RW), 0);
+	assert_int_equal(vduse_device_new(c, dev), 0);
+	for (i = 0; i < nq; i++)
+		sim_vq_init_at(&s[i], i, TU_QSIZE, i ? TU_RING1 : TU_RING0, 0);
+	fk_set_features(tu_base_features());
+	assert_int_equal(vduse_runner_new(*dev, ops, NULL, r), 0);
+	assert_int_equal(vduse_runner_start(*r), 0);
+	push_status(fok);
+	msg = push_status(fok | VIRTIO_CONFIG_S_DRIVER_OK);
+	WAIT_FOR(answered(msg));
+}
+
 static void test_runner(void **state)
 {
 	const uint8_t fok = VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER |
@@ -238,18 +264,9 @@ static void test_runner_init_fails(void **state)
 	struct vduse_device *dev;
 	struct sim_vq s;
 	struct sim_buf b = { TU_DATA, 8, true };
-	uint32_t msg;
 
 	memset(&rs, 0, sizeof(rs));
-	assert_int_equal(fk_region_add(TU_RING_BASE, TU_RING_SIZE, VDUSE_ACCESS_RW), 0);
-	assert_int_equal(fk_region_add(TU_DATA, TU_DATA_SIZE, VDUSE_ACCESS_RW), 0);
-	assert_int_equal(vduse_device_new(&c, &dev), 0);
-	sim_vq_init_at(&s, 0, TU_QSIZE, TU_RING0, 0);
-	assert_int_equal(vduse_runner_new(dev, &ops, NULL, &r), 0);
-	assert_int_equal(vduse_runner_start(r), 0);
-	push_status(VIRTIO_CONFIG_S_FEATURES_OK);
-	msg = push_status(VIRTIO_CONFIG_S_FEATURES_OK | VIRTIO_CONFIG_S_DRIVER_OK);
-	WAIT_FOR(answered(msg));
+	runner_up(&c, &ops, 1, &s, &dev, &r);
 	WAIT_FOR(LD(rs.init) == 1);
 	sim_publish(&s, sim_add_chain(&s, &b, 1));
 	sim_kick(&s);
@@ -302,7 +319,6 @@ static void poll_err_case(enum poll_err_kind kind, const char *name)
 	struct sim_vq s;
 	int p[2] = { -1, -1 };
 	char want[64];
-	uint32_t msg;
 
 	memset(&rs, 0, sizeof(rs));
 	if (kind == INVALID) {
@@ -315,17 +331,7 @@ static void poll_err_case(enum poll_err_kind kind, const char *name)
 		 * writer of a pipe nobody reads. */
 		rs.poll_fd = kind == HANGUP ? p[0] : p[1];
 	}
-	assert_int_equal(fk_region_add(TU_RING_BASE, TU_RING_SIZE, VDUSE_ACCESS_RW), 0);
-	assert_int_equal(fk_region_add(TU_DATA, TU_DATA_SIZE, VDUSE_ACCESS_RW), 0);
-	assert_int_equal(vduse_device_new(&c, &dev), 0);
-	sim_vq_init_at(&s, 0, TU_QSIZE, TU_RING0, 0);
-	fk_set_features(tu_base_features());
-	assert_int_equal(vduse_runner_new(dev, &ops, NULL, &r), 0);
-	assert_int_equal(vduse_runner_start(r), 0);
-	push_status(VIRTIO_CONFIG_S_FEATURES_OK);
-	msg = push_status(VIRTIO_CONFIG_S_FEATURES_OK |
-			  VIRTIO_CONFIG_S_DRIVER_OK);
-	WAIT_FOR(answered(msg));
+	runner_up(&c, &ops, 1, &s, &dev, &r);
 	WAIT_FOR(LD(rs.init) == 1);
 	WAIT_FOR(LD(rs.events) >= 1);
 
@@ -515,16 +521,7 @@ static void parallel_stop_case(unsigned int slow_ms, bool logged)
 	memset(&rs, 0, sizeof(rs));
 	rs.poll_fd = -1;
 	rs.exit_sleep_ms = 300;
-	assert_int_equal(fk_region_add(TU_RING_BASE, TU_RING_SIZE, VDUSE_ACCESS_RW), 0);
-	assert_int_equal(vduse_device_new(&c, &dev), 0);
-	sim_vq_init_at(&s[0], 0, TU_QSIZE, TU_RING0, 0);
-	sim_vq_init_at(&s[1], 1, TU_QSIZE, TU_RING1, 0);
-	fk_set_features(tu_base_features());
-	assert_int_equal(vduse_runner_new(dev, &ops, NULL, &r), 0);
-	assert_int_equal(vduse_runner_start(r), 0);
-	push_status(fok);
-	msg = push_status(fok | VIRTIO_CONFIG_S_DRIVER_OK);
-	WAIT_FOR(answered(msg));
+	runner_up(&c, &ops, 2, s, &dev, &r);
 	WAIT_FOR(LD(rs.init) == 2);
 
 	clock_gettime(CLOCK_MONOTONIC, &t0);
