@@ -98,7 +98,9 @@ struct vduse_device_ops {
 	 * A queue is being stopped (reset or DRIVER_OK cleared).  On return
 	 * no thread may touch @vq any more: finish or abandon in-flight
 	 * elements before returning.  With a runner, the queue thread has
-	 * already exited when this is called.
+	 * already exited when this is called; for a thread the runner left
+	 * behind (see vduse_runner_ops.stop_slow_ms) it is called later, on
+	 * the control thread, once that thread has ended.
 	 */
 	void (*queue_stop)(struct vduse_device *dev, struct vduse_vq *vq);
 
@@ -331,10 +333,14 @@ struct vduse_runner_ops {
 
 	/*
 	 * A queue thread still running this many milliseconds after it was
-	 * told to stop (0: 5000) is reported: an error naming the queue is
-	 * logged, and another message when it finally ends.  The runner
-	 * keeps waiting for it: the queue's rings and mappings are dropped
-	 * only after its thread has ended.
+	 * told to stop (0: 5000), e.g. in a queue_exit waiting for hung I/O,
+	 * is left behind: an error naming the queue is logged and the queue
+	 * stops without it, so the kernel's message is answered.  Its
+	 * elements keep their buffers mapped until it ends; its pops and
+	 * pushes fail with -EIO.  Once it has ended, the control thread logs
+	 * it and calls the device's queue_stop; a DRIVER_OK that would start
+	 * the queue again first waits for it.  vduse_runner_free() waits for
+	 * every queue thread, with no limit.
 	 */
 	unsigned int stop_slow_ms;
 };

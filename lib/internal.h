@@ -21,9 +21,17 @@ struct vring_used;
 /* Hooks through which a runner follows queue start and stop. */
 struct vduse_queue_hooks {
 	int (*start)(void *data, struct vduse_vq *vq);
-	void (*stop)(void *data, struct vduse_vq *vq);
+	/*
+	 * Stop the queue's thread.  Returns 0 once it has ended, or 1 when it
+	 * is still running past the hook's time limit: the queue is then
+	 * stopped without it ("left behind"), and the hooks' owner calls
+	 * vduse_vq_left_behind_gone() once the thread has ended.
+	 */
+	int (*stop)(void *data, struct vduse_vq *vq);
 	/* Every queue is about to stop: tell them all before any stop(). */
 	void (*stop_begin)(void *data);
+	/* Wait for a left-behind thread of @vq (the queue is about to start). */
+	void (*reap)(void *data, struct vduse_vq *vq);
 };
 
 struct vduse_vq {
@@ -62,6 +70,11 @@ struct vduse_vq {
 
 	/* A failure found with the lock held, reported after unlocking. */
 	int fail_err;
+	/*
+	 * Stopped while a thread that may hold elements still ran: their
+	 * mappings stay pinned and queue_stop waits until it has ended.
+	 */
+	bool left_behind;
 
 	/* Per-queue scratch, so that pop allocates only the element. */
 	struct iovec *iov;
@@ -116,6 +129,11 @@ int vduse_vq_take_failure(struct vduse_vq *vq);
 void vduse_vq_report_failure(struct vduse_vq *vq, int err);
 /* Signal our own kick fd, so that whoever polls it comes back to retry. */
 void vduse_vq_self_kick(struct vduse_vq *vq);
+/*
+ * The thread a stop left behind has ended: release what its elements
+ * pinned and call queue_stop.  On the thread that starts and stops queues.
+ */
+void vduse_vq_left_behind_gone(struct vduse_vq *vq);
 
 /* vq_split.c */
 int vduse_split_map_rings(struct vduse_vq *vq);

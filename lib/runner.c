@@ -34,6 +34,7 @@ struct runner_queue {
 	struct timespec stop_at;	/* CLOCK_MONOTONIC */
 	bool exited;		/* under r->lock: the thread is ending, */
 	struct timespec exited_at;	/* since then */
+	bool behind;		/* its queue was stopped without it */
 };
 
 struct vduse_runner {
@@ -45,6 +46,7 @@ struct vduse_runner {
 	int stop_fd;
 	int status;		/* atomic: 0, or why the control thread ended */
 	int status_fd;		/* readable once status is set */
+	int reap_fd;		/* a queue thread ended: reap left-behind ones */
 	pthread_mutex_t lock;	/* protects queues[].exited */
 	pthread_cond_t exited;	/* broadcast when one becomes true */
 	struct runner_queue *queues;
@@ -148,6 +150,8 @@ static void *queue_thread(void *arg)
 	q->exited = true;
 	pthread_cond_broadcast(&r->exited);
 	pthread_mutex_unlock(&r->lock);
+	/* If its queue was stopped without it, the control thread reaps it. */
+	signal_fd(r->reap_fd);
 	return NULL;
 }
 
@@ -199,21 +203,45 @@ static long ms_between(const struct timespec *a, const struct timespec *b)
 	       (b->tv_nsec - a->tv_nsec) / 1000000;
 }
 
-/*
- * Wait until the thread has ended.  Past the slow limit, say which queue
- * holds everything up, but keep waiting: the caller drops the queue's ring
- * state and mappings next, which the thread may still be using.
- */
-static void join_queue(struct vduse_runner *r, struct runner_queue *q)
+static unsigned int slow_limit(const struct vduse_runner *r)
 {
-	unsigned int limit = r->ops.stop_slow_ms ? r->ops.stop_slow_ms :
-			     STOP_SLOW_MS;
+	return r->ops.stop_slow_ms ? r->ops.stop_slow_ms : STOP_SLOW_MS;
+}
+
+/* The thread has ended (q->exited): join it and forget it. */
+static void finish_join(struct runner_queue *q)
+{
+	pthread_join(q->thread, NULL);
+	vduse_sys->close(q->stop_fd);
+	q->stop_fd = -1;
+	q->running = false;
+	q->stopping = false;
+	q->behind = false;
+}
+
+/* How long the ended thread took to stop.  Called with r->lock held. */
+static long took_ms(const struct runner_queue *q)
+{
+	return ms_between(&q->stop_at, &q->exited_at);
+}
+
+/*
+ * Wait until the thread has ended.  With @limited, give up at the slow
+ * limit: say which queue is slow, leave the thread behind (returns true)
+ * and let the queue stop without it; the library keeps what its elements
+ * point at mapped, and reap_queue() finishes the job once it has ended.
+ * Without @limited (the runner is being freed), keep waiting.
+ */
+static bool join_queue(struct vduse_runner *r, struct runner_queue *q,
+		       bool limited)
+{
+	unsigned int limit = slow_limit(r);
 	struct timespec deadline;
 	bool late = false;
 	long took;
 
-	if (!q->running)
-		return;
+	if (!q->running || q->behind)
+		return q->behind;
 	tell_stop(q);
 	deadline = q->stop_at;
 	deadline.tv_sec += limit / 1000;
@@ -231,16 +259,22 @@ static void join_queue(struct vduse_runner *r, struct runner_queue *q)
 	if (!q->exited) {
 		/* No callback, not even logging, under the lock. */
 		pthread_mutex_unlock(&r->lock);
+		if (limited) {
+			vduse_err("%s: queue %u: slow to stop: its thread is still running %u ms after it was told to stop (in queue_exit or queue_event); the queue stops without it",
+				  r->dev->name, q->vq->index, limit);
+			q->behind = true;
+			return true;
+		}
 		late = true;
-		vduse_err("%s: queue %u: slow to stop: its thread is still running %u ms after it was told to stop (in queue_exit or queue_event); the kernel's messages wait for it",
+		vduse_err("%s: queue %u: slow to stop: its thread is still running %u ms after it was told to stop (in queue_exit or queue_event); waiting for it",
 			  r->dev->name, q->vq->index, limit);
 		pthread_mutex_lock(&r->lock);
 		while (!q->exited)
 			pthread_cond_wait(&r->exited, &r->lock);
 	}
-	took = ms_between(&q->stop_at, &q->exited_at);
+	took = took_ms(q);
 	pthread_mutex_unlock(&r->lock);
-	pthread_join(q->thread, NULL);
+	finish_join(q);
 	if (late)
 		vduse_warn("%s: queue %u: its thread stopped after %ld ms",
 			   r->dev->name, q->vq->index, took);
@@ -248,23 +282,65 @@ static void join_queue(struct vduse_runner *r, struct runner_queue *q)
 		/* It ended while another queue was being waited for. */
 		vduse_err("%s: queue %u: slow to stop: its thread took %ld ms (limit %u ms)",
 			  r->dev->name, q->vq->index, took, limit);
-	vduse_sys->close(q->stop_fd);
-	q->stop_fd = -1;
-	q->running = false;
-	q->stopping = false;
+	return false;
 }
 
-static void hook_stop(void *data, struct vduse_vq *vq)
+/*
+ * A thread left behind by a stop: wait for it (@wait) or only take it if
+ * it has ended, then let the library release its queue.  On the thread
+ * that starts and stops queues.
+ */
+static void reap_queue(struct vduse_runner *r, struct runner_queue *q,
+		       bool wait)
+{
+	long took;
+
+	if (!q->behind)
+		return;
+	pthread_mutex_lock(&r->lock);
+	if (!q->exited && !wait) {
+		pthread_mutex_unlock(&r->lock);
+		return;
+	}
+	while (!q->exited)
+		pthread_cond_wait(&r->exited, &r->lock);
+	took = took_ms(q);
+	pthread_mutex_unlock(&r->lock);
+	finish_join(q);
+	vduse_warn("%s: queue %u: its thread stopped after %ld ms",
+		   r->dev->name, q->vq->index, took);
+	vduse_vq_left_behind_gone(q->vq);
+}
+
+static void reap_ended(struct vduse_runner *r)
+{
+	unsigned int i;
+	uint64_t v;
+
+	vduse_sys->read(r->reap_fd, &v, sizeof(v));
+	for (i = 0; i < r->dev->num_queues; i++)
+		reap_queue(r, &r->queues[i], false);
+}
+
+static int hook_stop(void *data, struct vduse_vq *vq)
 {
 	struct vduse_runner *r = data;
 
-	join_queue(r, &r->queues[vq->index]);
+	return join_queue(r, &r->queues[vq->index], true);
+}
+
+static void hook_reap(void *data, struct vduse_vq *vq)
+{
+	struct vduse_runner *r = data;
+
+	reap_queue(r, &r->queues[vq->index], true);
 }
 
 static const struct vduse_queue_hooks runner_hooks = {
 	.start = hook_start,
 	.stop = hook_stop,
 	.stop_begin = tell_stop_all,
+	.reap = hook_reap,
 };
 
 /* The control thread ends on its own: tell the application. */
@@ -283,12 +359,13 @@ static void *control_thread(void *arg)
 	int ret;
 
 	for (;;) {
-		struct pollfd fds[2] = {
+		struct pollfd fds[3] = {
 			{ .fd = r->stop_fd, .events = POLLIN },
 			{ .fd = dev->dev_fd, .events = POLLIN },
+			{ .fd = r->reap_fd, .events = POLLIN },
 		};
 
-		if (poll(fds, 2, -1) < 0) {
+		if (poll(fds, 3, -1) < 0) {
 			if (errno == EINTR)
 				continue;
 			ret = -errno;
@@ -298,6 +375,10 @@ static void *control_thread(void *arg)
 		}
 		if (fds[0].revents)
 			return NULL;
+		if (fds[2].revents)
+			reap_ended(r);
+		if (!fds[1].revents)
+			continue;
 		if (fds[1].revents & (POLLERR | POLLHUP | POLLNVAL)) {
 			ret = fds[1].revents & POLLNVAL ? -EBADF : -EIO;
 			vduse_err("%s: runner: stopping the control thread: the device fd reports %s",
@@ -319,6 +400,8 @@ static void runner_destroy(struct vduse_runner *r)
 {
 	if (r->status_fd >= 0)
 		vduse_sys->close(r->status_fd);
+	if (r->reap_fd >= 0)
+		vduse_sys->close(r->reap_fd);
 	pthread_cond_destroy(&r->exited);
 	pthread_mutex_destroy(&r->lock);
 	free(r->queues);
@@ -342,6 +425,7 @@ int vduse_runner_new(struct vduse_device *dev,
 		return -ENOMEM;
 	r->stop_fd = -1;
 	r->status_fd = -1;
+	r->reap_fd = -1;
 	/* Queue threads are timed on the monotonic clock. */
 	pthread_condattr_init(&attr);
 	pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
@@ -362,8 +446,9 @@ int vduse_runner_new(struct vduse_device *dev,
 	r->dev = dev;
 
 	r->status_fd = new_event_fd();
-	if (r->status_fd < 0) {
-		ret = r->status_fd;
+	r->reap_fd = new_event_fd();
+	if (r->status_fd < 0 || r->reap_fd < 0) {
+		ret = r->status_fd < 0 ? r->status_fd : r->reap_fd;
 		vduse_err("%s: runner: cannot create its eventfd: %s",
 			  dev->name, strerror(-ret));
 		runner_destroy(r);
@@ -430,11 +515,14 @@ void vduse_runner_free(struct vduse_runner *r)
 		vduse_sys->close(r->stop_fd);
 	/*
 	 * The control thread is gone, so nothing else starts or stops
-	 * queues.  Tell every queue thread before waiting for any.
+	 * queues.  Threads left behind by a stop are waited for, then every
+	 * running one is told to stop before any is waited for.
 	 */
+	for (i = 0; i < r->dev->num_queues; i++)
+		reap_queue(r, &r->queues[i], true);
 	tell_stop_all(r);
 	for (i = 0; i < r->dev->num_queues; i++)
-		join_queue(r, &r->queues[i]);
+		join_queue(r, &r->queues[i], false);
 	vduse_device_set_hooks(r->dev, NULL, NULL);
 	runner_destroy(r);
 }

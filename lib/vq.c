@@ -102,10 +102,14 @@ int vduse_vq_start(struct vduse_vq *vq)
 {
 	struct vduse_device *dev = vq->dev;
 	struct vduse_vq_info info = { .index = vq->index };
+	bool behind = false;
 	int ret;
 
 	if (vq->started)
 		return 0;
+	/* A thread left behind by the last stop must be gone first. */
+	if (vq->left_behind && dev->hooks && dev->hooks->reap)
+		dev->hooks->reap(dev->hooks_data, vq);
 	ret = vduse_sys->ioctl(dev->dev_fd, VDUSE_VQ_GET_INFO, &info);
 	if (ret < 0) {
 		vduse_err("%s: queue %u: VDUSE_VQ_GET_INFO: %s", dev->name,
@@ -175,7 +179,8 @@ int vduse_vq_start(struct vduse_vq *vq)
 		ret = dev->ops.queue_start(dev, vq);
 		if (ret < 0) {
 			if (dev->hooks && dev->hooks->stop)
-				dev->hooks->stop(dev->hooks_data, vq);
+				behind = dev->hooks->stop(dev->hooks_data,
+							  vq) > 0;
 			goto fail;
 		}
 	}
@@ -184,21 +189,31 @@ fail:
 	vduse_err("%s: queue %u: start refused by backend: %s", dev->name,
 		  vq->index, strerror(-ret));
 	set_kickfd(vq, VDUSE_EVENTFD_DEASSIGN);
+	vduse_iotlb_lock(&vq->iotlb);
 	vq->started = false;
+	if (behind)
+		vq->left_behind = true;
+	else
+		vduse_iotlb_unpin_all(&vq->iotlb);
+	vduse_iotlb_unlock(&vq->iotlb);
 	return ret;
 }
 
 void vduse_vq_stop(struct vduse_vq *vq)
 {
 	struct vduse_device *dev = vq->dev;
+	bool behind = false;
 
 	if (!vq->started)
 		return;
 	if (dev->hooks && dev->hooks->stop)
-		dev->hooks->stop(dev->hooks_data, vq);
-	if (dev->ops.queue_stop)
+		behind = dev->hooks->stop(dev->hooks_data, vq) > 0;
+	if (!behind && dev->ops.queue_stop)
 		dev->ops.queue_stop(dev, vq);
-	if (vq->inflight)
+	if (behind)
+		vduse_warn("%s: queue %u stopped without its thread; its %u requests in flight keep their buffers mapped until it ends",
+			   dev->name, vq->index, vq->inflight);
+	else if (vq->inflight)
 		vduse_warn("%s: queue %u stopped with %u requests in flight",
 			   dev->name, vq->index, vq->inflight);
 	set_kickfd(vq, VDUSE_EVENTFD_DEASSIGN);
@@ -217,10 +232,32 @@ void vduse_vq_stop(struct vduse_vq *vq)
 	vq->num = 0;
 	vq->inflight = 0;
 	vduse_iotlb_invalidate(&vq->iotlb, 0, UINT64_MAX);
-	/* queue_stop returned: the backend holds no element any more. */
-	vduse_iotlb_unpin_all(&vq->iotlb);
+	/*
+	 * Once queue_stop returned the backend holds no element any more.
+	 * A thread left behind still may: pops and pushes now fail (-EIO),
+	 * and what its elements point at stays mapped until it has ended.
+	 */
+	if (behind)
+		vq->left_behind = true;
+	else
+		vduse_iotlb_unpin_all(&vq->iotlb);
+	vduse_iotlb_reclaim(&vq->iotlb);
 	vduse_iotlb_unlock(&vq->iotlb);
 	vduse_dbg("%s: queue %u stopped", dev->name, vq->index);
+}
+
+void vduse_vq_left_behind_gone(struct vduse_vq *vq)
+{
+	struct vduse_device *dev = vq->dev;
+
+	vduse_iotlb_lock(&vq->iotlb);
+	vq->left_behind = false;
+	vduse_iotlb_unpin_all(&vq->iotlb);
+	vduse_iotlb_unlock(&vq->iotlb);
+	if (dev->ops.queue_stop)
+		dev->ops.queue_stop(dev, vq);
+	vduse_dbg("%s: queue %u: the thread left behind has ended", dev->name,
+		  vq->index);
 }
 
 void vduse_vq_fail(struct vduse_vq *vq, int err, const char *fmt, ...)

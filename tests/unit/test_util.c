@@ -81,7 +81,9 @@ static int cb_start(struct vduse_device *dev, struct vduse_vq *vq)
 
 static void cb_stop(struct vduse_device *dev, struct vduse_vq *vq)
 {
-	tu_cb.queue_stop++;
+	/* Atomic: for a queue left behind by the runner it comes late, on
+	 * the control thread, while the test polls it. */
+	__atomic_add_fetch(&tu_cb.queue_stop, 1, __ATOMIC_SEQ_CST);
 }
 
 static void cb_reset(struct vduse_device *dev)
