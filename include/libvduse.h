@@ -140,9 +140,21 @@ struct vduse_device_config {
 	uint32_t flags;		/* VDUSE_DEVICE_F_* */
 	const struct vduse_device_ops *ops;
 	void *opaque;		/* returned by vduse_device_opaque() */
+	/*
+	 * The in-flight log (docs/recovery.md), which vduse_device_open()
+	 * needs to reconnect after a crash: a file the library creates or
+	 * truncates (e.g. under /run), or, with VDUSE_DEVICE_F_LOG_FD in
+	 * @flags, @log_fd: an open read-write fd of a file (a memfd kept by
+	 * a supervisor, say) that stays the caller's.  Neither: no log, and
+	 * pop and push cost nothing more.  Either is locked (flock) while
+	 * the device is open: a second user gets -EBUSY.
+	 */
+	const char *log_path;
+	int log_fd;
 };
 
 #define VDUSE_DEVICE_F_NO_RING_FEATURES (1u << 0)
+#define VDUSE_DEVICE_F_LOG_FD		(1u << 1)
 
 /*
  * Create a device: negotiate the API version on /dev/vduse/control, create
@@ -152,6 +164,24 @@ struct vduse_device_config {
  */
 int vduse_device_new(const struct vduse_device_config *cfg,
 		     struct vduse_device **out);
+
+/*
+ * Reconnect to an existing device after the process that served it died
+ * (docs/recovery.md): @cfg must be the one it was created with, including
+ * its in-flight log.  The log is checked against @cfg (-ENOENT when it is
+ * missing, -EINVAL when it does not match, -EBUSY when another process
+ * holds it; each says why through the log handler), then
+ * /dev/vduse/$name is opened (-ENOENT: no such device, -EBUSY: still open
+ * elsewhere).  Nothing is asked of the driver: the first
+ * vduse_device_process() finds the queues the driver has ready, maps their
+ * rings and starts them (queue_start, as after DRIVER_OK) from the log.
+ * Then vduse_vq_pop() returns every request that was in flight at the
+ * crash again, in the order it was first popped, before any new one; the
+ * backend executes each again and pushes it once.  vduse_device_free()
+ * destroys the device as if it had been created here.
+ */
+int vduse_device_open(const struct vduse_device_config *cfg,
+		      struct vduse_device **out);
 
 /*
  * Stop every queue, unmap everything, close the device and destroy it in

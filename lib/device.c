@@ -61,7 +61,17 @@ static int check_config(const struct vduse_device_config *c)
 			  c->name, c->config_size);
 		return -EINVAL;
 	}
+	if ((c->flags & VDUSE_DEVICE_F_LOG_FD) && c->log_path) {
+		vduse_err("%s: both a log path and VDUSE_DEVICE_F_LOG_FD",
+			  c->name);
+		return -EINVAL;
+	}
 	return 0;
+}
+
+static bool has_log(const struct vduse_device_config *c)
+{
+	return c->log_path || (c->flags & VDUSE_DEVICE_F_LOG_FD);
 }
 
 static int open_control(void)
@@ -127,26 +137,34 @@ static int create_in_kernel(struct vduse_device *dev)
 	return ret;
 }
 
-/* The node appears through devtmpfs or udev, possibly a little later. */
-static int open_dev_node(const char *name)
+/*
+ * A new node appears through devtmpfs or udev, possibly a little later:
+ * @tries attempts 10 ms apart.
+ */
+static int open_dev_node(const char *name, int tries)
 {
 	char path[sizeof(DEV_DIR) + VDUSE_NAME_MAX];
 	struct timespec ts = { 0, 10 * 1000 * 1000 };
-	int fd, tries;
+	int fd;
 
 	snprintf(path, sizeof(path), DEV_DIR "%s", name);
-	for (tries = 0; tries < 200; tries++) {
+	for (;;) {
 		fd = vduse_sys->open(path, O_RDWR | O_NONBLOCK | O_CLOEXEC);
-		if (fd != -ENOENT)
+		if (fd != -ENOENT || --tries <= 0)
 			break;
 		nanosleep(&ts, NULL);
 	}
-	if (fd < 0)
+	if (fd == -ENOENT && tries == 0)
+		vduse_err("no VDUSE device named %s (%s does not exist)",
+			  name, path);
+	else if (fd == -EBUSY)
+		vduse_err("cannot open %s: another process has it open", path);
+	else if (fd < 0)
 		vduse_err("cannot open %s: %s", path, strerror(-fd));
 	return fd;
 }
 
-static int setup_queues(struct vduse_device *dev)
+static int setup_queues(struct vduse_device *dev, bool setup)
 {
 	unsigned int i;
 	int ret;
@@ -155,15 +173,18 @@ static int setup_queues(struct vduse_device *dev)
 	if (!dev->vqs)
 		return -ENOMEM;
 	for (i = 0; i < dev->num_queues; i++) {
-		ret = vduse_vq_init(&dev->vqs[i], dev, i, dev->queue_size);
+		ret = vduse_vq_init(&dev->vqs[i], dev, i, dev->queue_size,
+				    setup);
 		if (ret < 0)
 			return ret;
 	}
 	return 0;
 }
 
-int vduse_device_new(const struct vduse_device_config *cfg,
-		     struct vduse_device **out)
+/* A device handle from a checked config; nothing asked of the kernel. */
+static int device_alloc(const struct vduse_device_config *cfg,
+			struct vduse_device_config *cp,
+			struct vduse_device **out)
 {
 	struct vduse_device_config c;
 	struct vduse_device *dev;
@@ -183,6 +204,7 @@ int vduse_device_new(const struct vduse_device_config *cfg,
 		return -ENOMEM;
 	dev->control_fd = -1;
 	dev->dev_fd = -1;
+	dev->ilog.fd = -1;
 	snprintf(dev->name, sizeof(dev->name), "%s", c.name);
 	dev->device_id = c.device_id;
 	dev->vendor_id = c.vendor_id;
@@ -207,28 +229,106 @@ int vduse_device_new(const struct vduse_device_config *cfg,
 			goto fail;
 		memcpy(dev->config, c.config, c.config_size);
 	}
+	*cp = c;
+	*out = dev;
+	return 0;
+fail:
+	vduse_device_free(dev);
+	return ret;
+}
 
-	ret = open_control();
+static int control_open(struct vduse_device *dev)
+{
+	int ret = open_control();
+
 	if (ret < 0)
-		goto fail;
+		return ret;
 	dev->control_fd = ret;
-	ret = negotiate_api(dev->control_fd);
+	return negotiate_api(dev->control_fd);
+}
+
+int vduse_device_new(const struct vduse_device_config *cfg,
+		     struct vduse_device **out)
+{
+	struct vduse_device_config c;
+	struct vduse_device *dev;
+	int ret;
+
+	if (!cfg || !out)
+		return -EINVAL;
+	*out = NULL;
+	ret = device_alloc(cfg, &c, &dev);
+	if (ret < 0)
+		return ret;
+	ret = control_open(dev);
 	if (ret < 0)
 		goto fail;
 	ret = create_in_kernel(dev);
 	if (ret < 0)
 		goto fail;
-	ret = open_dev_node(dev->name);
+	/* After the create: a taken name must not truncate its log. */
+	if (has_log(&c)) {
+		ret = vduse_ilog_create(dev, &c);
+		if (ret < 0)
+			goto fail;
+	}
+	ret = open_dev_node(dev->name, 200);
 	if (ret < 0)
 		goto fail;
 	dev->dev_fd = ret;
-	ret = setup_queues(dev);
+	ret = setup_queues(dev, true);
 	if (ret < 0)
 		goto fail;
 
-	vduse_info("%s: created (device id %u, %u queues of up to %u)",
+	vduse_info("%s: created (device id %u, %u queues of up to %u%s)",
 		   dev->name, dev->device_id, dev->num_queues,
-		   dev->queue_size);
+		   dev->queue_size, dev->ilog.hdr ? ", in-flight log" : "");
+	*out = dev;
+	return 0;
+fail:
+	vduse_device_free(dev);
+	return ret;
+}
+
+int vduse_device_open(const struct vduse_device_config *cfg,
+		      struct vduse_device **out)
+{
+	struct vduse_device_config c;
+	struct vduse_device *dev;
+	int ret;
+
+	if (!cfg || !out)
+		return -EINVAL;
+	*out = NULL;
+	ret = device_alloc(cfg, &c, &dev);
+	if (ret < 0)
+		return ret;
+	if (!has_log(&c)) {
+		vduse_err("%s: reconnecting needs the in-flight log (log_path or VDUSE_DEVICE_F_LOG_FD)",
+			  dev->name);
+		ret = -EINVAL;
+		goto fail;
+	}
+	/* The log first: without it nothing in the kernel is touched. */
+	ret = vduse_ilog_attach(dev, &c);
+	if (ret < 0)
+		goto fail;
+	ret = control_open(dev);
+	if (ret < 0)
+		goto fail;
+	ret = open_dev_node(dev->name, 1);
+	if (ret < 0)
+		goto fail;
+	dev->dev_fd = ret;
+	/* Ours now: vduse_device_free() destroys it. */
+	dev->created = true;
+	/* The kernel kept the queues' setup. */
+	ret = setup_queues(dev, false);
+	if (ret < 0)
+		goto fail;
+	dev->recover_pending = true;
+	vduse_info("%s: reopened; recovering from its in-flight log",
+		   dev->name);
 	*out = dev;
 	return 0;
 fail:
@@ -260,6 +360,7 @@ void vduse_device_free(struct vduse_device *dev)
 	vduse_device_stop_queues(dev);
 	for (i = 0; dev->vqs && i < dev->num_queues; i++)
 		vduse_vq_release(&dev->vqs[i]);
+	vduse_ilog_close(dev);
 	free(dev->vqs);
 	if (dev->dev_fd >= 0)
 		vduse_sys->close(dev->dev_fd);
@@ -277,6 +378,16 @@ void vduse_device_free(struct vduse_device *dev)
 		vduse_sys->close(dev->control_fd);
 	free(dev->config);
 	free(dev);
+}
+
+void vduse_device_forget(struct vduse_device *dev)
+{
+	if (!dev)
+		return;
+	vduse_ilog_close(dev);	/* no stop reaches the log */
+	dev->created = false;
+	dev->attached = false;
+	vduse_device_free(dev);
 }
 
 int vduse_device_set_hooks(struct vduse_device *dev,

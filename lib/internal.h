@@ -10,6 +10,7 @@
 
 #include "libvduse.h"
 #include "iotlb.h"
+#include "inflight_log.h"
 
 #define VDUSE_LIB_MAX_QUEUE_SIZE	32768u
 #define VDUSE_LIB_MAX_QUEUES		65535u
@@ -81,6 +82,15 @@ struct vduse_vq {
 	unsigned int iov_cap;
 	struct vring_desc *indirect_buf;	/* max_size entries */
 
+	/*
+	 * In-flight log record (NULL: no log, and pop and push do nothing
+	 * more than test this).  After a reconnect, the heads to pop again
+	 * before anything new, in their original order.
+	 */
+	struct vduse_ilog_vq *ilog;
+	uint16_t *replay;
+	unsigned int nr_replay, replay_pos;
+
 	struct vduse_iotlb iotlb;
 	void *runner_data;
 };
@@ -109,11 +119,17 @@ struct vduse_device {
 
 	const struct vduse_queue_hooks *hooks;
 	void *hooks_data;
+
+	struct vduse_ilog ilog;	/* ilog.hdr NULL: none */
+	/* Opened by vduse_device_open(): recover on the first process(). */
+	bool recover_pending;
+	bool recovering;	/* queues start from the log */
 };
 
 /* vq.c */
+/* @setup: tell the kernel (VDUSE_VQ_SETUP); not for a reopened device. */
 int vduse_vq_init(struct vduse_vq *vq, struct vduse_device *dev,
-		  unsigned int index, unsigned int max_size);
+		  unsigned int index, unsigned int max_size, bool setup);
 void vduse_vq_release(struct vduse_vq *vq);
 int vduse_vq_start(struct vduse_vq *vq);
 void vduse_vq_stop(struct vduse_vq *vq);
@@ -144,6 +160,12 @@ void vduse_split_init_used(struct vduse_vq *vq);
 void vduse_device_stop_queues(struct vduse_device *dev);
 int vduse_device_set_hooks(struct vduse_device *dev,
 			   const struct vduse_queue_hooks *hooks, void *data);
+
+/*
+ * Drop @dev as a killed process would: no queue stop reaches the log, the
+ * device stays in the kernel.  For the unit tests' crash simulations.
+ */
+void vduse_device_forget(struct vduse_device *dev);
 
 /* message.c */
 void vduse_device_set_status(struct vduse_device *dev, uint8_t status);

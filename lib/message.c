@@ -88,6 +88,57 @@ void vduse_device_set_status(struct vduse_device *dev, uint8_t status)
 		dev->ops.status_changed(dev, status);
 }
 
+/*
+ * The first process() after vduse_device_open(): is the driver live?  No
+ * message says so (the kernel does not repeat SET_STATUS for a new
+ * opener): a queue the driver made ready says it.  A SET_STATUS the dead
+ * process read but did not answer comes again, and finds the status
+ * already set.
+ */
+static void recover(struct vduse_device *dev)
+{
+	uint8_t status = VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER |
+			 VIRTIO_CONFIG_S_FEATURES_OK |
+			 VIRTIO_CONFIG_S_DRIVER_OK;
+	unsigned int i, ready = 0;
+	int ret;
+
+	dev->recover_pending = false;
+	for (i = 0; i < dev->num_queues; i++) {
+		struct vduse_vq_info info = { .index = i };
+
+		ret = vduse_sys->ioctl(dev->dev_fd, VDUSE_VQ_GET_INFO, &info);
+		if (ret < 0) {
+			vduse_err("%s: queue %u: VDUSE_VQ_GET_INFO: %s",
+				  dev->name, i, strerror(-ret));
+			continue;
+		}
+		ready += info.ready != 0;
+	}
+	if (!ready) {
+		/* Reset or never started: nothing logged can be completed. */
+		for (i = 0; i < dev->num_queues; i++) {
+			if (!dev->vqs[i].ilog || !dev->vqs[i].ilog->num)
+				continue;
+			vduse_warn("%s: queue %u is not ready: the requests its in-flight log held are dropped",
+				   dev->name, i);
+			vduse_ilog_vq_stop(&dev->vqs[i]);
+		}
+		vduse_info("%s: the driver is not live: waiting for it",
+			   dev->name);
+		return;
+	}
+	read_features(dev);
+	__atomic_store_n(&dev->status, status, __ATOMIC_RELAXED);
+	dev->recovering = true;
+	start_queues(dev);
+	dev->recovering = false;
+	vduse_info("%s: reconnected to a live driver (%u queues ready)",
+		   dev->name, ready);
+	if (dev->ops.status_changed)
+		dev->ops.status_changed(dev, status);
+}
+
 static void get_vq_state(struct vduse_device *dev,
 			 const struct vduse_dev_request *req,
 			 struct vduse_dev_response *resp)
@@ -143,6 +194,8 @@ int vduse_device_process(struct vduse_device *dev)
 
 	if (!dev)
 		return -EINVAL;
+	if (dev->recover_pending)
+		recover(dev);
 	for (;;) {
 		struct vduse_dev_request req;
 		struct vduse_dev_response resp;

@@ -13,7 +13,7 @@
 #include "sys.h"
 
 int vduse_vq_init(struct vduse_vq *vq, struct vduse_device *dev,
-		  unsigned int index, unsigned int max_size)
+		  unsigned int index, unsigned int max_size, bool setup)
 {
 	struct vduse_vq_config cfg = { .index = index, .max_size = max_size };
 	int ret;
@@ -22,6 +22,7 @@ int vduse_vq_init(struct vduse_vq *vq, struct vduse_device *dev,
 	vq->index = index;
 	vq->max_size = max_size;
 	vq->kick_fd = -1;
+	vq->ilog = vduse_ilog_vq(dev, index);
 	vduse_iotlb_init(&vq->iotlb, dev->dev_fd);
 
 	ret = vduse_sys->eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
@@ -31,6 +32,8 @@ int vduse_vq_init(struct vduse_vq *vq, struct vduse_device *dev,
 		return ret;
 	}
 	vq->kick_fd = ret;
+	if (!setup)
+		return 0;
 
 	ret = vduse_sys->ioctl(dev->dev_fd, VDUSE_VQ_SETUP, &cfg);
 	if (ret < 0) {
@@ -48,6 +51,10 @@ static void free_ring_state(struct vduse_vq *vq)
 	free(vq->deferred);
 	free(vq->iov);
 	free(vq->indirect_buf);
+	free(vq->replay);
+	vq->replay = NULL;
+	vq->nr_replay = 0;
+	vq->replay_pos = 0;
 	vq->inflight_map = NULL;
 	vq->head_slot = NULL;
 	vq->deferred = NULL;
@@ -102,7 +109,7 @@ int vduse_vq_start(struct vduse_vq *vq)
 {
 	struct vduse_device *dev = vq->dev;
 	struct vduse_vq_info info = { .index = vq->index };
-	bool behind = false;
+	bool behind = false, recover;
 	int ret;
 
 	if (vq->started)
@@ -116,13 +123,30 @@ int vduse_vq_start(struct vduse_vq *vq)
 			  vq->index, strerror(-ret));
 		return ret;
 	}
-	if (!info.ready)
+	if (!info.ready) {
+		if (dev->recovering && vq->ilog && vq->ilog->num) {
+			vduse_warn("%s: queue %u is no longer ready: the requests its in-flight log held are dropped",
+				   dev->name, vq->index);
+			vduse_ilog_vq_stop(vq);
+		}
 		return 0;
+	}
+	recover = dev->recovering && vq->ilog && vq->ilog->num;
 	if (info.num == 0 || info.num > vq->max_size ||
 	    (info.num & (info.num - 1))) {
 		vduse_err("%s: queue %u: bad size %u (max %u)", dev->name,
 			  vq->index, info.num, vq->max_size);
 		return -EINVAL;
+	}
+	if (recover && (vq->ilog->num != info.num ||
+			vq->ilog->desc_addr != info.desc_addr ||
+			vq->ilog->avail_addr != info.driver_addr ||
+			vq->ilog->used_addr != info.device_addr)) {
+		vduse_err("%s: queue %u: the driver's ring (size %u, desc 0x%llx) is not the one in the in-flight log (size %u, desc 0x%llx): cannot recover",
+			  dev->name, vq->index, info.num,
+			  (unsigned long long)info.desc_addr, vq->ilog->num,
+			  (unsigned long long)vq->ilog->desc_addr);
+		return -ESTALE;
 	}
 	vq->num = info.num;
 	vq->desc_addr = info.desc_addr;
@@ -139,9 +163,20 @@ int vduse_vq_start(struct vduse_vq *vq)
 	ret = alloc_ring_state(vq);
 	if (ret < 0)
 		return ret;
+	if (!recover)
+		vduse_ilog_vq_stop(vq);	/* a new ring: the old record is void */
 	vduse_iotlb_lock(&vq->iotlb);
 	ret = vduse_split_map_rings(vq);
-	if (vduse_iotlb_transient(ret)) {
+	if (recover && ret == 0) {
+		/* The used ring is needed now, to reconcile with the log. */
+		ret = vduse_ilog_recover_vq(vq);
+		vduse_iotlb_unlock(&vq->iotlb);
+		if (ret < 0)
+			return ret;	/* logged */
+		goto kick;
+	} else if (recover) {
+		/* A shortage too: recovery cannot wait for a later pop. */
+	} else if (vduse_iotlb_transient(ret)) {
 		/* Start anyway: the first pop or push maps them. */
 		vduse_warn("%s: queue %u: rings not mapped yet: %s",
 			   dev->name, vq->index, strerror(-ret));
@@ -160,6 +195,7 @@ int vduse_vq_start(struct vduse_vq *vq)
 		return ret;
 	}
 
+kick:
 	ret = set_kickfd(vq, vq->kick_fd);
 	if (ret < 0) {
 		vduse_err("%s: queue %u: VDUSE_VQ_SETUP_KICKFD: %s",
@@ -225,6 +261,7 @@ void vduse_vq_stop(struct vduse_vq *vq)
 			   dev->name, vq->index, vq->nr_deferred);
 	vq->nr_deferred = 0;
 	vq->started = false;
+	vduse_ilog_vq_stop(vq);	/* what it held was completed or abandoned */
 	vq->rings_pending = false;
 	vq->desc = NULL;
 	vq->avail = NULL;

@@ -83,6 +83,7 @@ void vduse_split_init_used(struct vduse_vq *vq)
 	/* Nothing pushed yet: nothing to notify about. */
 	vq->signalled_used = vq->used_idx;
 	vq->rings_pending = false;
+	vduse_ilog_vq_start(vq);
 }
 
 /* Put one completion in the used ring (used->idx is stored later). */
@@ -90,9 +91,27 @@ static void put_used(struct vduse_vq *vq, uint32_t id, uint32_t len)
 {
 	struct vring_used_elem *u = &vq->used->ring[vq->used_idx % vq->num];
 
+	if (vq->ilog)
+		vduse_crash_point();
 	RING_STORE(u->id, htole32(id));
-	RING_STORE(u->len, htole32(len));
+	if (vq->ilog) {
+		vduse_crash_point();
+		RING_STORE(u->len, htole32(len));
+		vduse_ilog_done(vq->ilog, id, vq->used_idx);
+	} else {
+		RING_STORE(u->len, htole32(len));
+	}
 	vq->used_idx++;
+}
+
+/* Make the used entries written so far visible to the driver. */
+static void publish_used(struct vduse_vq *vq)
+{
+	if (vq->ilog)
+		vduse_crash_point();
+	RING_STORE_REL(vq->used->idx, htole16(vq->used_idx));
+	if (vq->ilog)
+		vduse_ilog_used(vq->ilog, vq->used_idx);
 }
 
 /* Publish the pushes the used ring could not take when they were made. */
@@ -103,8 +122,11 @@ static void flush_deferred(struct vduse_vq *vq)
 	for (i = 0; i < vq->nr_deferred; i++)
 		put_used(vq, le32toh(vq->deferred[i].id),
 			 le32toh(vq->deferred[i].len));
+	publish_used(vq);
+	/* The log kept them in flight until now. */
+	for (i = 0; vq->ilog && i < vq->nr_deferred; i++)
+		vduse_ilog_free(vq->ilog, le32toh(vq->deferred[i].id));
 	vq->nr_deferred = 0;
-	RING_STORE_REL(vq->used->idx, htole16(vq->used_idx));
 	vq->flushed = true;	/* the driver may be waiting for an interrupt */
 }
 
@@ -331,6 +353,11 @@ static int pop_locked(struct vduse_vq *vq, size_t sz, void **out)
 	ret = rings_valid(vq);
 	if (ret < 0)
 		return ret == -ENOMEM ? ret : -EIO;
+	if (vq->ilog && vq->replay_pos < vq->nr_replay) {
+		/* After a reconnect: what the last process left in flight. */
+		head = vq->replay[vq->replay_pos];
+		goto walk;
+	}
 	avail = read_avail_idx(vq);
 	if (avail < 0)
 		return avail;
@@ -358,6 +385,7 @@ static int pop_locked(struct vduse_vq *vq, size_t sz, void **out)
 			      head);
 		return -EIO;
 	}
+walk:
 	for (tries = 0;; tries++) {
 		memset(&c, 0, sizeof(c));
 		ret = walk_chain(vq, head, &c);
@@ -386,13 +414,21 @@ static int pop_locked(struct vduse_vq *vq, size_t sz, void **out)
 	elem->in_sg = elem->out_sg + c.out;
 	memcpy(elem->out_sg, vq->iov, c.n * sizeof(struct iovec));
 
-	inflight_flip(vq, head);
 	vq->inflight++;
 	vq->head_slot[head] = (uint8_t)vduse_iotlb_pin(&vq->iotlb);
+	*out = elem;
+	if (vq->ilog) {
+		if (vq->replay_pos < vq->nr_replay) {
+			/* Logged and marked in flight by the recovery. */
+			vq->replay_pos++;
+			return 0;
+		}
+		vduse_ilog_pop(vq->ilog, head, vq->last_avail_idx);
+	}
+	inflight_flip(vq, head);
 	vq->last_avail_idx++;
 	if (vq->event_idx)
 		RING_STORE(*avail_event(vq), htole16(vq->last_avail_idx));
-	*out = elem;
 	return 0;
 }
 
@@ -470,7 +506,9 @@ int vduse_vq_push(struct vduse_vq *vq, const struct vduse_vq_elem *elem,
 		goto out;
 	} else {
 		put_used(vq, elem->id, len);
-		RING_STORE_REL(vq->used->idx, htole16(vq->used_idx));
+		publish_used(vq);
+		if (vq->ilog)
+			vduse_ilog_free(vq->ilog, elem->id);
 	}
 	inflight_flip(vq, elem->id);
 	vq->inflight--;

@@ -1,0 +1,389 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+/*
+ * The in-flight log (see inflight_log.h and docs/recovery.md): creating,
+ * checking and closing the file, and reconciling it with the used ring
+ * when a successor process reconnects.
+ */
+#include <endian.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/virtio_ring.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "internal.h"
+#include "log.h"
+
+#ifdef VDUSE_LIB_CRASH_POINTS
+unsigned long vduse_crash_countdown;
+unsigned long vduse_crash_points;
+
+void vduse_crash_point(void)
+{
+	vduse_crash_points++;
+	if (vduse_crash_countdown && --vduse_crash_countdown == 0)
+		raise(SIGKILL);
+}
+#endif
+
+#define ALIGN64(x)	(((x) + 63) & ~(size_t)63)
+
+static size_t header_bytes(void)
+{
+	return ALIGN64(sizeof(struct vduse_ilog_header));
+}
+
+static size_t vq_stride(unsigned int queue_size)
+{
+	return ALIGN64(sizeof(struct vduse_ilog_vq) +
+		       sizeof(uint64_t) * queue_size);
+}
+
+static size_t file_bytes(const struct vduse_device *dev)
+{
+	return header_bytes() + vq_stride(dev->queue_size) * dev->num_queues;
+}
+
+static const char *where(const struct vduse_device_config *c)
+{
+	return c->flags & VDUSE_DEVICE_F_LOG_FD ? "the log fd" : c->log_path;
+}
+
+/* Open (or create) the file, lock it against a second user. */
+static int open_file(struct vduse_device *dev,
+		     const struct vduse_device_config *c, bool create)
+{
+	int fd, ret;
+
+	if (c->flags & VDUSE_DEVICE_F_LOG_FD) {
+		if (c->log_fd < 0) {
+			vduse_err("%s: VDUSE_DEVICE_F_LOG_FD with fd %d",
+				  dev->name, c->log_fd);
+			return -EBADF;
+		}
+		fd = c->log_fd;
+	} else {
+		fd = open(c->log_path, O_RDWR | O_CLOEXEC |
+			  (create ? O_CREAT : 0), 0600);
+		if (fd < 0) {
+			ret = -errno;
+			if (ret == -ENOENT && !create)
+				vduse_err("%s: no in-flight log at %s: cannot reconnect without it",
+					  dev->name, c->log_path);
+			else
+				vduse_err("%s: in-flight log %s: %s",
+					  dev->name, c->log_path,
+					  strerror(-ret));
+			return ret;
+		}
+		dev->ilog.fd = fd;
+	}
+	if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+		ret = -errno;
+		vduse_err("%s: in-flight log %s: %s", dev->name, where(c),
+			  ret == -EWOULDBLOCK ? "in use by another process" :
+			  strerror(-ret));
+		return ret == -EWOULDBLOCK ? -EBUSY : ret;
+	}
+	return fd;
+}
+
+static int map_file(struct vduse_device *dev, int fd, size_t size)
+{
+	void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+
+	if (p == MAP_FAILED) {
+		int ret = -errno;
+
+		vduse_err("%s: cannot map the in-flight log (%zu bytes): %s",
+			  dev->name, size, strerror(-ret));
+		return ret;
+	}
+	dev->ilog.hdr = p;
+	dev->ilog.size = size;
+	return 0;
+}
+
+int vduse_ilog_create(struct vduse_device *dev,
+		      const struct vduse_device_config *c)
+{
+	size_t size = file_bytes(dev);
+	struct vduse_ilog_header *h;
+	int fd, ret;
+
+	fd = open_file(dev, c, true);
+	if (fd < 0)
+		return fd;
+	/* Truncating to 0 first zeroes whatever an older log held. */
+	if (ftruncate(fd, 0) < 0 || ftruncate(fd, (off_t)size) < 0) {
+		ret = -errno;
+		vduse_err("%s: cannot size the in-flight log %s to %zu bytes: %s",
+			  dev->name, where(c), size, strerror(-ret));
+		return ret;
+	}
+	ret = map_file(dev, fd, size);
+	if (ret < 0)
+		return ret;
+	h = dev->ilog.hdr;
+	h->version = VDUSE_ILOG_VERSION;
+	h->header_size = sizeof(*h);
+	memcpy(h->name, dev->name, sizeof(h->name) < sizeof(dev->name) ?
+	       sizeof(h->name) : sizeof(dev->name));
+	h->device_id = dev->device_id;
+	h->num_queues = dev->num_queues;
+	h->queue_size = dev->queue_size;
+	h->vq_stride = (uint32_t)vq_stride(dev->queue_size);
+	h->features = dev->features;
+	h->file_size = size;
+	/* Last: a log cut short by a crash here has no magic. */
+	__atomic_signal_fence(__ATOMIC_SEQ_CST);
+	memcpy(h->magic, VDUSE_ILOG_MAGIC, sizeof(h->magic));
+	return 0;
+}
+
+#define MISMATCH(what, fmt, logged, ours) do {				\
+	vduse_err("%s: in-flight log %s: " what " " fmt " does not match " fmt, \
+		  dev->name, where(c), logged, ours);			\
+	return -EINVAL;							\
+} while (0)
+
+static int check_header(struct vduse_device *dev,
+			const struct vduse_device_config *c,
+			const struct vduse_ilog_header *h, size_t st_size)
+{
+	if (memcmp(h->magic, VDUSE_ILOG_MAGIC, sizeof(h->magic))) {
+		vduse_err("%s: in-flight log %s: not a libvduse log (bad magic)",
+			  dev->name, where(c));
+		return -EINVAL;
+	}
+	if (h->version != VDUSE_ILOG_VERSION)
+		MISMATCH("layout version", "%u", h->version,
+			 VDUSE_ILOG_VERSION);
+	if (h->header_size != sizeof(*h))
+		MISMATCH("header size", "%u", h->header_size,
+			 (unsigned int)sizeof(*h));
+	if (strncmp(h->name, dev->name, sizeof(h->name))) {
+		vduse_err("%s: in-flight log %s: device name \"%.*s\" does not match",
+			  dev->name, where(c), (int)sizeof(h->name), h->name);
+		return -EINVAL;
+	}
+	if (h->device_id != dev->device_id)
+		MISMATCH("device id", "%u", h->device_id, dev->device_id);
+	if (h->num_queues != dev->num_queues)
+		MISMATCH("queue count", "%u", h->num_queues,
+			 dev->num_queues);
+	if (h->queue_size != dev->queue_size)
+		MISMATCH("queue size", "%u", h->queue_size, dev->queue_size);
+	if (h->vq_stride != vq_stride(dev->queue_size))
+		MISMATCH("queue record size", "%u", h->vq_stride,
+			 (unsigned int)vq_stride(dev->queue_size));
+	if (h->features != dev->features)
+		MISMATCH("features", "0x%llx",
+			 (unsigned long long)h->features,
+			 (unsigned long long)dev->features);
+	if (h->file_size != file_bytes(dev) || st_size != file_bytes(dev))
+		MISMATCH("size", "%llu",
+			 (unsigned long long)(h->file_size != file_bytes(dev) ?
+					      h->file_size : st_size),
+			 (unsigned long long)file_bytes(dev));
+	return 0;
+}
+
+int vduse_ilog_attach(struct vduse_device *dev,
+		      const struct vduse_device_config *c)
+{
+	struct stat st;
+	size_t size;
+	int fd, ret;
+
+	fd = open_file(dev, c, false);
+	if (fd < 0)
+		return fd;
+	if (fstat(fd, &st) < 0)
+		return -errno;
+	size = (size_t)st.st_size;
+	if (size < header_bytes()) {
+		vduse_err("%s: in-flight log %s: %zu bytes, too short for a header",
+			  dev->name, where(c), size);
+		return -EINVAL;
+	}
+	ret = map_file(dev, fd, size);
+	if (ret == 0)
+		ret = check_header(dev, c, dev->ilog.hdr, size);
+	return ret;
+}
+
+void vduse_ilog_close(struct vduse_device *dev)
+{
+	unsigned int i;
+
+	for (i = 0; dev->vqs && i < dev->num_queues; i++)
+		dev->vqs[i].ilog = NULL;
+	if (dev->ilog.hdr)
+		munmap(dev->ilog.hdr, dev->ilog.size);
+	if (dev->ilog.fd >= 0)
+		close(dev->ilog.fd);	/* drops the lock */
+	dev->ilog.hdr = NULL;
+	dev->ilog.fd = -1;
+}
+
+struct vduse_ilog_vq *vduse_ilog_vq(struct vduse_device *dev,
+				    unsigned int index)
+{
+	if (!dev->ilog.hdr)
+		return NULL;
+	return (struct vduse_ilog_vq *)((uint8_t *)dev->ilog.hdr +
+					header_bytes() +
+					vq_stride(dev->queue_size) * index);
+}
+
+void vduse_ilog_vq_stop(struct vduse_vq *vq)
+{
+	struct vduse_ilog_vq *l = vq->ilog;
+
+	if (!l)
+		return;
+	vduse_crash_point();
+	__atomic_store_n(&l->num, 0, __ATOMIC_RELEASE);
+}
+
+void vduse_ilog_vq_start(struct vduse_vq *vq)
+{
+	struct vduse_ilog_vq *l = vq->ilog;
+	unsigned int i;
+
+	if (!l)
+		return;
+	/* Not started while its record is rewritten. */
+	vduse_ilog_vq_stop(vq);
+	for (i = 0; i < vq->max_size; i++)
+		if (l->heads[i])
+			vduse_ilog_free(l, i);
+	l->desc_addr = vq->desc_addr;
+	l->avail_addr = vq->avail_addr;
+	l->used_addr = vq->used_addr;
+	vduse_ilog_store16(&l->avail_idx, vq->last_avail_idx);
+	vduse_ilog_store16(&l->used_idx, vq->used_idx);
+	vduse_crash_point();
+	__atomic_store_n(&l->num, vq->num, __ATOMIC_RELEASE);
+}
+
+/* The ring position of @pop among the num entries before @avail. */
+static unsigned int age(uint16_t avail, uint16_t pop)
+{
+	return (uint16_t)(avail - pop);
+}
+
+static int corrupt(struct vduse_vq *vq, const char *why, unsigned int head,
+		   uint64_t e)
+{
+	vduse_err("%s: queue %u: in-flight log is inconsistent: head %u (entry 0x%llx) %s",
+		  vq->dev->name, vq->index, head, (unsigned long long)e, why);
+	return -EINVAL;
+}
+
+int vduse_ilog_recover_vq(struct vduse_vq *vq)
+{
+	struct vduse_ilog_vq *l = vq->ilog;
+	uint16_t avail = l->avail_idx, used_log = l->used_idx, used_ring;
+	unsigned int n = vq->num, i, done = 0, nr = 0;
+	bool advance = false;
+	uint32_t *order;
+
+	used_ring = le16toh(__atomic_load_n(&vq->used->idx, __ATOMIC_ACQUIRE));
+	/* Pass 1: check every entry, change nothing. */
+	for (i = 0; i < vq->max_size; i++) {
+		uint64_t e = l->heads[i];
+		unsigned int st = (unsigned int)VDUSE_ILOG_STATE(e);
+
+		if (st == VDUSE_ILOG_FREE && e == 0)
+			continue;
+		if (st != VDUSE_ILOG_INFLIGHT && st != VDUSE_ILOG_DONE)
+			return corrupt(vq, "has an unknown state", i, e);
+		if (i >= n)
+			return corrupt(vq, "is outside the ring", i, e);
+		if (age(avail, VDUSE_ILOG_POP(e)) > n)
+			return corrupt(vq, "was popped too long ago", i, e);
+		if (VDUSE_ILOG_POP(e) == avail) {
+			if (advance)
+				return corrupt(vq, "is a second pop in progress",
+					       i, e);
+			advance = true;
+		}
+		if (st == VDUSE_ILOG_DONE) {
+			uint16_t u = VDUSE_ILOG_USED(e);
+
+			if (age(used_ring, u) > n && age(u, used_ring) >= n)
+				return corrupt(vq, "was pushed far from the used index",
+					       i, e);
+			done++;
+		}
+	}
+	if (age(used_ring, used_log) > done) {
+		vduse_err("%s: queue %u: used index %u in the ring does not follow the in-flight log's %u",
+			  vq->dev->name, vq->index, used_ring, used_log);
+		return -EINVAL;
+	}
+	if (advance)
+		avail++;
+
+	order = malloc(n * sizeof(*order));
+	vq->replay = malloc(n * sizeof(*vq->replay));
+	if (!order || !vq->replay) {
+		free(order);
+		return -ENOMEM;
+	}
+	memset(order, 0xff, n * sizeof(*order));
+
+	/* Pass 2: published completions are done; the rest pop again. */
+	for (i = 0; i < n; i++) {
+		uint64_t e = l->heads[i];
+		unsigned int st = (unsigned int)VDUSE_ILOG_STATE(e);
+		unsigned int pos;
+
+		if (st == VDUSE_ILOG_DONE) {
+			unsigned int a = age(used_ring, VDUSE_ILOG_USED(e));
+
+			if (a >= 1 && a <= n) {
+				vduse_ilog_free(l, i);
+				continue;
+			}
+			e = VDUSE_ILOG_ENTRY(VDUSE_ILOG_INFLIGHT,
+					     VDUSE_ILOG_POP(e), 0);
+			vduse_ilog_store(&l->heads[i], e);
+		} else if (st != VDUSE_ILOG_INFLIGHT) {
+			continue;
+		}
+		/* Oldest first: position 0 is avail - n. */
+		pos = n - age(avail, VDUSE_ILOG_POP(e));
+		if (order[pos] != UINT32_MAX) {
+			free(order);
+			return corrupt(vq, "shares its pop index with another",
+				       i, e);
+		}
+		order[pos] = i;
+		vq->inflight_map[i / 64] |= 1ULL << (i % 64);
+	}
+	vduse_ilog_store16(&l->used_idx, used_ring);
+	if (advance)
+		vduse_ilog_store16(&l->avail_idx, avail);
+
+	for (i = 0; i < n; i++)
+		if (order[i] != UINT32_MAX)
+			vq->replay[nr++] = (uint16_t)order[i];
+	free(order);
+	vq->nr_replay = nr;
+	vq->replay_pos = 0;
+	vq->last_avail_idx = avail;
+	vq->used_idx = used_ring;
+	vq->signalled_used = used_ring;
+	vq->rings_pending = false;
+	vduse_info("%s: queue %u recovered: avail %u used %u, %u requests to pop again",
+		   vq->dev->name, vq->index, avail, used_ring, nr);
+	return 0;
+}

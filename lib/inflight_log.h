@@ -1,0 +1,160 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * The in-flight log: a file the backend names (or an fd it gives), mapped
+ * MAP_SHARED, that records per queue what a successor process needs to
+ * complete every request exactly once after a crash.  The layout and the
+ * write order are described in docs/recovery.md; the rules, in short:
+ *
+ *  - every store to the log is one aligned store of at most 8 bytes, made
+ *    in program order (release stores), so a process killed at any
+ *    instruction leaves each field either old or new;
+ *  - pop:  head[h] = INFLIGHT(pop index);  avail_idx = pop index + 1
+ *  - push: used->ring[u] = {h, len};  head[h] = DONE(pop index, u);
+ *          used->idx = u + 1 (in guest memory);  used_idx = u + 1;
+ *          head[h] = FREE
+ *  - recovery (vduse_ilog_recover_vq) reconciles the log with used->idx,
+ *    which lives in guest memory and survives the crash.
+ *
+ * Nothing here is synced to disk: the log survives a crash of the process,
+ * not of the machine.
+ */
+#ifndef VDUSE_LIB_INFLIGHT_LOG_H
+#define VDUSE_LIB_INFLIGHT_LOG_H
+
+#include <stdint.h>
+
+#define VDUSE_ILOG_MAGIC		"VDUSELOG"
+#define VDUSE_ILOG_VERSION	1u
+
+/* Host byte order: the log never leaves the machine that wrote it. */
+struct vduse_ilog_header {
+	char magic[8];
+	uint32_t version;
+	uint32_t header_size;	/* sizeof(struct vduse_ilog_header) */
+	char name[256];		/* VDUSE_NAME_MAX */
+	uint32_t device_id;
+	uint32_t num_queues;
+	uint32_t queue_size;	/* largest ring size: entries in heads[] */
+	uint32_t vq_stride;	/* bytes from one queue's record to the next */
+	uint64_t features;	/* offered, as given to VDUSE_CREATE_DEV */
+	uint64_t file_size;
+	uint64_t reserved[8];
+};
+
+struct vduse_ilog_vq {
+	/* Ring size while the queue is started, 0 while it is stopped. */
+	uint32_t num;
+	uint16_t avail_idx;	/* next available entry to consume */
+	uint16_t used_idx;	/* used->idx as last published */
+	uint64_t desc_addr, avail_addr, used_addr;
+	uint64_t reserved[4];
+	uint64_t heads[];	/* queue_size entries, VDUSE_ILOG_* */
+};
+
+/*
+ * A head's entry: bits 0-15 the avail index it was popped from (its order
+ * for resubmission), bits 16-31 the used index it was written at (DONE),
+ * bits 32-33 the state.
+ */
+#define VDUSE_ILOG_FREE		0ull
+#define VDUSE_ILOG_INFLIGHT	1ull
+#define VDUSE_ILOG_DONE		2ull
+#define VDUSE_ILOG_STATE(e)	((e) >> 32)
+#define VDUSE_ILOG_POP(e)	((uint16_t)(e))
+#define VDUSE_ILOG_USED(e)	((uint16_t)((e) >> 16))
+#define VDUSE_ILOG_ENTRY(state, pop, used) \
+	(((uint64_t)(state) << 32) | ((uint64_t)(uint16_t)(used) << 16) | \
+	 (uint16_t)(pop))
+
+struct vduse_ilog {
+	struct vduse_ilog_header *hdr;
+	size_t size;
+	int fd;			/* ours (a path was given), or -1 */
+};
+
+struct vduse_device;
+struct vduse_device_config;
+struct vduse_vq;
+
+/*
+ * Crash points, for the unit tests only: a build with
+ * VDUSE_LIB_CRASH_POINTS kills the process (SIGKILL) just before the
+ * vduse_crash_countdown-th store to the log or to the used ring made while
+ * a log is configured.  Production builds compile them out.
+ */
+#ifdef VDUSE_LIB_CRASH_POINTS
+extern unsigned long vduse_crash_countdown;
+extern unsigned long vduse_crash_points;	/* points passed so far */
+void vduse_crash_point(void);
+#else
+static inline void vduse_crash_point(void)
+{
+}
+#endif
+
+static inline void vduse_ilog_store(uint64_t *p, uint64_t v)
+{
+	vduse_crash_point();
+	__atomic_store_n(p, v, __ATOMIC_RELEASE);
+}
+
+static inline void vduse_ilog_store16(uint16_t *p, uint16_t v)
+{
+	vduse_crash_point();
+	__atomic_store_n(p, v, __ATOMIC_RELEASE);
+}
+
+/* Pop: the head is in flight, then the avail index moves past it. */
+static inline void vduse_ilog_pop(struct vduse_ilog_vq *l, unsigned int head,
+				 uint16_t avail_idx)
+{
+	vduse_ilog_store(&l->heads[head],
+			VDUSE_ILOG_ENTRY(VDUSE_ILOG_INFLIGHT, avail_idx, 0));
+	vduse_ilog_store16(&l->avail_idx, avail_idx + 1);
+}
+
+/* Push, after the used entry was written at @used_idx and before it is
+ * published. */
+static inline void vduse_ilog_done(struct vduse_ilog_vq *l, unsigned int head,
+				  uint16_t used_idx)
+{
+	uint64_t e = __atomic_load_n(&l->heads[head], __ATOMIC_RELAXED);
+
+	vduse_ilog_store(&l->heads[head],
+			VDUSE_ILOG_ENTRY(VDUSE_ILOG_DONE, VDUSE_ILOG_POP(e),
+					used_idx));
+}
+
+/* Push, after used->idx was published. */
+static inline void vduse_ilog_used(struct vduse_ilog_vq *l, uint16_t used_idx)
+{
+	vduse_ilog_store16(&l->used_idx, used_idx);
+}
+
+static inline void vduse_ilog_free(struct vduse_ilog_vq *l, unsigned int head)
+{
+	vduse_ilog_store(&l->heads[head], VDUSE_ILOG_FREE);
+}
+
+/* Create (truncate) and initialise the log @c names for a new device. */
+int vduse_ilog_create(struct vduse_device *dev,
+		     const struct vduse_device_config *c);
+/* Open the log of an existing device and check it against @dev. */
+int vduse_ilog_attach(struct vduse_device *dev,
+		     const struct vduse_device_config *c);
+void vduse_ilog_close(struct vduse_device *dev);
+
+struct vduse_ilog_vq *vduse_ilog_vq(struct vduse_device *dev,
+				  unsigned int index);
+/* The queue started afresh (indices in @vq) / stopped. */
+void vduse_ilog_vq_start(struct vduse_vq *vq);
+void vduse_ilog_vq_stop(struct vduse_vq *vq);
+/*
+ * The queue was started by a reconnect with its rings mapped: reconcile
+ * its log record with the used ring, set vq->last_avail_idx and
+ * vq->used_idx, and list the requests to pop again.  Locked.  0 or -errno
+ * (logged).
+ */
+int vduse_ilog_recover_vq(struct vduse_vq *vq);
+
+#endif
