@@ -80,7 +80,7 @@ void vduse_shim_go_dead(struct vduse_shim_dev *dev, const char *why)
 	wake_up_all(&dev->waitq);
 	if (first)
 		pr_warn("%s: %s; failing its requests\n", dev->name, why);
-	queue_work(shim_wq, &dev->fail_work);
+	mod_delayed_work(shim_wq, &dev->fail_work, 0);
 }
 
 static int msg_sync(struct vduse_shim_dev *dev, struct vduse_shim_msg *msg)
@@ -141,6 +141,12 @@ static void domain_invalidate(void *priv, u64 start, u64 last)
 {
 	if (!vduse_shim_msg_update_iotlb(priv, start, last))
 		atomic_long_inc(&vduse_shim_stats.iotlb_updates);
+}
+
+/* The domain refused an unmap or sync: the daemon rewrote the ring. */
+static void domain_broken(void *priv)
+{
+	vduse_shim_go_dead(priv, "DMA unmap of a mapping that is not live");
 }
 
 static ssize_t dev_read_iter(struct kiocb *iocb, struct iov_iter *to)
@@ -259,6 +265,53 @@ static void kick_work_fn(struct work_struct *work)
 }
 
 /*
+ * The shadow of the split rings, and the answers of a dead device.
+ *
+ * Everything below reads rings the daemon can write.  Every walk is bounded
+ * by a number the shim chose (shadow_num, the size the driver's ring was
+ * created with, at most VDUSE_SHIM_MAX_VQ_SIZE), never by one read from the
+ * ring:
+ *
+ *  - a sync follows at most shadow_num avail and shadow_num used entries;
+ *    an index further than that past the shadow's cannot come from the
+ *    driver (it never has more than the queue size outstanding) and is not
+ *    followed;
+ *  - a fail pass answers each head at most once, however often the avail
+ *    ring names it: at most shadow_num answers per pass;
+ *  - a chain walk visits at most shadow_num descriptors, indirect ones
+ *    included (the virtio spec bounds a chain by the queue size); an index
+ *    or an indirect table entry past its table, and an indirect descriptor
+ *    inside a table, end it;
+ *  - with interrupts off run only the syncs and the claiming of the heads
+ *    to fail (O(shadow_num) each) and vring_interrupt(); the chain walks run
+ *    under the queue's fail_lock mutex, preemptible, with interrupts on.
+ *
+ * A dead device owns the ring's notification fields: each fail pass clears
+ * VRING_USED_F_NO_NOTIFY and points avail_event at the shadow's avail index,
+ * so that the driver kicks for every new request whatever the daemon last
+ * wrote there, and the pass runs again every DEAD_POLL while a ring is
+ * live, in case a kick was suppressed anyway (a daemon that still has the
+ * ring mapped can rewrite those fields).
+ */
+#define DEAD_POLL	(HZ / 5)
+/* Saturation of a head's count; -1 is a use seen before its avail entry. */
+#define INFLIGHT_MAX	S16_MAX
+#define INFLIGHT_MIN	-1
+
+static void inflight_add(s16 *count, int delta)
+{
+	*count = clamp(*count + delta, INFLIGHT_MIN, INFLIGHT_MAX);
+}
+
+static void shadow_untrusted(struct vduse_shim_vq *vq, const char *which,
+			     u16 idx, u16 shadow)
+{
+	pr_warn_ratelimited("%s: vq %u: %s index %u is %u entries past %u, more than the ring holds: not followed\n",
+			    dev_name(&vq->vdev->dev), vq->index, which, idx,
+			    (u16)(idx - shadow), shadow);
+}
+
+/*
  * Follow the split ring, so that the shim knows which heads the daemon still
  * owes an answer for.  Counted per head, so the order in which new avail and
  * used entries are seen does not matter.
@@ -266,7 +319,8 @@ static void kick_work_fn(struct work_struct *work)
 void vduse_shim_vq_shadow_sync(struct vduse_shim_vq *vq, bool used_too)
 {
 	struct virtio_device *vdev = vq->vdev;
-	u16 idx;
+	u32 num = vq->shadow_num;
+	u16 idx, n;
 
 	lockdep_assert_held(&vq->shadow_lock);
 	if (!vq->inflight)
@@ -274,128 +328,185 @@ void vduse_shim_vq_shadow_sync(struct vduse_shim_vq *vq, bool used_too)
 
 	/* Pairs with the driver's barrier before it publishes avail->idx. */
 	idx = virtio16_to_cpu(vdev, smp_load_acquire(&vq->avail_va->idx));
-	while (vq->shadow_avail != idx) {
-		__virtio16 *slot = &vq->avail_va->ring[vq->shadow_avail % vq->num];
+	n = idx - vq->shadow_avail;
+	if (n > num)
+		shadow_untrusted(vq, "avail", idx, vq->shadow_avail);
+	for (; n && n <= num; n--) {
+		__virtio16 *slot = &vq->avail_va->ring[vq->shadow_avail % num];
 		u16 head = virtio16_to_cpu(vdev, READ_ONCE(*slot));
 
-		if (head < vq->num && vq->inflight[head] < U8_MAX)
-			vq->inflight[head]++;
+		if (head < num)
+			inflight_add(&vq->inflight[array_index_nospec(head, num)],
+				     1);
 		vq->shadow_avail++;
 	}
 	if (!used_too)
 		return;
 	/* Pairs with the daemon's barrier before it publishes used->idx. */
 	idx = virtio16_to_cpu(vdev, smp_load_acquire(&vq->used_va->idx));
-	while (vq->shadow_used != idx) {
+	n = idx - vq->shadow_used;
+	if (n > num)
+		shadow_untrusted(vq, "used", idx, vq->shadow_used);
+	for (; n && n <= num; n--) {
 		struct vring_used_elem *elem;
 		u32 id;
 
-		elem = &vq->used_va->ring[vq->shadow_used % vq->num];
+		elem = &vq->used_va->ring[vq->shadow_used % num];
 		id = virtio32_to_cpu(vdev, READ_ONCE(elem->id));
-
-		if (id < vq->num && vq->inflight[id])
-			vq->inflight[id]--;
+		if (id < num)
+			inflight_add(&vq->inflight[array_index_nospec(id, num)],
+				     -1);
 		vq->shadow_used++;
 	}
 }
 
-/* IOVA of the status byte: the last byte of the chain's last descriptor. */
+static void read_desc(struct virtio_device *vdev, const struct vring_desc *d,
+		      u64 *addr, u32 *len, u16 *flags, u16 *next)
+{
+	*addr = virtio64_to_cpu(vdev, READ_ONCE(d->addr));
+	*len = virtio32_to_cpu(vdev, READ_ONCE(d->len));
+	*flags = virtio16_to_cpu(vdev, READ_ONCE(d->flags));
+	*next = virtio16_to_cpu(vdev, READ_ONCE(d->next));
+}
+
+/*
+ * IOVA of the status byte: the last byte of the chain's last descriptor.
+ * At most shadow_num descriptors are visited, indirect ones included.
+ */
 static bool chain_status_iova(struct vduse_shim_dev *dev,
 			      struct vduse_shim_vq *vq, u16 head, u64 *iova)
 {
 	struct virtio_device *vdev = vq->vdev;
-	unsigned int max = vq->num, i = head, n = 0;
-	struct vring_desc desc;
+	u32 num = vq->shadow_num, max = num, i = head, n, len;
 	u64 table = 0;		/* IOVA of an indirect table, 0 if none */
-	u16 flags;
+	u16 flags, next;
+	u64 addr;
 
-	for (;;) {
-		if (i >= max || ++n > max)
+	for (n = 0; n < num; n++) {
+		const struct vring_desc *d;
+
+		if (i >= max)
 			return false;
 		if (table) {
 			/* Descriptors are 16-byte aligned: never split. */
-			struct vring_desc *d;
-
 			d = vduse_shim_domain_bounce_kaddr(dev->domain,
-							   table + i * sizeof(desc),
-							   sizeof(desc));
+							   table + (u64)i * sizeof(*d),
+							   sizeof(*d));
 			if (!d)
 				return false;
-			desc = *d;
 		} else {
-			desc = vq->desc_va[i];
+			d = &vq->desc_va[array_index_nospec(i, num)];
 		}
-		flags = virtio16_to_cpu(vdev, desc.flags);
-		if ((flags & VRING_DESC_F_INDIRECT) && !table) {
-			u32 len = virtio32_to_cpu(vdev, desc.len);
-
-			table = virtio64_to_cpu(vdev, desc.addr);
-			if (!table || !len || len % sizeof(desc) ||
-			    !IS_ALIGNED(table, sizeof(desc)))
+		read_desc(vdev, d, &addr, &len, &flags, &next);
+		if (flags & VRING_DESC_F_INDIRECT) {
+			if (table || !addr || !len || len % sizeof(*d) ||
+			    !IS_ALIGNED(addr, sizeof(*d)))
 				return false;
-			max = len / sizeof(desc);
+			table = addr;
+			max = len / sizeof(*d);
 			i = 0;
-			n = 0;
 			continue;
 		}
-		if (!(flags & VRING_DESC_F_NEXT))
-			break;
-		i = virtio16_to_cpu(vdev, desc.next);
+		if (!(flags & VRING_DESC_F_NEXT)) {
+			if (!(flags & VRING_DESC_F_WRITE) || !len)
+				return false;
+			*iova = addr + len - 1;
+			return true;
+		}
+		i = next;
 	}
-	if (!(flags & VRING_DESC_F_WRITE) || !desc.len)
-		return false;
-	*iova = virtio64_to_cpu(vdev, desc.addr) +
-		virtio32_to_cpu(vdev, desc.len) - 1;
-	return true;
+	return false;
+}
+
+/* Answer one head with VIRTIO_BLK_S_IOERR in used entry @idx. */
+static void fail_head(struct vduse_shim_dev *dev, struct vduse_shim_vq *vq,
+		      u16 head, u16 idx)
+{
+	struct virtio_device *vdev = vq->vdev;
+	struct vring_used_elem *elem;
+	u8 *status = NULL;
+	u64 iova;
+
+	if (chain_status_iova(dev, vq, head, &iova))
+		status = vduse_shim_domain_bounce_kaddr(dev->domain, iova, 1);
+	if (status)
+		*status = VIRTIO_BLK_S_IOERR;
+	else
+		pr_warn_ratelimited("%s: vq %u head %u: no status byte to fail\n",
+				    dev->name, vq->index, head);
+	elem = &vq->used_va->ring[idx % vq->shadow_num];
+	WRITE_ONCE(elem->id, cpu_to_virtio32(vdev, head));
+	WRITE_ONCE(elem->len, cpu_to_virtio32(vdev, 1));
+	atomic_long_inc(&vduse_shim_stats.reqs_failed_by_shim);
+}
+
+/*
+ * Take the heads in flight off the shadow (each once) into fail_heads, and
+ * take the notification fields over.  Returns how many; *again is set when
+ * the driver made more available meanwhile.
+ */
+static u32 vq_claim_inflight(struct vduse_shim_vq *vq, bool *again)
+{
+	struct virtio_device *vdev = vq->vdev;
+	u32 head, n = 0;
+	__virtio16 *avail_event;
+
+	lockdep_assert_held(&vq->shadow_lock);
+	vduse_shim_vq_shadow_sync(vq, true);
+	for (head = 0; head < vq->shadow_num; head++) {
+		if (vq->inflight[head] > 0) {
+			vq->inflight[head] = 0;
+			vq->fail_heads[n++] = head;
+		}
+	}
+
+	avail_event = (__virtio16 *)&vq->used_va->ring[vq->shadow_num];
+	WRITE_ONCE(vq->used_va->flags, cpu_to_virtio16(vdev, 0));
+	WRITE_ONCE(*avail_event, cpu_to_virtio16(vdev, vq->shadow_avail));
+	/* Pairs with the driver's barrier between avail->idx and avail_event. */
+	smp_mb();
+	*again = virtio16_to_cpu(vdev, READ_ONCE(vq->avail_va->idx)) !=
+		 vq->shadow_avail;
+	return n;
 }
 
 /*
  * Answer every request the daemon still owes with VIRTIO_BLK_S_IOERR, as the
- * device would.  Returns whether anything was answered.
+ * device would.  Returns whether anything was answered; *live tells whether
+ * the queue has a ring, *again whether to run again at once.
  */
 static bool vq_fail_inflight(struct vduse_shim_dev *dev,
-			     struct vduse_shim_vq *vq)
+			     struct vduse_shim_vq *vq, bool *live, bool *again)
 {
-	struct virtio_device *vdev = vq->vdev;
-	bool any = false;
-	u16 head, idx;
+	unsigned long flags;
+	u32 i, n = 0;
+	u16 idx = 0;
 
-	lockdep_assert_held(&vq->shadow_lock);
-	if (!vq->inflight)
-		return false;
-	vduse_shim_vq_shadow_sync(vq, true);
-	idx = vq->shadow_used;
-	for (head = 0; head < vq->num; head++) {
-		while (vq->inflight[head]) {
-			struct vring_used_elem *elem;
-			u64 iova;
-			u8 *status;
-
-			vq->inflight[head]--;
-			status = NULL;
-			if (chain_status_iova(dev, vq, head, &iova))
-				status = vduse_shim_domain_bounce_kaddr(dev->domain,
-									iova, 1);
-			if (status)
-				*status = VIRTIO_BLK_S_IOERR;
-			else
-				pr_warn_ratelimited("%s: vq %u head %u: no status byte to fail\n",
-						    dev->name, vq->index, head);
-			elem = &vq->used_va->ring[idx % vq->num];
-			elem->id = cpu_to_virtio32(vdev, head);
-			elem->len = cpu_to_virtio32(vdev, 1);
-			idx++;
-			any = true;
-			atomic_long_inc(&vduse_shim_stats.reqs_failed_by_shim);
-		}
+	mutex_lock(&vq->fail_lock);
+	spin_lock_irqsave(&vq->shadow_lock, flags);
+	if (vq->inflight) {
+		*live = true;
+		n = vq_claim_inflight(vq, again);
+		idx = vq->shadow_used;
 	}
-	if (any) {
+	spin_unlock_irqrestore(&vq->shadow_lock, flags);
+
+	/* The ring stays mapped while fail_lock is held. */
+	for (i = 0; i < n; i++) {
+		fail_head(dev, vq, vq->fail_heads[i], idx++);
+		cond_resched();
+	}
+
+	if (n) {
+		spin_lock_irqsave(&vq->shadow_lock, flags);
 		vq->shadow_used = idx;
 		/* The entries are written before the driver can see them. */
 		smp_store_release(&vq->used_va->idx,
-				  cpu_to_virtio16(vdev, idx));
+				  cpu_to_virtio16(vq->vdev, idx));
+		spin_unlock_irqrestore(&vq->shadow_lock, flags);
 	}
-	return any;
+	mutex_unlock(&vq->fail_lock);
+	return n;
 }
 
 bool vduse_shim_dev_dead(struct vduse_shim_dev *dev)
@@ -405,30 +516,35 @@ bool vduse_shim_dev_dead(struct vduse_shim_dev *dev)
 
 void vduse_shim_dev_fail_inflight(struct vduse_shim_dev *dev)
 {
-	queue_work(shim_wq, &dev->fail_work);
+	mod_delayed_work(shim_wq, &dev->fail_work, 0);
 }
 
 static void fail_work_fn(struct work_struct *work)
 {
-	struct vduse_shim_dev *dev = container_of(work, struct vduse_shim_dev,
+	struct vduse_shim_dev *dev = container_of(to_delayed_work(work),
+						  struct vduse_shim_dev,
 						  fail_work);
+	bool live = false, again = false;
 	unsigned long flags;
 	u32 i;
 
 	for (i = 0; i < dev->vq_num; i++) {
 		struct vduse_shim_vq *vq = &dev->vqs[i];
-		bool any;
 
+		if (!vq_fail_inflight(dev, vq, &live, &again))
+			continue;
 		spin_lock_irqsave(&vq->irq_lock, flags);
-		if (vq->ready && vq->vq) {
-			spin_lock(&vq->shadow_lock);
-			any = vq_fail_inflight(dev, vq);
-			spin_unlock(&vq->shadow_lock);
-			if (any)
-				vring_interrupt(0, vq->vq);
-		}
+		if (vq->ready && vq->vq)
+			vring_interrupt(0, vq->vq);
 		spin_unlock_irqrestore(&vq->irq_lock, flags);
 	}
+	/* New requests of a dead device fail even if no kick comes. */
+	if (!READ_ONCE(dev->dead) || !live)
+		return;
+	if (again)
+		mod_delayed_work(shim_wq, &dev->fail_work, 0);
+	else
+		queue_delayed_work(shim_wq, &dev->fail_work, DEAD_POLL);
 }
 
 static void dead_work_fn(struct work_struct *work)
@@ -818,7 +934,7 @@ static int create_dev(struct vduse_dev_config *cfg, void *config)
 	INIT_LIST_HEAD(&dev->recv_list);
 	init_waitqueue_head(&dev->waitq);
 	INIT_DELAYED_WORK(&dev->dead_work, dead_work_fn);
-	INIT_WORK(&dev->fail_work, fail_work_fn);
+	INIT_DELAYED_WORK(&dev->fail_work, fail_work_fn);
 	dev->device_id = cfg->device_id;
 	dev->vendor_id = cfg->vendor_id;
 	dev->device_features = cfg->features;
@@ -838,6 +954,7 @@ static int create_dev(struct vduse_dev_config *cfg, void *config)
 		vq->index = i;
 		spin_lock_init(&vq->kick_lock);
 		spin_lock_init(&vq->irq_lock);
+		mutex_init(&vq->fail_lock);
 		spin_lock_init(&vq->shadow_lock);
 		INIT_WORK(&vq->kick_work, kick_work_fn);
 	}
@@ -876,7 +993,7 @@ err_unlock:
 static void destroy_dev_locked(struct vduse_shim_dev *dev)
 {
 	cancel_delayed_work_sync(&dev->dead_work);
-	cancel_work_sync(&dev->fail_work);
+	cancel_delayed_work_sync(&dev->fail_work);
 	device_destroy(vduse_class, MKDEV(MAJOR(vduse_devt), dev->minor));
 	idr_remove(&devs_idr, dev->minor);
 	dev_free(dev);
@@ -942,7 +1059,8 @@ int vduse_shim_attach(const char *name)
 	ret = 0;
 	if (!dev->domain) {
 		domain = vduse_shim_domain_create(vduse_shim_bounce_size,
-						  domain_invalidate, dev);
+						  domain_invalidate,
+						  domain_broken, dev);
 		if (IS_ERR(domain))
 			ret = PTR_ERR(domain);
 		else
@@ -968,7 +1086,7 @@ unlock_devs:
 		dev->vdev = NULL;
 		mutex_unlock(&dev->lock);
 		vduse_shim_vdev_unregister(sv);
-		flush_work(&dev->fail_work);
+		flush_delayed_work(&dev->fail_work);
 		ret = -EIO;
 	}
 
@@ -1027,7 +1145,7 @@ int vduse_shim_detach(const char *name)
 	if (dev->connected)
 		cancel_delayed_work(&dev->dead_work);
 	mutex_unlock(&dev->lock);
-	flush_work(&dev->fail_work);
+	flush_delayed_work(&dev->fail_work);
 	atomic_long_dec(&vduse_shim_stats.attached);
 	mutex_unlock(&attach_lock);
 	return 0;

@@ -23,6 +23,26 @@
  * region's contents never change under a userspace mapping.  When a
  * coherent allocation that userspace looked up is freed, its owner is told
  * (UPDATE_IOTLB) before the IOVA range goes back to the allocator.
+ *
+ * The (iova, size, dir) of an unmap is not trusted: virtio_ring finds the
+ * descriptors of a chain by following NEXT flags in the ring, which the
+ * daemon writes, so it can make the driver unmap an IOVA twice or one that
+ * belongs to another request.  Every live streaming mapping is recorded at
+ * its first granule (length and direction, in maps[]), and an unmap or sync
+ * that does not match a live mapping is refused: it copies nothing and frees
+ * nothing, and the owner is told once (the device is then broken).  An
+ * unmap claims its record with cmpxchg, so two unmaps of one mapping cannot
+ * both free it.  Copies never go past the recorded length.
+ *
+ * A FROM_DEVICE mapping starts zeroed in the bounce pages, so a reader gets
+ * zeros where the device wrote nothing, never what earlier requests left in
+ * the page; the reader's buffer is not copied in (the daemon must not see
+ * its old contents).
+ *
+ * Locks: domain->lock (coherent tree, owner callbacks, broken) nests outside
+ * the owner's locks taken by its callbacks (vduse_shim_dev.msg_lock).  It is
+ * taken with interrupts disabled only by refuse(), which unmaps can reach
+ * from under virtqueue locks; nothing takes it in interrupt context.
  */
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
 
@@ -45,6 +65,14 @@
  */
 #define STREAM_CACHED_GRANULES	32
 
+/*
+ * maps[g] for the first granule g of a live streaming mapping: its length
+ * and direction; 0 for every other granule.  A mapping is at most half the
+ * bounce region (at most 512 MiB), so the length fits below the direction.
+ */
+#define MAP_DIR_SHIFT	30
+#define MAP_LEN_MASK	(BIT(MAP_DIR_SHIFT) - 1)
+
 struct vduse_shim_domain {
 	struct kref kref;
 	u64 bounce_size;
@@ -53,11 +81,14 @@ struct vduse_shim_domain {
 	struct iova_domain coherent_iovad;
 	struct page **bounce_pages;	/* one per page of the bounce region */
 	phys_addr_t *orig;		/* one per granule of the bounce region */
+	u32 *maps;			/* one per granule, see MAP_DIR_SHIFT */
 
-	spinlock_t lock;		/* coherent, inv, priv */
+	spinlock_t lock;		/* coherent, inv, broken_fn, priv, broken */
 	struct rb_root_cached coherent;
 	vduse_shim_invalidate_t inv;
+	vduse_shim_broken_t broken_fn;
 	void *priv;
+	bool broken;
 };
 
 struct vduse_shim_coherent {
@@ -151,11 +182,67 @@ static void bounce_range(struct vduse_shim_domain *domain, u64 iova,
 	}
 }
 
-static bool stream_range_ok(struct vduse_shim_domain *domain, u64 iova,
-			    size_t size)
+/* Zero the bounce pages of a range (populated). */
+static void bounce_zero(struct vduse_shim_domain *domain, u64 iova,
+			size_t size)
 {
-	return size && iova < domain->bounce_size &&
-	       size <= domain->bounce_size - iova;
+	while (size) {
+		unsigned int off = offset_in_page(iova);
+		size_t n = min_t(size_t, size, PAGE_SIZE - off);
+		struct page *page;
+
+		page = READ_ONCE(domain->bounce_pages[iova >> PAGE_SHIFT]);
+		memset(page_address(page) + off, 0, n);
+		iova += n;
+		size -= n;
+	}
+}
+
+static u32 map_record(size_t size, enum dma_data_direction dir)
+{
+	return (u32)size | (u32)dir << MAP_DIR_SHIFT;
+}
+
+static size_t map_len(u32 rec)
+{
+	return rec & MAP_LEN_MASK;
+}
+
+static enum dma_data_direction map_dir(u32 rec)
+{
+	return rec >> MAP_DIR_SHIFT;
+}
+
+/*
+ * The record of the live mapping that starts at @iova, or 0.  Acquire: the
+ * mapping's orig[] and bounce data are visible once its record is.
+ */
+static u32 map_lookup(struct vduse_shim_domain *domain, u64 iova)
+{
+	if (iova >= domain->bounce_size || (iova & (VDUSE_SHIM_GRANULE - 1)))
+		return 0;
+	return smp_load_acquire(&domain->maps[iova >> VDUSE_SHIM_GRANULE_SHIFT]);
+}
+
+/*
+ * An unmap or a sync that matches no live mapping: the driver was made to
+ * use an IOVA it no longer owns (or never did).  Warn once, and tell the
+ * owner, which breaks the device.
+ */
+static void refuse(struct vduse_shim_domain *domain, const char *op,
+		   u64 iova, size_t size, int dir)
+{
+	unsigned long flags;
+
+	spin_lock_irqsave(&domain->lock, flags);
+	if (!domain->broken) {
+		domain->broken = true;
+		pr_warn("%s of iova %#llx size %zu dir %d matches no live mapping: refused, device broken\n",
+			op, iova, size, dir);
+		if (domain->broken_fn)
+			domain->broken_fn(domain->priv);
+	}
+	spin_unlock_irqrestore(&domain->lock, flags);
 }
 
 dma_addr_t vduse_shim_domain_map(struct vduse_shim_domain *domain,
@@ -165,7 +252,8 @@ dma_addr_t vduse_shim_domain_map(struct vduse_shim_domain *domain,
 	unsigned long n, pfn, i;
 	u64 iova;
 
-	if (!size || size > domain->bounce_size / 2)
+	if (!size || size > domain->bounce_size / 2 || size > MAP_LEN_MASK ||
+	    !valid_dma_direction(dir))
 		return DMA_MAPPING_ERROR;
 
 	n = stream_granules(size);
@@ -184,7 +272,11 @@ dma_addr_t vduse_shim_domain_map(struct vduse_shim_domain *domain,
 
 	if (dir == DMA_TO_DEVICE || dir == DMA_BIDIRECTIONAL)
 		bounce_range(domain, iova, size, true);
+	else
+		bounce_zero(domain, iova, size);
 	atomic_long_inc(&vduse_shim_stats.stream_maps);
+	/* Live from here on: pairs with map_lookup(). */
+	smp_store_release(&domain->maps[pfn], map_record(size, dir));
 	return iova;
 }
 
@@ -194,10 +286,15 @@ void vduse_shim_domain_unmap(struct vduse_shim_domain *domain,
 {
 	unsigned long pfn = iova >> VDUSE_SHIM_GRANULE_SHIFT;
 	unsigned long i;
+	u32 rec;
 
-	if (WARN_ON_ONCE(!stream_range_ok(domain, iova, size) ||
-			 (iova & (VDUSE_SHIM_GRANULE - 1))))
+	/* Exactly a live mapping, and only one unmap may claim it. */
+	rec = map_lookup(domain, iova);
+	if (!rec || map_len(rec) != size || map_dir(rec) != dir ||
+	    cmpxchg(&domain->maps[pfn], rec, 0) != rec) {
+		refuse(domain, "unmap", iova, size, dir);
 		return;
+	}
 
 	if (dir == DMA_FROM_DEVICE || dir == DMA_BIDIRECTIONAL)
 		bounce_range(domain, iova, size, false);
@@ -207,11 +304,23 @@ void vduse_shim_domain_unmap(struct vduse_shim_domain *domain,
 	atomic_long_dec(&vduse_shim_stats.stream_maps);
 }
 
+/*
+ * A sync starts at a live mapping, in a direction the mapping allows, and
+ * covers at most its length (the DMA API allows less).
+ */
 void vduse_shim_domain_sync(struct vduse_shim_domain *domain,
 			    dma_addr_t iova, size_t size, bool for_device)
 {
-	if (WARN_ON_ONCE(!stream_range_ok(domain, iova, size)))
+	u32 rec = map_lookup(domain, iova);
+	enum dma_data_direction need;
+
+	need = for_device ? DMA_TO_DEVICE : DMA_FROM_DEVICE;
+	if (!rec || !size || size > map_len(rec) ||
+	    (map_dir(rec) != need && map_dir(rec) != DMA_BIDIRECTIONAL)) {
+		refuse(domain, for_device ? "sync for device" : "sync for cpu",
+		       iova, size, need);
 		return;
+	}
 	bounce_range(domain, iova, size, for_device);
 }
 
@@ -407,16 +516,22 @@ static int domain_mmap(struct file *file, struct vm_area_struct *vma)
 static void domain_free(struct vduse_shim_domain *domain)
 {
 	unsigned long i, npages = domain->bounce_size >> PAGE_SHIFT;
+	unsigned long ngran = domain->bounce_size >> VDUSE_SHIM_GRANULE_SHIFT;
 
-	for (i = 0; i < npages; i++) {
+	for (i = 0; domain->bounce_pages && i < npages; i++) {
 		if (domain->bounce_pages[i]) {
 			__free_page(domain->bounce_pages[i]);
 			atomic_long_dec(&vduse_shim_stats.bounce_pages);
 		}
 	}
+	/* Mappings whose unmap was refused, or never came. */
+	for (i = 0; domain->maps && i < ngran; i++)
+		if (domain->maps[i])
+			atomic_long_dec(&vduse_shim_stats.stream_maps);
 	WARN_ON(!RB_EMPTY_ROOT(&domain->coherent.rb_root));
 	put_iova_domain(&domain->stream_iovad);
 	put_iova_domain(&domain->coherent_iovad);
+	kvfree(domain->maps);
 	kvfree(domain->orig);
 	kvfree(domain->bounce_pages);
 	kfree(domain);
@@ -445,6 +560,7 @@ static const struct file_operations domain_fops = {
 
 struct vduse_shim_domain *vduse_shim_domain_create(u64 bounce_size,
 						   vduse_shim_invalidate_t inv,
+						   vduse_shim_broken_t broken,
 						   void *priv)
 {
 	unsigned long npages = bounce_size >> PAGE_SHIFT;
@@ -464,6 +580,7 @@ struct vduse_shim_domain *vduse_shim_domain_create(u64 bounce_size,
 	domain->coherent = RB_ROOT_CACHED;
 	kref_init(&domain->kref);
 	domain->inv = inv;
+	domain->broken_fn = broken;
 	domain->priv = priv;
 	spin_lock_init(&domain->lock);
 
@@ -472,7 +589,8 @@ struct vduse_shim_domain *vduse_shim_domain_create(u64 bounce_size,
 	domain->bounce_pages = kvcalloc(npages, sizeof(struct page *),
 					GFP_KERNEL);
 	domain->orig = kvmalloc_array(ngran, sizeof(phys_addr_t), GFP_KERNEL);
-	if (!domain->bounce_pages || !domain->orig ||
+	domain->maps = kvcalloc(ngran, sizeof(u32), GFP_KERNEL);
+	if (!domain->bounce_pages || !domain->orig || !domain->maps ||
 	    iova_domain_init_rcaches(&domain->stream_iovad) ||
 	    iova_domain_init_rcaches(&domain->coherent_iovad))
 		goto err;
@@ -488,10 +606,13 @@ err:
 /* The owner goes away: no more invalidation callbacks. */
 void vduse_shim_domain_detach_owner(struct vduse_shim_domain *domain)
 {
-	spin_lock(&domain->lock);
+	unsigned long flags;
+
+	spin_lock_irqsave(&domain->lock, flags);
 	domain->inv = NULL;
+	domain->broken_fn = NULL;
 	domain->priv = NULL;
-	spin_unlock(&domain->lock);
+	spin_unlock_irqrestore(&domain->lock, flags);
 }
 
 /* Drop the owner's reference; userspace's files may keep it alive. */
@@ -519,12 +640,202 @@ u64 vduse_shim_domain_bounce_size(struct vduse_shim_domain *domain)
 	return domain->bounce_size;
 }
 
+/* The selftest's view of a domain, as a daemon would have it. */
+struct selftest {
+	struct vduse_shim_domain *domain;
+	unsigned long uaddr;		/* an mmap of the whole bounce region */
+	size_t size;
+	u8 *page;			/* PAGE_SIZE of scratch */
+	char *buf;
+	size_t len;
+	size_t off;
+};
+
+static void st_report(struct selftest *st, const char *what, bool ok)
+{
+	st->off += scnprintf(st->buf + st->off, st->len - st->off, "%s: %s\n",
+			     what, ok ? "ok" : "FAIL");
+}
+
+/* The daemon writes @c over [iova, iova + n) of the bounce region. */
+static bool st_dev_fill(struct selftest *st, u64 iova, size_t n, u8 c)
+{
+	while (n) {
+		size_t k = min_t(size_t, n, PAGE_SIZE);
+
+		memset(st->page, c, k);
+		if (copy_to_user((void __user *)(st->uaddr + iova), st->page,
+				 k))
+			return false;
+		iova += k;
+		n -= k;
+	}
+	return true;
+}
+
+/* The daemon reads [iova, iova + n) and finds only @c there. */
+static bool st_dev_sees(struct selftest *st, u64 iova, size_t n, u8 c)
+{
+	if (n > PAGE_SIZE ||
+	    copy_from_user(st->page, (void __user *)(st->uaddr + iova), n))
+		return false;
+	return !memchr_inv(st->page, c, n);
+}
+
 /*
- * Check, from debugfs, the two properties the RFC got wrong, looking at the
- * domain the way the daemon does: through an mmap of the domain file in the
- * reading process.  A bounce page reads as zeros before any data was bounced
- * into it, and two mappings sharing a bounce page each get their own data
- * back when the "device" writes through the mapping.
+ * A reader's buffer gets only what the device wrote: a FROM_DEVICE mapping
+ * starts zeroed in the bounce pages, whatever earlier requests left there,
+ * and the daemon never sees the buffer's old contents.
+ */
+static int st_stale(struct selftest *st)
+{
+	const size_t n = 3000;
+	bool ok_dev, ok_none, ok_half;
+	dma_addr_t iova;
+	u8 *r;
+
+	r = kmalloc(n, GFP_KERNEL);
+	if (!r)
+		return -ENOMEM;
+
+	/* Earlier requests left their data in every bounce page. */
+	if (!st_dev_fill(st, 0, st->size, 0x33))
+		goto fault;
+
+	/* The device completes the read without writing anything. */
+	memset(r, 0x77, n);
+	iova = vduse_shim_domain_map(st->domain, virt_to_phys(r), n,
+				     DMA_FROM_DEVICE);
+	if (iova == DMA_MAPPING_ERROR)
+		goto nomem;
+	ok_dev = st_dev_sees(st, iova, n, 0);
+	vduse_shim_domain_unmap(st->domain, iova, n, DMA_FROM_DEVICE);
+	ok_none = !memchr_inv(r, 0, n);
+
+	/* It writes the first half only. */
+	if (!st_dev_fill(st, 0, st->size, 0x33))
+		goto fault;
+	memset(r, 0x77, n);
+	iova = vduse_shim_domain_map(st->domain, virt_to_phys(r), n,
+				     DMA_FROM_DEVICE);
+	if (iova == DMA_MAPPING_ERROR)
+		goto nomem;
+	ok_half = st_dev_fill(st, iova, n / 2, 0x44);
+	vduse_shim_domain_unmap(st->domain, iova, n, DMA_FROM_DEVICE);
+	ok_half &= !memchr_inv(r, 0x44, n / 2) &&
+		   !memchr_inv(r + n / 2, 0, n - n / 2);
+	kfree(r);
+
+	st_report(st, "stale-bounce-daemon-sees-zeros", ok_dev);
+	st_report(st, "stale-bounce-reader-unwritten", ok_none);
+	st_report(st, "stale-bounce-reader-half-written", ok_half);
+	return 0;
+fault:
+	kfree(r);
+	return -EFAULT;
+nomem:
+	kfree(r);
+	return -ENOMEM;
+}
+
+/*
+ * An unmap or a sync must match a live mapping: anything else is refused,
+ * copies nothing and frees nothing, and the mapping it missed still works.
+ */
+static int st_refuse(struct selftest *st)
+{
+	const size_t n = 3000, guard = 64, g = VDUSE_SHIM_GRANULE;
+	static const struct {
+		const char *what;
+		long diova;
+		long dsize;
+		enum dma_data_direction dir;
+	} bad[] = {
+		{ "unmap-size+1", 0, 1, DMA_FROM_DEVICE },
+		{ "unmap-size-1", 0, -1, DMA_FROM_DEVICE },
+		{ "unmap-iova+1", 1, -1, DMA_FROM_DEVICE },
+		{ "unmap-iova+granule", g, -g, DMA_FROM_DEVICE },
+		{ "unmap-iova-granule", -g, g, DMA_FROM_DEVICE },
+		{ "unmap-to-device", 0, 0, DMA_TO_DEVICE },
+		{ "unmap-bidirectional", 0, 0, DMA_BIDIRECTIONAL },
+	};
+	char what[64];
+	dma_addr_t iova, i2, i3;
+	bool ok;
+	u8 *t;
+	int i;
+
+	t = kmalloc(n + guard, GFP_KERNEL);
+	if (!t)
+		return -ENOMEM;
+	memset(t, 0x5c, n + guard);
+	iova = vduse_shim_domain_map(st->domain, virt_to_phys(t), n,
+				     DMA_FROM_DEVICE);
+	if (iova == DMA_MAPPING_ERROR) {
+		kfree(t);
+		return -ENOMEM;
+	}
+	/* The daemon writes past the end too, within the last granule. */
+	ok = st_dev_fill(st, iova, n + guard, 0xee);
+
+	for (i = 0; i < ARRAY_SIZE(bad); i++) {
+		vduse_shim_domain_unmap(st->domain, iova + bad[i].diova,
+					n + bad[i].dsize, bad[i].dir);
+		snprintf(what, sizeof(what), "refuse-%s", bad[i].what);
+		st_report(st, what, ok && !memchr_inv(t, 0x5c, n + guard));
+	}
+	/* A sync past the recorded length, or inside the mapping. */
+	vduse_shim_domain_sync(st->domain, iova, n + 1, false);
+	st_report(st, "refuse-sync-size+1", !memchr_inv(t, 0x5c, n + guard));
+	vduse_shim_domain_sync(st->domain, iova + g, n - g, false);
+	st_report(st, "refuse-sync-iova+granule",
+		  !memchr_inv(t, 0x5c, n + guard));
+	/* ...and a sync of the mapping itself, which copies n bytes. */
+	vduse_shim_domain_sync(st->domain, iova, n, false);
+	st_report(st, "sync-exact", !memchr_inv(t, 0xee, n) &&
+		  !memchr_inv(t + n, 0x5c, guard));
+
+	/* The exact unmap still works after all that. */
+	memset(t, 0x5c, n + guard);
+	vduse_shim_domain_unmap(st->domain, iova, n, DMA_FROM_DEVICE);
+	st_report(st, "unmap-exact-after-refusals",
+		  !memchr_inv(t, 0xee, n) && !memchr_inv(t + n, 0x5c, guard));
+
+	/*
+	 * Unmapping it again frees nothing: were the IOVA range freed twice,
+	 * the allocator would hand it out to two mappings at once.
+	 */
+	memset(t, 0x5c, n + guard);
+	vduse_shim_domain_unmap(st->domain, iova, n, DMA_FROM_DEVICE);
+	st_report(st, "refuse-unmap-twice", !memchr_inv(t, 0x5c, n + guard));
+	i2 = vduse_shim_domain_map(st->domain, virt_to_phys(t), n,
+				   DMA_FROM_DEVICE);
+	i3 = vduse_shim_domain_map(st->domain, virt_to_phys(t), n,
+				   DMA_FROM_DEVICE);
+	st_report(st, "refuse-unmap-twice-no-double-free",
+		  i2 != DMA_MAPPING_ERROR && i3 != DMA_MAPPING_ERROR &&
+		  i2 != i3);
+	if (i3 != DMA_MAPPING_ERROR)
+		vduse_shim_domain_unmap(st->domain, i3, n, DMA_FROM_DEVICE);
+	if (i2 != DMA_MAPPING_ERROR && i2 != i3)
+		vduse_shim_domain_unmap(st->domain, i2, n, DMA_FROM_DEVICE);
+	kfree(t);
+	return 0;
+}
+
+/* The owner's "device broken" callback: count the calls (refuse() locks). */
+static void st_broken(void *priv)
+{
+	++*(int *)priv;
+}
+
+/*
+ * Check, from debugfs, looking at the domain the way the daemon does:
+ * through an mmap of the domain file in the reading process.  A bounce page
+ * reads as zeros before any data was bounced into it; two mappings sharing
+ * a bounce page each get their own data back when the "device" writes
+ * through the mapping; a reader sees only what the device wrote; an unmap
+ * or sync that matches no live mapping is refused.
  */
 int vduse_shim_domain_selftest(char *buf, size_t len)
 {
@@ -533,13 +844,15 @@ int vduse_shim_domain_selftest(char *buf, size_t len)
 	bool zero = true, shared, ok_a = false, ok_b = false;
 	u8 *a = NULL, *b = NULL, *page = NULL;
 	struct page *dirty[64];
+	struct selftest st;
 	unsigned long uaddr;
+	int broken = 0;
 	struct file *file;
 	dma_addr_t ia, ib;
 	size_t off = 0;
 	int i, ret = 0;
 
-	domain = vduse_shim_domain_create(size, NULL, NULL);
+	domain = vduse_shim_domain_create(size, NULL, st_broken, &broken);
 	if (IS_ERR(domain))
 		return PTR_ERR(domain);
 	file = vduse_shim_domain_open(domain);
@@ -621,7 +934,18 @@ int vduse_shim_domain_selftest(char *buf, size_t len)
 			 shared ? "yes" : "no", (u64)ia, (u64)ib);
 	off += scnprintf(buf + off, len - off, "shared-page-data: %s\n",
 			 shared && ok_a && ok_b ? "ok" : "FAIL");
-	ret = off;
+
+	st = (struct selftest){ .domain = domain, .uaddr = uaddr,
+				.size = size, .page = page, .buf = buf,
+				.len = len, .off = off };
+	ret = st_stale(&st);
+	if (!ret)
+		ret = st_refuse(&st);
+	if (!ret) {
+		st.off += scnprintf(buf + st.off, len - st.off,
+				    "refused-broken-callback: %d\n", broken);
+		ret = st.off;
+	}
 out:
 	kfree(page);
 	kfree(a);

@@ -59,9 +59,12 @@ extern unsigned long vduse_shim_bounce_size;
 struct vduse_shim_domain;
 
 typedef void (*vduse_shim_invalidate_t)(void *priv, u64 start, u64 last);
+/* Called once, with interrupts possibly disabled, under the domain's lock. */
+typedef void (*vduse_shim_broken_t)(void *priv);
 
 struct vduse_shim_domain *vduse_shim_domain_create(u64 bounce_size,
 						   vduse_shim_invalidate_t inv,
+						   vduse_shim_broken_t broken,
 						   void *priv);
 void vduse_shim_domain_destroy(struct vduse_shim_domain *domain);
 void vduse_shim_domain_detach_owner(struct vduse_shim_domain *domain);
@@ -114,14 +117,20 @@ struct vduse_shim_vq {
 	/*
 	 * Shadow of the split ring: per head, how many times the driver made
 	 * it available minus how many times the daemon used it.  Lets the
-	 * shim answer the requests of a dead daemon.
+	 * shim answer the requests of a dead daemon (device.c states the
+	 * bounds).  Lock order: fail_lock, then irq_lock, then shadow_lock.
+	 * fail_lock keeps the ring pointers below valid while a dead device's
+	 * chains are walked without a spinlock; changing them takes both.
 	 */
+	struct mutex fail_lock;		/* fail_heads; ring pointers stay */
+	u16 *fail_heads;		/* heads a fail pass answers */
 	spinlock_t shadow_lock;		/* everything below */
 	struct virtio_device *vdev;
 	struct vring_desc *desc_va;
 	struct vring_avail *avail_va;
-	struct vring_used *used_va;
-	u8 *inflight;
+	struct vring_used *used_va;	/* with avail_event after the ring */
+	s16 *inflight;
+	u32 shadow_num;			/* ring size, fixed while it lives */
 	u16 shadow_avail;
 	u16 shadow_used;
 };
@@ -172,7 +181,7 @@ struct vduse_shim_dev {
 	wait_queue_head_t waitq;
 
 	struct delayed_work dead_work;
-	struct work_struct fail_work;
+	struct delayed_work fail_work;	/* re-arms itself while dead */
 };
 
 int vduse_shim_dev_init(void);

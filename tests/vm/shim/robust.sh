@@ -4,7 +4,10 @@
 # Guest script (bookworm-shim): the shim-specific checks.
 #   - malformed ioctls are refused (shim-test bad-ioctls)
 #   - bounce pages start zeroed; two mappings sharing a bounce page each get
-#     their own data (the module's debugfs selftest)
+#     their own data; a reader gets zeros where the device wrote nothing,
+#     not what earlier requests left in the bounce pages; an unmap or sync
+#     that matches no live mapping is refused, warned about once, copies
+#     and frees nothing (the module's debugfs selftest)
 #   - a daemon that never answers: attach gives up after msg_timeout, the
 #     device is broken (POLLERR, ioctls fail), detach and destroy work
 #   - the daemon SIGKILLed during fio: I/O fails instead of hanging, detach
@@ -70,6 +73,105 @@ dd if=/dev/zero of="$IMG" bs=1M count=64 2>/dev/null
 echo "$TIMEOUT" >"$P/msg_timeout"
 info "msg_timeout $(cat $P/msg_timeout) s, bounce_size $(cat $P/bounce_size)"
 
+# --- a hostile daemon (shim-test hostile) -----------------------------------
+# It serves requests until SIGUSR1, then rewrites the ring and exits.
+# hostile_start NAME MODE QSIZE: attached, /dev/vda there.
+hostile_start() {
+	shim-test hostile "$1" "$2" "$3" >/tmp/hostile.log 2>&1 &
+	HPID=$!
+	wait_for 10 grep -q ready /tmp/hostile.log &&
+		vdpa dev add name "$1" mgmtdev vduse && wait_for 30 have_vda
+}
+hostile_stop() {
+	kill -USR1 "$HPID"
+	wait_for 20 sh -c "! kill -0 $HPID 2>/dev/null" || return 1
+	wait "$HPID"
+	_rc=$?
+	grep 'hostile:' /tmp/hostile.log | sed 's/^/    /'
+	return "$_rc"
+}
+# bounded SECONDS NAME CMD...: CMD ends, successfully, within SECONDS.  If it
+# is still running then (stuck in the kernel), the rest of the script would
+# hang behind it: show the blocked tasks and end here.
+bounded() {
+	_s=$1 _n=$2
+	shift 2
+	t0=$(now)
+	"$@" >/tmp/bounded.log 2>&1 &
+	_p=$!
+	if wait_for "$_s" sh -c "! kill -0 $_p 2>/dev/null"; then
+		wait "$_p"
+		_rc=$?
+		info "$_n: status $_rc in $(($(now) - t0)) s $(cat /tmp/bounded.log)"
+		check "$_n" test "$_rc" = 0
+		return 0
+	fi
+	fail "$_n" "still running after $_s s: $*"
+	echo w >/proc/sysrq-trigger
+	dmesg | tail -n 80
+	exit 0
+}
+# Nothing in dmesg says a CPU or a task was stuck.
+kernel_calm() {
+	! dmesg | grep -E 'soft lockup|hard LOCKUP|rcu_.*stall|blocked for more than|BUG:|WARNING:'
+}
+
+# The driver stops kicking (NO_NOTIFY, avail_event behind avail->idx) and
+# the daemon dies with an ext4 full of dirty pages mounted: detaching
+# (del_gendisk writes them back) and unloading must not wait for kicks.
+# SHIM_HOSTILE: the cases to run (all by default).
+HOSTILE=${SHIM_HOSTILE:-noevent selfloop:256 longchain:1024 indirect:256}
+case " $HOSTILE " in *" noevent "*) run_noevent=1 ;; *) run_noevent= ;; esac
+if [ -z "$run_noevent" ]; then
+	info "noevent case not run (SHIM_HOSTILE=$HOSTILE)"
+elif hostile_start h0 noevent 256; then
+	mkdir -p /mnt
+	mkfs.ext4 -q /dev/vda && mount /dev/vda /mnt &&
+		dd if=/dev/zero of=/mnt/dirty bs=1M count=24 2>/dev/null
+	info "dirty: $(awk '/^Dirty:/ { print $2 }' /proc/meminfo) kB"
+	check noevent-daemon hostile_stop
+	bounded $((TIMEOUT + 20)) noevent-detach vdpa dev del h0
+	umount -l /mnt
+	check noevent-vda-gone wait_for 10 no_vda
+	check noevent-destroy shim-test destroy h0
+	check noevent-freed wait_for 5 all_freed
+	check noevent-calm kernel_calm
+else
+	fail noevent-start "the hostile daemon did not attach"
+	show_log /tmp/hostile.log
+fi
+
+# In-flight requests rewritten into loops and chains longer than the ring,
+# then the daemon exits and nobody detaches: the shim fails them after the
+# timeout without a long walk with interrupts off, and the guest stays
+# responsive; then detach and destroy.
+for m in $HOSTILE; do
+	mode=${m%:*}
+	[ "$mode" = noevent ] && continue
+	if hostile_start h1 "$mode" "${m#*:}"; then
+		start_fio
+		sleep 3
+		check "$mode-daemon" hostile_stop
+		t0=$(now)
+		check "$mode-fio-ends" wait_fio $((TIMEOUT + 20))
+		info "$mode: fio ended $(($(now) - t0)) s after the daemon died"
+		check "$mode-fio-error" sh -c '! grep -q "err= 0" /tmp/fio.log'
+		check "$mode-responsive" test "$(echo ok)" = ok
+		bounded $((TIMEOUT + 20)) "$mode-detach" vdpa dev del h1
+		check "$mode-destroy" shim-test destroy h1
+		check "$mode-freed" wait_for 5 all_freed
+		check "$mode-calm" kernel_calm
+	else
+		fail "$mode-start" "the hostile daemon did not attach"
+		show_log /tmp/hostile.log
+	fi
+done
+info "requests failed by the shim: $(stat_of reqs_failed_by_shim)"
+if [ -n "${SHIM_HOSTILE_ONLY:-}" ]; then
+	bounded 60 hostile-rmmod rmmod vduse_shim
+	exit 0
+fi
+
 # --- a second provider ------------------------------------------------------
 if [ -f /usr/local/bin/vduse_shim_dup.ko ]; then
 	if insmod /usr/local/bin/vduse_shim_dup.ko 2>/tmp/dup.err; then
@@ -103,6 +205,21 @@ else
 	pass bounce-zeroed-meaningful
 fi
 check bounce-shared grep -q 'shared-page-data: ok' /tmp/selftest.txt
+for k in stale-bounce-daemon-sees-zeros stale-bounce-reader-unwritten \
+	stale-bounce-reader-half-written; do
+	check "$k" grep -qx "$k: ok" /tmp/selftest.txt
+done
+for k in unmap-size+1 unmap-size-1 unmap-iova+1 unmap-iova+granule \
+	unmap-iova-granule unmap-to-device unmap-bidirectional sync-size+1 \
+	sync-iova+granule unmap-twice unmap-twice-no-double-free; do
+	check "refuse-$k" grep -qx "refuse-$k: ok" /tmp/selftest.txt
+done
+check sync-exact grep -qx 'sync-exact: ok' /tmp/selftest.txt
+check unmap-exact-after-refusals grep -qx 'unmap-exact-after-refusals: ok' /tmp/selftest.txt
+check refuse-broken-once grep -qx 'refused-broken-callback: 1' /tmp/selftest.txt
+check refuse-warned-once test "$(dmesg | grep -c 'matches no live mapping')" = 1
+check selftest-no-fail sh -c '! grep -q FAIL /tmp/selftest.txt'
+check selftest-freed all_freed
 
 # --- a daemon that never answers ------------------------------------------
 shim-test silent silent0 $((TIMEOUT * 3)) >/tmp/silent.log 2>&1 &
