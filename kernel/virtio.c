@@ -230,7 +230,8 @@ static void shim_del_vq(struct vduse_shim_dev *dev, struct vduse_shim_vq *svq)
 {
 	struct virtqueue *vq;
 	unsigned long flags;
-	u8 *inflight;
+	u16 *fail_heads;
+	s16 *inflight;
 
 	spin_lock_irqsave(&svq->irq_lock, flags);
 	vq = svq->vq;
@@ -238,14 +239,21 @@ static void shim_del_vq(struct vduse_shim_dev *dev, struct vduse_shim_vq *svq)
 	svq->ready = false;
 	spin_unlock_irqrestore(&svq->irq_lock, flags);
 
+	/* Waits for a fail pass walking the ring. */
+	mutex_lock(&svq->fail_lock);
 	spin_lock_irqsave(&svq->shadow_lock, flags);
 	inflight = svq->inflight;
 	svq->inflight = NULL;
 	svq->desc_va = NULL;
 	svq->avail_va = NULL;
 	svq->used_va = NULL;
+	svq->shadow_num = 0;
 	spin_unlock_irqrestore(&svq->shadow_lock, flags);
+	fail_heads = svq->fail_heads;
+	svq->fail_heads = NULL;
+	mutex_unlock(&svq->fail_lock);
 	kfree(inflight);
+	kfree(fail_heads);
 
 	flush_work(&svq->kick_work);
 	if (vq)
@@ -271,7 +279,8 @@ static int shim_setup_vq(struct virtio_device *vdev, unsigned int index,
 	struct virtqueue *vq;
 	unsigned long flags;
 	unsigned int num;
-	u8 *inflight;
+	u16 *fail_heads;
+	s16 *inflight;
 
 	vq = vring_create_virtqueue(index, svq->num_max, dev->vq_align,
 				    vdev, true, true, ctx,
@@ -280,11 +289,15 @@ static int shim_setup_vq(struct virtio_device *vdev, unsigned int index,
 		return -ENOMEM;
 	num = virtqueue_get_vring_size(vq);
 	inflight = kcalloc(num, sizeof(*inflight), GFP_KERNEL);
-	if (!inflight) {
+	fail_heads = kcalloc(num, sizeof(*fail_heads), GFP_KERNEL);
+	if (!inflight || !fail_heads) {
+		kfree(inflight);
+		kfree(fail_heads);
 		vring_del_virtqueue(vq);
 		return -ENOMEM;
 	}
 
+	mutex_lock(&svq->fail_lock);
 	spin_lock_irqsave(&svq->shadow_lock, flags);
 	svq->vdev = vdev;
 	svq->num = num;
@@ -295,17 +308,25 @@ static int shim_setup_vq(struct virtio_device *vdev, unsigned int index,
 						virtqueue_get_avail_addr(vq),
 						struct_size(svq->avail_va,
 							    ring, num));
+	/* A dead device writes avail_event, after the used ring. */
 	svq->used_va = vduse_shim_domain_kaddr(domain,
 					       virtqueue_get_used_addr(vq),
 					       struct_size(svq->used_va,
-							   ring, num));
+							   ring, num) +
+					       sizeof(__virtio16));
+	svq->shadow_num = num;
 	svq->shadow_avail = 0;
 	svq->shadow_used = 0;
-	if (svq->desc_va && svq->avail_va && svq->used_va)
+	if (svq->desc_va && svq->avail_va && svq->used_va) {
 		svq->inflight = inflight;
-	else
-		kfree(inflight);
+		svq->fail_heads = fail_heads;
+		inflight = NULL;
+		fail_heads = NULL;
+	}
 	spin_unlock_irqrestore(&svq->shadow_lock, flags);
+	mutex_unlock(&svq->fail_lock);
+	kfree(inflight);
+	kfree(fail_heads);
 
 	spin_lock_irqsave(&svq->irq_lock, flags);
 	svq->vq = vq;

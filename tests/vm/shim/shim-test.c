@@ -9,6 +9,21 @@
  *   shim-test silent NAME S  create NAME, open it, never answer a message
  *                            for S seconds; then expect it broken (poll
  *                            reports POLLERR, ioctls fail), close, destroy
+ *   shim-test hostile NAME MODE QSIZE
+ *                            a small RAM-backed virtio-blk daemon (64 MiB,
+ *                            one queue of QSIZE) that serves requests until
+ *                            SIGUSR1, then waits for requests in flight,
+ *                            rewrites the ring as MODE says and exits:
+ *                              noevent   used->flags NO_NOTIFY, avail_event
+ *                                        just behind avail->idx (the driver
+ *                                        stops kicking)
+ *                              selfloop  every in-flight head's descriptor
+ *                                        points at itself
+ *                              longchain every descriptor links to the next,
+ *                                        a cycle through the whole ring
+ *                              indirect  every in-flight head is an indirect
+ *                                        table of 4G-16 bytes at IOVA 0, where
+ *                                        1 MiB of descriptors form a cycle
  *
  * Prints one "ok"/"not ok" line per check; exits 1 if any check failed.
  */
@@ -24,8 +39,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/virtio_ring.h>
+#include <signal.h>
 #include <sys/eventfd.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 static int failures;
@@ -308,6 +326,343 @@ static int silent(const char *dev, int seconds)
 	return failures ? 1 : 0;
 }
 
+/* ---- a hostile daemon ---------------------------------------------------- */
+
+#define H_SECTORS	(64ULL << 11)	/* 64 MiB */
+#define H_MAPS		64
+
+struct h_map {
+	uint64_t start, last;
+	uint8_t *p;
+};
+
+static struct {
+	int fd;
+	uint8_t *store;
+	struct h_map maps[H_MAPS];
+	int nmaps;
+	unsigned int num;
+	struct vring_desc *desc;
+	struct vring_avail *avail;
+	struct vring_used *used;
+	uint16_t last_avail;
+	uint16_t used_idx;
+	unsigned long served;
+} h;
+
+static volatile sig_atomic_t h_trigger;
+
+static void h_on_usr1(int sig)
+{
+	(void)sig;
+	h_trigger = 1;
+}
+
+static void h_unmap(uint64_t start, uint64_t last)
+{
+	int i;
+
+	for (i = 0; i < h.nmaps; i++) {
+		struct h_map *m = &h.maps[i];
+
+		if (m->last < start || m->start > last)
+			continue;
+		munmap(m->p, m->last - m->start + 1);
+		*m = h.maps[--h.nmaps];
+		i--;
+	}
+}
+
+/* A pointer to [iova, iova + len) in the daemon, mapping its region once. */
+static void *h_ptr(uint64_t iova, uint64_t len)
+{
+	struct vduse_iotlb_entry e = { .start = iova, .last = iova + len - 1 };
+	struct h_map *m;
+	void *p;
+	int i, fd;
+
+	if (!len || e.last < iova)
+		return NULL;
+	for (i = 0; i < h.nmaps; i++) {
+		m = &h.maps[i];
+		if (iova >= m->start && e.last <= m->last)
+			return m->p + (iova - m->start);
+	}
+	if (h.nmaps == H_MAPS)
+		return NULL;
+	fd = ioctl(h.fd, VDUSE_IOTLB_GET_FD, &e);
+	if (fd < 0)
+		return NULL;
+	p = mmap(NULL, e.last - e.start + 1, PROT_READ | PROT_WRITE,
+		 MAP_SHARED, fd, e.offset);
+	close(fd);
+	if (p == MAP_FAILED)
+		return NULL;
+	m = &h.maps[h.nmaps++];
+	m->start = e.start;
+	m->last = e.last;
+	m->p = p;
+	if (iova < m->start || iova + len - 1 > m->last)
+		return NULL;
+	return m->p + (iova - m->start);
+}
+
+/* EVENT_IDX: the driver kicks when avail->idx passes this. */
+static uint16_t *h_avail_event(void)
+{
+	return (uint16_t *)&h.used->ring[h.num];
+}
+
+/* Map the ring; at DRIVER_OK (@start) its indices start at 0. */
+static int h_ring_setup(int start)
+{
+	struct vduse_vq_info vi = { .index = 0 };
+
+	if (ioctl(h.fd, VDUSE_VQ_GET_INFO, &vi) || !vi.num)
+		return -1;
+	h.num = vi.num;
+	h.desc = h_ptr(vi.desc_addr, 16ULL * h.num);
+	h.avail = h_ptr(vi.driver_addr, 6 + 2ULL * h.num);
+	h.used = h_ptr(vi.device_addr, 6 + 8ULL * h.num);
+	if (start) {
+		h.last_avail = 0;
+		h.used_idx = 0;
+	}
+	return h.desc && h.avail && h.used ? 0 : -1;
+}
+
+/* One request: header, data descriptors, status byte (no indirect tables). */
+static uint32_t h_serve_one(uint16_t head)
+{
+	struct virtio_blk_outhdr hdr = { 0 };
+	uint64_t pos = 0;
+	uint32_t written = 0;
+	uint8_t status = VIRTIO_BLK_S_OK;
+	uint8_t *last = NULL;
+	unsigned int i = head, n = 0;
+
+	for (;;) {
+		struct vring_desc d;
+		uint8_t *p;
+
+		if (i >= h.num || ++n > h.num)
+			return 0;
+		d = h.desc[i];
+		p = h_ptr(d.addr, d.len);
+		if (!p)
+			return 0;
+		if (n == 1) {
+			if (d.len < sizeof(hdr))
+				return 0;
+			memcpy(&hdr, p, sizeof(hdr));
+			pos = hdr.sector * 512;
+		} else if (!(d.flags & VRING_DESC_F_NEXT)) {
+			last = p + d.len - 1;
+			written++;
+			break;
+		} else if (hdr.type == VIRTIO_BLK_T_IN ||
+			   hdr.type == VIRTIO_BLK_T_OUT) {
+			if (pos + d.len > (H_SECTORS << 9)) {
+				status = VIRTIO_BLK_S_IOERR;
+			} else if (hdr.type == VIRTIO_BLK_T_IN) {
+				memcpy(p, h.store + pos, d.len);
+				written += d.len;
+			} else {
+				memcpy(h.store + pos, p, d.len);
+			}
+			pos += d.len;
+		} else if (hdr.type == VIRTIO_BLK_T_GET_ID) {
+			memset(p, 0, d.len);
+			memcpy(p, "hostile", d.len < 7 ? d.len : 7);
+			written += d.len;
+		}
+		if (!(d.flags & VRING_DESC_F_NEXT))
+			return 0;
+		i = d.next;
+	}
+	if (hdr.type != VIRTIO_BLK_T_IN && hdr.type != VIRTIO_BLK_T_OUT &&
+	    hdr.type != VIRTIO_BLK_T_GET_ID && hdr.type != VIRTIO_BLK_T_FLUSH)
+		status = VIRTIO_BLK_S_UNSUPP;
+	*last = status;
+	return written;
+}
+
+static void h_serve(void)
+{
+	uint16_t idx;
+	uint32_t zero = 0;
+
+	if (!h.num)
+		return;
+	for (;;) {
+		idx = __atomic_load_n(&h.avail->idx, __ATOMIC_ACQUIRE);
+		while (h.last_avail != idx) {
+			uint16_t head = h.avail->ring[h.last_avail % h.num];
+			struct vring_used_elem *u = &h.used->ring[h.used_idx % h.num];
+
+			u->len = head < h.num ? h_serve_one(head) : 0;
+			u->id = head;
+			h.last_avail++;
+			h.used_idx++;
+			h.served++;
+		}
+		__atomic_store_n(&h.used->idx, h.used_idx, __ATOMIC_RELEASE);
+		/* EVENT_IDX: kick me at the next request. */
+		*h_avail_event() = h.last_avail;
+		__atomic_thread_fence(__ATOMIC_SEQ_CST);
+		if (__atomic_load_n(&h.avail->idx, __ATOMIC_ACQUIRE) == h.last_avail)
+			break;
+	}
+	ioctl(h.fd, VDUSE_VQ_INJECT_IRQ, &zero);
+}
+
+static int h_message(void)
+{
+	struct vduse_dev_request req;
+	struct vduse_dev_response resp = { .result = VDUSE_REQ_RESULT_OK };
+
+	if (read(h.fd, &req, sizeof(req)) != sizeof(req))
+		return errno == EAGAIN || errno == EINTR ? 0 : -1;
+	resp.request_id = req.request_id;
+	if (req.type == VDUSE_SET_STATUS) {
+		if (!req.s.status) {
+			h.num = 0;
+			h_unmap(0, ~0ULL);
+		} else if ((req.s.status & VIRTIO_CONFIG_S_DRIVER_OK) &&
+			   !h.num && h_ring_setup(1)) {
+			fprintf(stderr, "hostile: cannot map the ring\n");
+			resp.result = VDUSE_REQ_RESULT_FAILED;
+		}
+	} else if (req.type == VDUSE_UPDATE_IOTLB) {
+		h_unmap(req.iova.start, req.iova.last);
+		/* The ring may have been in what went away. */
+		if (h.num && h_ring_setup(0))
+			h.num = 0;
+	}
+	return write(h.fd, &resp, sizeof(resp)) == sizeof(resp) ? 0 : -1;
+}
+
+/* Rewrite the ring as @mode says; returns how many heads were in flight. */
+static int h_corrupt(const char *mode)
+{
+	uint16_t idx = __atomic_load_n(&h.avail->idx, __ATOMIC_ACQUIRE);
+	uint16_t a;
+	unsigned int i;
+	int n = 0;
+
+	for (a = h.last_avail; a != idx; a++) {
+		uint16_t head = h.avail->ring[a % h.num];
+		struct vring_desc *d;
+
+		n++;
+		if (head >= h.num)
+			continue;
+		d = &h.desc[head];
+		if (!strcmp(mode, "selfloop")) {
+			d->flags = VRING_DESC_F_NEXT | VRING_DESC_F_WRITE;
+			d->next = head;
+		} else if (!strcmp(mode, "indirect")) {
+			d->addr = 0;
+			d->len = 0xfffffff0;
+			d->flags = VRING_DESC_F_INDIRECT;
+		}
+	}
+	if (!strcmp(mode, "longchain")) {
+		for (i = 0; i < h.num; i++) {
+			h.desc[i].flags = VRING_DESC_F_NEXT | VRING_DESC_F_WRITE;
+			h.desc[i].next = (i + 1) % h.num;
+		}
+	} else if (!strcmp(mode, "indirect")) {
+		/* 64Ki descriptors at IOVA 0, each linking to the next. */
+		struct vring_desc *t = h_ptr(0, 65536 * sizeof(*t));
+
+		if (!t)
+			return -1;
+		for (i = 0; i < 65536; i++) {
+			t[i].addr = 0;
+			t[i].len = 1;
+			t[i].flags = VRING_DESC_F_NEXT | VRING_DESC_F_WRITE;
+			t[i].next = (i + 1) & 0xffff;
+		}
+	} else if (!strcmp(mode, "noevent")) {
+		h.used->flags = VRING_USED_F_NO_NOTIFY;
+		*h_avail_event() = idx - 1;
+	}
+	__atomic_thread_fence(__ATOMIC_SEQ_CST);
+	return n;
+}
+
+static int hostile(const char *dev, const char *mode, unsigned int qsize)
+{
+	struct vduse_vq_config vc = { .max_size = qsize };
+	struct vduse_vq_eventfd ve = { .index = 0 };
+	char path[VDUSE_NAME_MAX + 16];
+	struct pollfd pfd[2];
+	struct dev_cfg c;
+	int ctl, efd, i, n = 0;
+
+	if (strcmp(mode, "noevent") && strcmp(mode, "selfloop") &&
+	    strcmp(mode, "longchain") && strcmp(mode, "indirect")) {
+		fprintf(stderr, "hostile: unknown mode %s\n", mode);
+		return 2;
+	}
+	signal(SIGUSR1, h_on_usr1);
+	h.store = calloc(1, H_SECTORS << 9);
+	ctl = open("/dev/vduse/control", O_RDWR | O_CLOEXEC);
+	if (!h.store || ctl < 0) {
+		perror("hostile");
+		return 1;
+	}
+	good_config(&c, dev);
+	c.cfg.features |= 1ULL << VIRTIO_RING_F_EVENT_IDX;
+	c.cfg.vq_num = 1;
+	c.blk.capacity = H_SECTORS;
+	if (create(ctl, &c)) {
+		perror("hostile: CREATE_DEV");
+		return 1;
+	}
+	close(ctl);
+	snprintf(path, sizeof(path), "/dev/vduse/%s", dev);
+	h.fd = open(path, O_RDWR | O_CLOEXEC | O_NONBLOCK);
+	efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	ve.fd = efd;
+	if (h.fd < 0 || efd < 0 || ioctl(h.fd, VDUSE_VQ_SETUP, &vc) ||
+	    ioctl(h.fd, VDUSE_VQ_SETUP_KICKFD, &ve)) {
+		perror("hostile: set-up");
+		return 1;
+	}
+	printf("hostile: ready\n");
+
+	pfd[0] = (struct pollfd){ .fd = h.fd, .events = POLLIN };
+	pfd[1] = (struct pollfd){ .fd = efd, .events = POLLIN };
+	while (!h_trigger) {
+		uint64_t v;
+
+		if (poll(pfd, 2, 100) < 0 && errno != EINTR)
+			return 1;
+		if ((pfd[0].revents & POLLIN) && h_message())
+			return 1;
+		if (pfd[0].revents & POLLERR) {
+			fprintf(stderr, "hostile: device broken\n");
+			return 1;
+		}
+		if (read(efd, &v, sizeof(v)) == sizeof(v) || h.num)
+			h_serve();
+	}
+	printf("hostile: served %lu requests; stopping\n", h.served);
+	/* Wait (up to 3 s) for requests the driver made available. */
+	for (i = 0; i < 30 && h.num; i++) {
+		if (h.avail->idx != h.last_avail)
+			break;
+		usleep(100000);
+	}
+	usleep(500000);
+	if (h.num)
+		n = h_corrupt(mode);
+	printf("hostile: %s: %d request(s) in flight; exiting\n", mode, n);
+	return h.num && n >= 0 ? 0 : 1;
+}
+
 int main(int argc, char **argv)
 {
 	setvbuf(stdout, NULL, _IOLBF, 0);
@@ -317,7 +672,9 @@ int main(int argc, char **argv)
 		return destroy(argv[2]);
 	if (argc == 4 && !strcmp(argv[1], "silent"))
 		return silent(argv[2], atoi(argv[3]));
-	fprintf(stderr, "usage: %s bad-ioctls | destroy NAME | silent NAME SECONDS\n",
-		argv[0]);
+	if (argc == 5 && !strcmp(argv[1], "hostile"))
+		return hostile(argv[2], argv[3], atoi(argv[4]));
+	fprintf(stderr, "usage: %s bad-ioctls | destroy NAME | silent NAME SECONDS |\n"
+		"       hostile NAME MODE QSIZE\n", argv[0]);
 	return 2;
 }
