@@ -448,8 +448,9 @@ static void fail_head(struct vduse_shim_dev *dev, struct vduse_shim_vq *vq,
 static u32 vq_claim_inflight(struct vduse_shim_vq *vq, bool *again)
 {
 	struct virtio_device *vdev = vq->vdev;
-	u32 head, n = 0;
+	u32 head, n = 0, ahead;
 	__virtio16 *avail_event;
+	u16 idx;
 
 	lockdep_assert_held(&vq->shadow_lock);
 	vduse_shim_vq_shadow_sync(vq, true);
@@ -465,8 +466,10 @@ static u32 vq_claim_inflight(struct vduse_shim_vq *vq, bool *again)
 	WRITE_ONCE(*avail_event, cpu_to_virtio16(vdev, vq->shadow_avail));
 	/* Pairs with the driver's barrier between avail->idx and avail_event. */
 	smp_mb();
-	*again = virtio16_to_cpu(vdev, READ_ONCE(vq->avail_va->idx)) !=
-		 vq->shadow_avail;
+	/* Not for an index the sync does not follow: that would spin. */
+	idx = virtio16_to_cpu(vdev, READ_ONCE(vq->avail_va->idx));
+	ahead = (u16)(idx - vq->shadow_avail);
+	*again = ahead && ahead <= vq->shadow_num;
 	return n;
 }
 

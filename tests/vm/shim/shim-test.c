@@ -19,8 +19,9 @@
  *                                        stops kicking)
  *                              selfloop  every in-flight head's descriptor
  *                                        points at itself
- *                              longchain every descriptor links to the next,
- *                                        a cycle through the whole ring
+ *                              longchain the descriptors that are free or
+ *                                        have NEXT form one cycle (in-flight
+ *                                        chains keep their flags)
  *                              indirect  every in-flight head is an indirect
  *                                        table of 4G-16 bytes at IOVA 0, where
  *                                        1 MiB of descriptors form a cycle
@@ -542,6 +543,46 @@ static int h_message(void)
 	return write(h.fd, &resp, sizeof(resp)) == sizeof(resp) ? 0 : -1;
 }
 
+/*
+ * One cycle through every descriptor that is free or has NEXT: a walk from
+ * an in-flight head never ends.  virtio_ring (6.1) frees a chain by following
+ * its own next links while the ring's NEXT flags say so, so the flags of
+ * in-flight descriptors are kept: only the device's walk goes astray.
+ */
+static int h_longchain(uint16_t idx)
+{
+	uint8_t *busy = calloc(h.num, 1);
+	uint16_t *cycle = calloc(h.num, sizeof(*cycle));
+	unsigned int i, n = 0, k;
+	uint16_t a;
+
+	if (!busy || !cycle)
+		return -1;
+	for (a = h.last_avail; a != idx; a++) {
+		unsigned int d = h.avail->ring[a % h.num];
+
+		for (k = 0; d < h.num && k < h.num && !busy[d]; k++) {
+			busy[d] = 1;
+			if (!(h.desc[d].flags & VRING_DESC_F_NEXT))
+				break;
+			d = h.desc[d].next;
+		}
+	}
+	for (i = 0; i < h.num; i++) {
+		if (busy[i] && !(h.desc[i].flags & VRING_DESC_F_NEXT))
+			continue;
+		if (!busy[i])
+			h.desc[i].flags = VRING_DESC_F_NEXT | VRING_DESC_F_WRITE;
+		cycle[n++] = i;
+	}
+	for (k = 0; k < n; k++)
+		h.desc[cycle[k]].next = cycle[(k + 1) % n];
+	printf("hostile: a cycle of %u descriptors, ring of %u\n", n, h.num);
+	free(busy);
+	free(cycle);
+	return 0;
+}
+
 /* Rewrite the ring as @mode says; returns how many heads were in flight. */
 static int h_corrupt(const char *mode)
 {
@@ -562,16 +603,15 @@ static int h_corrupt(const char *mode)
 			d->flags = VRING_DESC_F_NEXT | VRING_DESC_F_WRITE;
 			d->next = head;
 		} else if (!strcmp(mode, "indirect")) {
+			/* NEXT kept: the driver's own walk stays sane. */
 			d->addr = 0;
 			d->len = 0xfffffff0;
-			d->flags = VRING_DESC_F_INDIRECT;
+			d->flags = VRING_DESC_F_INDIRECT | VRING_DESC_F_NEXT;
 		}
 	}
 	if (!strcmp(mode, "longchain")) {
-		for (i = 0; i < h.num; i++) {
-			h.desc[i].flags = VRING_DESC_F_NEXT | VRING_DESC_F_WRITE;
-			h.desc[i].next = (i + 1) % h.num;
-		}
+		if (h_longchain(idx))
+			return -1;
 	} else if (!strcmp(mode, "indirect")) {
 		/* 64Ki descriptors at IOVA 0, each linking to the next. */
 		struct vring_desc *t = h_ptr(0, 65536 * sizeof(*t));
