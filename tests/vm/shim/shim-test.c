@@ -23,8 +23,9 @@
  *                                        have NEXT form one cycle (in-flight
  *                                        chains keep their flags)
  *                              indirect  every in-flight head is an indirect
- *                                        table of 4G-16 bytes at IOVA 0, where
- *                                        1 MiB of descriptors form a cycle
+ *                                        table of 4G-16 bytes at IOVA 4096,
+ *                                        where 1 MiB of descriptors form a
+ *                                        cycle
  *
  * Prints one "ok"/"not ok" line per check; exits 1 if any check failed.
  */
@@ -331,6 +332,8 @@ static int silent(const char *dev, int seconds)
 
 #define H_SECTORS	(64ULL << 11)	/* 64 MiB */
 #define H_MAPS		64
+/* IOVA of the indirect table of the indirect case (not 0: refused). */
+#define H_TABLE		4096
 
 struct h_map {
 	uint64_t start, last;
@@ -604,7 +607,7 @@ static int h_corrupt(const char *mode)
 			d->next = head;
 		} else if (!strcmp(mode, "indirect")) {
 			/* NEXT kept: the driver's own walk stays sane. */
-			d->addr = 0;
+			d->addr = H_TABLE;
 			d->len = 0xfffffff0;
 			d->flags = VRING_DESC_F_INDIRECT | VRING_DESC_F_NEXT;
 		}
@@ -613,8 +616,8 @@ static int h_corrupt(const char *mode)
 		if (h_longchain(idx))
 			return -1;
 	} else if (!strcmp(mode, "indirect")) {
-		/* 64Ki descriptors at IOVA 0, each linking to the next. */
-		struct vring_desc *t = h_ptr(0, 65536 * sizeof(*t));
+		/* 64Ki descriptors in the bounce region, each linking on. */
+		struct vring_desc *t = h_ptr(H_TABLE, 65536 * sizeof(*t));
 
 		if (!t)
 			return -1;
