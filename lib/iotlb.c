@@ -200,9 +200,19 @@ static void fork_done(void)
 	pthread_rwlock_unlock(&fork_lock);
 }
 
+/*
+ * In the child the write lock belongs to a thread id that is not its own:
+ * glibc would take the unlock for a reader's and leave the lock broken
+ * (the child's first IOTLB lookup then hangs).  Start it afresh.
+ */
+static void fork_child(void)
+{
+	pthread_rwlock_init(&fork_lock, NULL);
+}
+
 static void fork_register(void)
 {
-	pthread_atfork(fork_prepare, fork_done, fork_done);
+	pthread_atfork(fork_prepare, fork_done, fork_child);
 }
 
 static int get_fd(struct vduse_iotlb *t, struct vduse_iotlb_entry *e)
