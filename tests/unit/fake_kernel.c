@@ -71,6 +71,7 @@ static struct {
 
 	bool control_missing;
 	char devs[FK_MAX_DEVS][VDUSE_NAME_MAX];
+	int dev_fd[FK_MAX_DEVS];	/* its open node, -1: none */
 	struct vduse_dev_config *created;
 	unsigned int destroyed;
 	uint64_t api_version;
@@ -188,8 +189,16 @@ static int fk_open(const char *path, int flags)
 		      track(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK), FD_CONTROL);
 	} else if (!strncmp(path, "/dev/vduse/", 11) &&
 		   find_dev(path + 11) >= 0) {
+		int i = find_dev(path + 11);
+
+		/* Like the kernel: one opener at a time. */
+		if (fk.dev_fd[i] >= 0) {
+			ret = -EBUSY;
+			goto out;
+		}
 		ret = track(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK), FD_DEV);
 		if (ret >= 0) {
+			fk.dev_fd[i] = ret;
 			fk.msg_fd = ret;
 			if (fk.msg_head != fk.msg_tail) {
 				uint64_t one = 1;
@@ -222,6 +231,9 @@ static int fk_close(int fd)
 		fk.live_fds--;
 		if (fk.msg_fd == fd)
 			fk.msg_fd = -1;
+		for (int i = 0; i < FK_MAX_DEVS; i++)
+			if (fk.dev_fd[i] == fd)
+				fk.dev_fd[i] = -1;
 	}
 	UNLOCK();
 	return ret;
@@ -279,6 +291,7 @@ static int control_ioctl(unsigned long req, void *arg)
 		memcpy(fk.created, c, sz);
 		memcpy(fk.devs[i], c->name, VDUSE_NAME_MAX);
 		fk.devs[i][VDUSE_NAME_MAX - 1] = 0;
+		fk.dev_fd[i] = -1;
 		return 0;
 	}
 	case VDUSE_DESTROY_DEV:

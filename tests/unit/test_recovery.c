@@ -1,0 +1,353 @@
+// SPDX-License-Identifier: MIT
+/*
+ * Crash recovery: a backend process dies (fork + SIGKILL, at every store
+ * of the in-flight log's write order, or at a random moment) and a
+ * successor reconnects with vduse_device_open(); every request the driver
+ * made completes exactly once and the used ring stays well-formed.  Also
+ * every refusal of a missing or mismatched log, each with its reason.
+ *
+ * Guest memory is the fake kernel's memfd and the log a file, so both are
+ * shared by a forked child and its parent; the parent plays the driver
+ * and the successor.
+ */
+#define _GNU_SOURCE
+#include <endian.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/virtio_config.h>
+#include <linux/virtio_ring.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "fake_kernel.h"
+#include "internal.h"
+#include "test_util.h"
+
+#define QS		16u	/* ring size */
+#define MAX_OUT		(QS / 2)	/* two descriptors a request */
+#define NREQ		64u
+#define BUF(r)		(TU_DATA + 64ull * (r))
+#define DONE_MARK(r)	(0x5eed0000u + (r))
+
+static char log_path[64];
+
+/* ---- the driver (always in the parent) ---- */
+
+struct drv {
+	struct sim_vq s;
+	int head_req[QS];		/* request on a head, -1: free */
+	unsigned int completions[NREQ];
+	unsigned int next_req, outstanding, done;
+};
+
+static struct drv drv;
+
+static void drv_init(uint16_t start)
+{
+	unsigned int i;
+
+	memset(&drv, 0, sizeof(drv));
+	for (i = 0; i < QS; i++)
+		drv.head_req[i] = -1;
+	sim_vq_init_at(&drv.s, 0, QS, TU_RING0, start);
+}
+
+/* Publish request r on a free even head: out (r), then in (8 bytes). */
+static bool drv_submit(void)
+{
+	unsigned int h, r = drv.next_req;
+	uint32_t *out;
+
+	if (r == NREQ || drv.outstanding == MAX_OUT)
+		return false;
+	for (h = 0; drv.head_req[h] >= 0; h += 2)
+		;
+	out = fk_iova_ptr(BUF(r));
+	out[0] = r;
+	out[8] = 0;	/* the device writes the in buffer at +32 */
+	sim_set_desc(&drv.s, h, BUF(r), 4, VRING_DESC_F_NEXT, h + 1);
+	sim_set_desc(&drv.s, h + 1, BUF(r) + 32, 8, VRING_DESC_F_WRITE, 0);
+	drv.head_req[h] = (int)r;
+	drv.next_req++;
+	drv.outstanding++;
+	sim_publish(&drv.s, h);
+	return true;
+}
+
+/* Take every used entry; each must complete an outstanding request. */
+static void drv_collect(void)
+{
+	uint32_t id, len;
+
+	while (sim_get_used(&drv.s, &id, &len)) {
+		uint32_t *in;
+		int r;
+
+		assert_true(id < QS);
+		r = drv.head_req[id];
+		assert_true(r >= 0);	/* a head that is not in flight */
+		assert_int_equal(len, 8);
+		in = fk_iova_ptr(BUF(r) + 32);
+		assert_int_equal(in[0], DONE_MARK(r));
+		drv.completions[r]++;
+		drv.head_req[id] = -1;
+		drv.outstanding--;
+		drv.done++;
+	}
+}
+
+static void drv_check_all_once(void)
+{
+	unsigned int r;
+
+	for (r = 0; r < drv.next_req; r++)
+		assert_int_equal(drv.completions[r], 1);
+	assert_int_equal(drv.outstanding, 0);
+	assert_int_equal((uint16_t)(sim_used_idx(&drv.s) - 0),
+			 (uint16_t)drv.done);
+}
+
+/* ---- the device (child or successor) ---- */
+
+/* Request number of an element (from its out buffer). */
+static uint32_t elem_req(const struct vduse_vq_elem *e)
+{
+	return *(const uint32_t *)e->out_sg[0].iov_base;
+}
+
+static int dev_complete(struct vduse_vq *vq, struct vduse_vq_elem *e)
+{
+	uint32_t mark = DONE_MARK(elem_req(e));
+	int ret;
+
+	memcpy(e->in_sg[0].iov_base, &mark, sizeof(mark));
+	ret = vduse_vq_push(vq, e, 8);
+	free(e);
+	return ret;
+}
+
+static struct vduse_device_config rec_config(void)
+{
+	struct vduse_device_config c = tu_config("rec", 1, QS);
+
+	c.log_path = log_path;
+	return c;
+}
+
+static int setup(void **state)
+{
+	int fd;
+
+	tu_setup(state);
+	snprintf(log_path, sizeof(log_path), "/tmp/vduse-rec-XXXXXX");
+	fd = mkstemp(log_path);
+	assert_true(fd >= 0);
+	close(fd);
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	unlink(log_path);
+	return tu_teardown(state);
+}
+
+/* A fresh fake kernel with the device created and the driver live. */
+static struct vduse_device *first_start(uint64_t features)
+{
+	struct vduse_device_config c = rec_config();
+	struct vduse_device *dev;
+
+	fk_setup();
+	assert_int_equal(fk_region_add(TU_RING_BASE, TU_RING_SIZE,
+				       VDUSE_ACCESS_RW), 0);
+	assert_int_equal(fk_region_add(TU_DATA, TU_DATA_SIZE,
+				       VDUSE_ACCESS_RW), 0);
+	assert_int_equal(vduse_device_new(&c, &dev), 0);
+	drv_init(0);
+	assert_int_equal(sim_driver_ok(dev, features), VDUSE_REQ_RESULT_OK);
+	assert_true(vduse_vq_started(vduse_device_vq(dev, 0)));
+	return dev;
+}
+
+/* The successor: reopen and recover. */
+static struct vduse_device *reopen(void)
+{
+	struct vduse_device_config c = rec_config();
+	struct vduse_device *dev;
+
+	assert_int_equal(vduse_device_open(&c, &dev), 0);
+	assert_true(vduse_device_process(dev) >= 0);
+	assert_true(vduse_vq_started(vduse_device_vq(dev, 0)));
+	return dev;
+}
+
+/*
+ * The successor serves until the driver has made and seen every request:
+ * its pops must come in avail order (what it pops again first, then new
+ * requests), and never a request that was already completed.
+ */
+static void serve_to_end(struct vduse_device *dev)
+{
+	struct vduse_vq *vq = vduse_device_vq(dev, 0);
+	int last = -1;
+
+	for (;;) {
+		struct vduse_vq_elem *e;
+		void *p;
+		int ret;
+
+		while (drv_submit())
+			;
+		ret = vduse_vq_pop(vq, sizeof(*e), &p);
+		if (ret == -EAGAIN) {
+			unsigned int before = drv.done;
+
+			drv_collect();
+			if (drv.next_req == NREQ && !drv.outstanding)
+				break;
+			/* Nothing to pop, nothing came back: lost requests. */
+			if (drv.done == before && !drv_submit())
+				fail_msg("%u requests never complete",
+					 drv.outstanding);
+			continue;
+		}
+		assert_int_equal(ret, 0);
+		e = p;
+		assert_true((int)elem_req(e) > last);
+		assert_int_equal(drv.completions[elem_req(e)], 0);
+		last = (int)elem_req(e);
+		assert_int_equal(dev_complete(vq, e), 0);
+		drv_collect();
+	}
+	assert_int_equal(vduse_vq_inflight(vq), 0);
+	drv_check_all_once();
+}
+
+/*
+ * What the first process does: pops and out-of-order pushes, ending with
+ * requests still in flight.  In a child: no cmocka, abort on surprise.
+ */
+static void child_script(struct vduse_vq *vq)
+{
+	static const char script[] = "ppp1p00pp2p0";
+	struct vduse_vq_elem *held[QS];
+	unsigned int n = 0, i, k;
+
+	for (i = 0; script[i]; i++) {
+		void *p;
+
+		if (script[i] == 'p') {
+			int ret = vduse_vq_pop(vq,
+					       sizeof(struct vduse_vq_elem), &p);
+
+			if (ret)
+				_exit(100 - ret);
+			held[n++] = p;
+			continue;
+		}
+		k = (unsigned int)(script[i] - '0');
+		if (k >= n || dev_complete(vq, held[k]))
+			_exit(11);
+		memmove(&held[k], &held[k + 1], (n - k - 1) * sizeof(*held));
+		n--;
+		if (vduse_vq_notify(vq) < 0)
+			_exit(12);
+	}
+	/* Killed with these in flight: nothing is freed. */
+}
+
+static unsigned long *shared_points;
+
+/* Fork the first process; it dies at crash point @at (0: after the
+ * script).  Returns how it ended (waitpid status). */
+static int run_child(struct vduse_device *dev, unsigned long at)
+{
+	pid_t pid;
+	int status;
+
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		vduse_crash_points = 0;
+		vduse_crash_countdown = at;
+		child_script(vduse_device_vq(dev, 0));
+		*shared_points = vduse_crash_points;
+		_exit(0);
+	}
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	return status;
+}
+
+static void crash_everywhere(uint64_t features)
+{
+	unsigned long at, points;
+
+	shared_points = mmap(NULL, sizeof(*shared_points),
+			     PROT_READ | PROT_WRITE,
+			     MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	assert_true(shared_points != MAP_FAILED);
+
+	for (at = 0;; at++) {
+		struct vduse_device *dev = first_start(features);
+		unsigned int published;
+		int status;
+
+		for (published = 0; published < 7 && drv_submit(); published++)
+			;
+		status = run_child(dev, at);
+		if (at == 0) {
+			/* The dry run counts the points. */
+			assert_int_equal(status, 0);
+			points = *shared_points;
+			assert_true(points > 20);
+		} else if (at <= points) {
+			assert_true(WIFSIGNALED(status));
+			assert_int_equal(WTERMSIG(status), SIGKILL);
+		} else {
+			assert_int_equal(status, 0);
+		}
+		/* The parent's handle is as stale as the dead child's. */
+		vduse_device_forget(dev);
+		drv_collect();	/* what the child published */
+		dev = reopen();
+		serve_to_end(dev);
+		vduse_device_free(dev);
+		assert_int_equal(fk_live_fds(), 0);
+		assert_int_equal(fk_live_maps(), 0);
+		if (at > points)
+			break;
+	}
+	munmap(shared_points, sizeof(*shared_points));
+}
+
+static void test_crash_at_every_point(void **state)
+{
+	(void)state;
+	crash_everywhere(tu_base_features());
+}
+
+static void test_crash_at_every_point_event_idx(void **state)
+{
+	(void)state;
+	crash_everywhere(tu_base_features() | tu_event_idx_feature());
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_crash_at_every_point,
+						setup, teardown),
+		cmocka_unit_test_setup_teardown(
+			test_crash_at_every_point_event_idx, setup, teardown),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
