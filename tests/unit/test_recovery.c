@@ -103,6 +103,14 @@ static void drv_collect(void)
 	}
 }
 
+/* A used index the driver finds (as if the ring had been scribbled). */
+static void sim_set_used_idx(struct sim_vq *s, uint16_t v)
+{
+	uint16_t *p = fk_iova_ptr(s->used + 2);
+
+	__atomic_store_n(p, htole16(v), __ATOMIC_RELEASE);
+}
+
 static void drv_check_all_once(void)
 {
 	unsigned int r;
@@ -186,6 +194,18 @@ static struct vduse_device *reopen(void)
 	assert_int_equal(vduse_device_open(&c, &dev), 0);
 	assert_true(vduse_device_process(dev) >= 0);
 	assert_true(vduse_vq_started(vduse_device_vq(dev, 0)));
+	return dev;
+}
+
+/* Reopen and process once, without asking for a started queue. */
+static struct vduse_device *reopen_quiet(void)
+{
+	struct vduse_device_config c = rec_config();
+	struct vduse_device *dev;
+
+	tu_log_clear();
+	assert_int_equal(vduse_device_open(&c, &dev), 0);
+	assert_true(vduse_device_process(dev) >= 0);
 	return dev;
 }
 
@@ -340,6 +360,213 @@ static void test_crash_at_every_point_event_idx(void **state)
 	crash_everywhere(tu_base_features() | tu_event_idx_feature());
 }
 
+/* Map the log to read or damage it as a test. */
+static struct vduse_ilog_header *map_log(size_t *size)
+{
+	int fd = open(log_path, O_RDWR);
+	off_t end;
+	void *p;
+
+	assert_true(fd >= 0);
+	end = lseek(fd, 0, SEEK_END);
+	assert_true(end > 0);
+	p = mmap(NULL, (size_t)end, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	close(fd);
+	assert_true(p != MAP_FAILED);
+	*size = (size_t)end;
+	return p;
+}
+
+static struct vduse_ilog_vq *log_vq0(struct vduse_ilog_header *h)
+{
+	return (struct vduse_ilog_vq *)((uint8_t *)h + ((sizeof(*h) + 63) & ~63ul));
+}
+
+/* A first process left two requests in flight and died (in-process). */
+static void crash_with_two_in_flight(void)
+{
+	struct vduse_device *dev = first_start(tu_base_features());
+	struct vduse_vq *vq = vduse_device_vq(dev, 0);
+	struct vduse_vq_elem *e[3];
+	unsigned int i;
+
+	for (i = 0; i < 3; i++)
+		assert_true(drv_submit());
+	for (i = 0; i < 3; i++)
+		e[i] = tu_pop(vq);
+	assert_int_equal(dev_complete(vq, e[1]), 0);
+	free(e[0]);
+	free(e[2]);
+	vduse_device_forget(dev);
+	drv_collect();
+	assert_int_equal(drv.done, 1);
+}
+
+static void expect_open(struct vduse_device_config *c, int err,
+			const char *why)
+{
+	struct vduse_device *dev = (void *)c;
+
+	tu_log_clear();
+	assert_int_equal(vduse_device_open(c, &dev), err);
+	assert_null(dev);
+	if (!tu_log_contains(why))
+		fail_msg("no \"%s\" in the log", why);
+}
+
+static void test_replay_order_and_vq_state(void **state)
+{
+	struct vduse_device *dev;
+	struct vduse_vq *vq;
+	struct vduse_vq_elem *e;
+	uint16_t avail = 0;
+
+	(void)state;
+	crash_with_two_in_flight();
+	tu_cb.queue_start = 0;
+	dev = reopen();
+	vq = vduse_device_vq(dev, 0);
+	assert_int_equal(tu_cb.queue_start, 1);
+	assert_true(tu_log_contains("2 requests to pop again"));
+	/* GET_VQ_STATE: the logged avail index, re-pops included. */
+	assert_int_equal(sim_get_vq_state(dev, 0, &avail),
+			 VDUSE_REQ_RESULT_OK);
+	assert_int_equal(avail, 3);
+	/* A DRIVER_OK the dead process read but never answered, again. */
+	assert_int_equal(sim_set_status(dev, VIRTIO_CONFIG_S_ACKNOWLEDGE |
+					VIRTIO_CONFIG_S_DRIVER |
+					VIRTIO_CONFIG_S_FEATURES_OK |
+					VIRTIO_CONFIG_S_DRIVER_OK),
+			 VDUSE_REQ_RESULT_OK);
+	assert_int_equal(tu_cb.queue_start, 1);
+	e = tu_pop(vq);
+	assert_int_equal(elem_req(e), 0);
+	assert_int_equal(vduse_vq_inflight(vq), 1);
+	assert_int_equal(dev_complete(vq, e), 0);
+	serve_to_end(dev);
+	vduse_device_free(dev);
+}
+
+static void test_refusals(void **state)
+{
+	struct vduse_device_config c = rec_config();
+	struct vduse_ilog_header *h;
+	size_t size;
+
+	(void)state;
+	c.log_path = NULL;
+	expect_open(&c, -EINVAL, "needs the in-flight log");
+	c.log_path = "/nonexistent/vduse.log";
+	expect_open(&c, -ENOENT, "no in-flight log at /nonexistent");
+
+	crash_with_two_in_flight();
+	h = map_log(&size);
+	c = rec_config();
+	c.num_queues = 2;
+	expect_open(&c, -EINVAL, "queue count 1 does not match 2");
+	c = rec_config();
+	c.queue_size = QS * 2;
+	expect_open(&c, -EINVAL, "queue size 16 does not match 32");
+	c = rec_config();
+	c.device_id = 1;
+	expect_open(&c, -EINVAL, "device id 2 does not match 1");
+	c = rec_config();
+	c.flags |= VDUSE_DEVICE_F_NO_RING_FEATURES;
+	expect_open(&c, -EINVAL, "features 0x");
+	c = rec_config();
+	c.name = "other";
+	expect_open(&c, -EINVAL, "device name \"rec\" does not match");
+	c = rec_config();
+	h->version++;
+	expect_open(&c, -EINVAL, "layout version 2 does not match 1");
+	h->version--;
+	h->magic[0] ^= 1;
+	expect_open(&c, -EINVAL, "bad magic");
+	h->magic[0] ^= 1;
+	assert_int_equal(truncate(log_path, (off_t)size - 8), 0);
+	expect_open(&c, -EINVAL, "size");
+	assert_int_equal(truncate(log_path, (off_t)size), 0);
+	assert_int_equal(truncate(log_path, 64), 0);
+	expect_open(&c, -EINVAL, "too short for a header");
+	munmap(h, size);
+}
+
+static void test_device_gone_or_busy(void **state)
+{
+	struct vduse_device_config c = rec_config();
+	struct vduse_device *dev, *dev2;
+	int fd;
+
+	(void)state;
+	/* The log is held: a second process would get -EBUSY. */
+	dev = first_start(tu_base_features());
+	expect_open(&c, -EBUSY, "in use by another process");
+	vduse_device_free(dev);
+	/* A clean exit destroyed the device: nothing to reconnect to. */
+	expect_open(&c, -ENOENT, "no VDUSE device named rec");
+
+	/* A log fd shares the lock: the node itself is busy then. */
+	fk_setup();
+	fd = memfd_create("vduse-log", MFD_CLOEXEC);
+	assert_true(fd >= 0);
+	c = rec_config();
+	c.log_path = NULL;
+	c.flags |= VDUSE_DEVICE_F_LOG_FD;
+	c.log_fd = fd;
+	assert_int_equal(vduse_device_new(&c, &dev), 0);
+	expect_open(&c, -EBUSY, "another process has it open");
+	vduse_device_forget(dev);
+	assert_int_equal(vduse_device_open(&c, &dev2), 0);
+	vduse_device_free(dev2);
+	close(fd);
+}
+
+static void test_driver_changed(void **state)
+{
+	struct vduse_device *dev;
+	struct vduse_ilog_header *h;
+	size_t size;
+
+	(void)state;
+	/* The driver set the queue up elsewhere: refuse, do not guess. */
+	crash_with_two_in_flight();
+	fk_set_vq_info(0, QS, TU_RING1, TU_RING1 + 0x100, TU_RING1 + 0x200,
+		       0, true);
+	dev = reopen_quiet();
+	assert_false(vduse_vq_started(vduse_device_vq(dev, 0)));
+	assert_true(tu_log_contains("is not the one in the in-flight log"));
+	vduse_device_free(dev);
+
+	/* Not ready any more (reset): the logged requests are dropped. */
+	crash_with_two_in_flight();
+	fk_set_vq_info(0, QS, TU_RING0, 0, 0, 0, false);
+	dev = reopen_quiet();
+	assert_false(vduse_vq_started(vduse_device_vq(dev, 0)));
+	assert_true(tu_log_contains("the requests its in-flight log held are dropped"));
+	h = map_log(&size);
+	assert_int_equal(log_vq0(h)->num, 0);
+	munmap(h, size);
+	vduse_device_free(dev);
+
+	/* used->idx ahead of what the log can explain. */
+	crash_with_two_in_flight();
+	sim_set_used_idx(&drv.s, 3);
+	dev = reopen_quiet();
+	assert_false(vduse_vq_started(vduse_device_vq(dev, 0)));
+	assert_true(tu_log_contains("used index 3 in the ring does not follow the in-flight log's 1"));
+	vduse_device_free(dev);
+
+	/* A head entry with no meaning. */
+	crash_with_two_in_flight();
+	h = map_log(&size);
+	log_vq0(h)->heads[4] = 3ull << 32;
+	dev = reopen_quiet();
+	assert_false(vduse_vq_started(vduse_device_vq(dev, 0)));
+	assert_true(tu_log_contains("head 4 (entry 0x300000000) has an unknown state"));
+	munmap(h, size);
+	vduse_device_free(dev);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -347,6 +574,14 @@ int main(void)
 						setup, teardown),
 		cmocka_unit_test_setup_teardown(
 			test_crash_at_every_point_event_idx, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_replay_order_and_vq_state,
+						setup, teardown),
+		cmocka_unit_test_setup_teardown(test_refusals, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_device_gone_or_busy,
+						setup, teardown),
+		cmocka_unit_test_setup_teardown(test_driver_changed, setup,
+						teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
