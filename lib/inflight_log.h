@@ -35,7 +35,7 @@ struct vduse_ilog_header {
 	uint32_t device_id;
 	uint32_t num_queues;
 	uint32_t queue_size;	/* largest ring size: entries in heads[] */
-	uint32_t vq_stride;	/* bytes from one queue's record to the next */
+	uint32_t vq_stride;	/* bytes from one queue record to the next */
 	uint64_t features;	/* offered, as given to VDUSE_CREATE_DEV */
 	uint64_t file_size;
 	uint64_t reserved[8];

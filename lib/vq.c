@@ -163,8 +163,9 @@ int vduse_vq_start(struct vduse_vq *vq)
 	ret = alloc_ring_state(vq);
 	if (ret < 0)
 		return ret;
+	/* A new ring: the old record is void. */
 	if (!recover)
-		vduse_ilog_vq_stop(vq);	/* a new ring: the old record is void */
+		vduse_ilog_vq_stop(vq);
 	vduse_iotlb_lock(&vq->iotlb);
 	ret = vduse_split_map_rings(vq);
 	if (recover && ret == 0) {
@@ -261,7 +262,8 @@ void vduse_vq_stop(struct vduse_vq *vq)
 			   dev->name, vq->index, vq->nr_deferred);
 	vq->nr_deferred = 0;
 	vq->started = false;
-	vduse_ilog_vq_stop(vq);	/* what it held was completed or abandoned */
+	/* What it held was completed or abandoned. */
+	vduse_ilog_vq_stop(vq);
 	vq->rings_pending = false;
 	vq->desc = NULL;
 	vq->avail = NULL;

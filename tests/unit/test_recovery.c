@@ -265,8 +265,7 @@ static void child_script(struct vduse_vq *vq)
 		void *p;
 
 		if (script[i] == 'p') {
-			int ret = vduse_vq_pop(vq,
-					       sizeof(struct vduse_vq_elem), &p);
+			int ret = vduse_vq_pop(vq, sizeof(**held), &p);
 
 			if (ret)
 				_exit(100 - ret);
@@ -379,7 +378,9 @@ static struct vduse_ilog_header *map_log(size_t *size)
 
 static struct vduse_ilog_vq *log_vq0(struct vduse_ilog_header *h)
 {
-	return (struct vduse_ilog_vq *)((uint8_t *)h + ((sizeof(*h) + 63) & ~63ul));
+	size_t off = (sizeof(*h) + 63) & ~63ul;
+
+	return (struct vduse_ilog_vq *)((uint8_t *)h + off);
 }
 
 /* A first process left two requests in flight and died (in-process). */
