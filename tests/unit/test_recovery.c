@@ -359,6 +359,65 @@ static void test_crash_at_every_point_event_idx(void **state)
 	crash_everywhere(tu_base_features() | tu_event_idx_feature());
 }
 
+/* A first process that serves for ever, completing out of order. */
+static void child_serve_forever(struct vduse_vq *vq)
+{
+	struct vduse_vq_elem *held[QS];
+	unsigned int n;
+
+	for (;;) {
+		void *p;
+
+		for (n = 0; vduse_vq_pop(vq, sizeof(**held), &p) == 0; n++)
+			held[n] = p;
+		while (n)	/* newest first */
+			if (dev_complete(vq, held[--n]))
+				_exit(11);
+		vduse_vq_notify(vq);
+		sched_yield();
+	}
+}
+
+/*
+ * SIGKILL at a moment the parent does not choose: the child serves while
+ * the parent drives, and dies after a random number of completions plus a
+ * random delay, at whatever instruction it is running.
+ */
+static void test_sigkill_at_random(void **state)
+{
+	unsigned int round;
+
+	(void)state;
+	srand(8);
+	for (round = 0; round < 40; round++) {
+		struct vduse_device *dev = first_start(tu_base_features());
+		unsigned int k = (unsigned int)rand() % 40;
+		struct timespec ts = { 0, (rand() % 200) * 1000 };
+		pid_t pid;
+		int status;
+
+		pid = fork();
+		assert_true(pid >= 0);
+		if (pid == 0)
+			child_serve_forever(vduse_device_vq(dev, 0));
+		while (drv.done < k) {
+			while (drv_submit())
+				;
+			drv_collect();
+		}
+		nanosleep(&ts, NULL);
+		assert_int_equal(kill(pid, SIGKILL), 0);
+		assert_int_equal(waitpid(pid, &status, 0), pid);
+		assert_true(WIFSIGNALED(status));
+		vduse_device_forget(dev);
+		drv_collect();
+		dev = reopen();
+		serve_to_end(dev);
+		vduse_device_free(dev);
+		assert_int_equal(fk_live_fds(), 0);
+	}
+}
+
 /* Map the log to read or damage it as a test. */
 static struct vduse_ilog_header *map_log(size_t *size)
 {
@@ -575,6 +634,8 @@ int main(void)
 						setup, teardown),
 		cmocka_unit_test_setup_teardown(
 			test_crash_at_every_point_event_idx, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_sigkill_at_random, setup,
+						teardown),
 		cmocka_unit_test_setup_teardown(test_replay_order_and_vq_state,
 						setup, teardown),
 		cmocka_unit_test_setup_teardown(test_refusals, setup,
