@@ -195,6 +195,8 @@ grep 'not ok' /tmp/bad.log
 info "bad-ioctls: $(grep -c '^ok' /tmp/bad.log) requests checked"
 
 # --- bounce pages ----------------------------------------------------------
+# Earlier cases may have had a device refuse an unmap: count this read's own.
+refused0=$(dmesg | grep -c 'matches no live mapping')
 cat "$S/selftest" | tee /tmp/selftest.txt
 check bounce-zeroed grep -q 'bounce-page-zeroed: ok' /tmp/selftest.txt
 # The VM boots with init_on_alloc=0, so a shim that did not zero its bounce
@@ -217,7 +219,7 @@ done
 check sync-exact grep -qx 'sync-exact: ok' /tmp/selftest.txt
 check unmap-exact-after-refusals grep -qx 'unmap-exact-after-refusals: ok' /tmp/selftest.txt
 check refuse-broken-once grep -qx 'refused-broken-callback: 1' /tmp/selftest.txt
-check refuse-warned-once test "$(dmesg | grep -c 'matches no live mapping')" = 1
+check refuse-warned-once test $(($(dmesg | grep -c 'matches no live mapping') - refused0)) = 1
 check selftest-no-fail sh -c '! grep -q FAIL /tmp/selftest.txt'
 check selftest-freed all_freed
 
