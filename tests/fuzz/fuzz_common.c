@@ -7,6 +7,7 @@
 
 #include "libvduse.h"
 #include "fuzz_common.h"
+#include "fake_kernel.h"
 
 #define LOG_KEEP	16
 
@@ -137,4 +138,13 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 	(void)argv;
 	fz_log_init();
 	return 0;
+}
+
+void fz_free_device(struct vduse_device *dev)
+{
+	vduse_device_free(dev);
+	FZ_CHECK(fk_live_maps() == 0, "%u mappings left", fk_live_maps());
+	FZ_CHECK(fk_live_fds() == 0, "%u fds left", fk_live_fds());
+	FZ_CHECK(fk_bad_closes() == 0, "close of an fd never handed out");
+	fk_teardown();
 }

@@ -65,6 +65,13 @@ static inline uint8_t fz_pattern(uint64_t iova)
 /* Fill @len bytes at @p, guest IOVA @iova, with fz_pattern(iova ^ @salt). */
 void fz_fill(uint8_t *p, uint64_t iova, uint64_t len, uint64_t salt);
 
+struct vduse_device;
+/*
+ * Free @dev, check that it left no mapping, no fd and no bad close in the
+ * fake kernel, and tear the fake kernel down.
+ */
+void fz_free_device(struct vduse_device *dev);
+
 /* libFuzzer's entry points; fuzz_common.c has the shared initialisation. */
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerInitialize(int *argc, char ***argv);

@@ -612,10 +612,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (st.started)
 		FZ_CHECK(vduse_vq_inflight(st.vq) == 0, "%u still in flight",
 			 vduse_vq_inflight(st.vq));
-	vduse_device_free(st.dev);
-	FZ_CHECK(fk_live_maps() == 0, "%u mappings left", fk_live_maps());
-	FZ_CHECK(fk_live_fds() == 0, "%u fds left", fk_live_fds());
-	FZ_CHECK(fk_bad_closes() == 0, "close of an fd never handed out");
-	fk_teardown();
+	fz_free_device(st.dev);
 	return 0;
 }
