@@ -151,7 +151,17 @@ struct vduse_device_config {
 	 */
 	const char *log_path;
 	int log_fd;
+	/*
+	 * Up to VDUSE_LOG_ID_MAX bytes that say what the backend serves (a
+	 * backing file's device and inode numbers, say), recorded in the log
+	 * at creation: vduse_device_open() refuses a different one, as it
+	 * refuses a different config space, queue count or feature set.
+	 */
+	const void *log_id;
+	uint32_t log_id_size;
 };
+
+#define VDUSE_LOG_ID_MAX		64
 
 #define VDUSE_DEVICE_F_NO_RING_FEATURES (1u << 0)
 #define VDUSE_DEVICE_F_LOG_FD		(1u << 1)

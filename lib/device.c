@@ -61,6 +61,12 @@ static int check_config(const struct vduse_device_config *c)
 			  c->name, c->config_size);
 		return -EINVAL;
 	}
+	if (c->log_id_size > VDUSE_LOG_ID_MAX ||
+	    (c->log_id_size && !c->log_id)) {
+		vduse_err("%s: log_id of %u bytes (at most %u, not NULL)",
+			  c->name, c->log_id_size, VDUSE_LOG_ID_MAX);
+		return -EINVAL;
+	}
 	if ((c->flags & VDUSE_DEVICE_F_LOG_FD) && c->log_path) {
 		vduse_err("%s: both a log path and VDUSE_DEVICE_F_LOG_FD",
 			  c->name);

@@ -49,6 +49,19 @@ static size_t file_bytes(const struct vduse_device *dev)
 	return header_bytes() + vq_stride(dev->queue_size) * dev->num_queues;
 }
 
+/* FNV-1a: tells a changed config space from the logged one. */
+static uint64_t config_hash(const void *p, size_t n)
+{
+	const uint8_t *b = p;
+	uint64_t h = 0xcbf29ce484222325ull;
+
+	while (n--) {
+		h ^= *b++;
+		h *= 0x100000001b3ull;
+	}
+	return h;
+}
+
 static const char *where(const struct vduse_device_config *c)
 {
 	return c->flags & VDUSE_DEVICE_F_LOG_FD ? "the log fd" : c->log_path;
@@ -140,6 +153,11 @@ int vduse_ilog_create(struct vduse_device *dev,
 	h->vq_stride = (uint32_t)vq_stride(dev->queue_size);
 	h->features = dev->features;
 	h->file_size = size;
+	h->config_size = dev->config_size;
+	h->config_hash = config_hash(dev->config, dev->config_size);
+	h->id_size = c->log_id_size;
+	if (c->log_id_size)
+		memcpy(h->id, c->log_id, c->log_id_size);
 	/* Last: a log cut short by a crash here has no magic. */
 	__atomic_signal_fence(__ATOMIC_SEQ_CST);
 	memcpy(h->magic, VDUSE_ILOG_MAGIC, sizeof(h->magic));
@@ -186,6 +204,20 @@ static int check_header(struct vduse_device *dev,
 		MISMATCH("features", "0x%llx",
 			 (unsigned long long)h->features,
 			 (unsigned long long)dev->features);
+	if (h->config_size != dev->config_size)
+		MISMATCH("config space size", "%u", h->config_size,
+			 dev->config_size);
+	if (h->config_hash != config_hash(dev->config, dev->config_size)) {
+		vduse_err("%s: in-flight log %s: the config space differs from the one the device was created with",
+			  dev->name, where(c));
+		return -EINVAL;
+	}
+	if (h->id_size != c->log_id_size ||
+	    (c->log_id_size && memcmp(h->id, c->log_id, c->log_id_size))) {
+		vduse_err("%s: in-flight log %s: the device was created for something else (its log_id differs)",
+			  dev->name, where(c));
+		return -EINVAL;
+	}
 	if (h->file_size != file_bytes(dev) || st_size != file_bytes(dev))
 		MISMATCH("size", "%llu",
 			 (unsigned long long)(h->file_size != file_bytes(dev) ?

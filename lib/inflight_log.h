@@ -23,8 +23,10 @@
 
 #include <stdint.h>
 
+#include "libvduse.h"
+
 #define VDUSE_ILOG_MAGIC		"VDUSELOG"
-#define VDUSE_ILOG_VERSION	1u
+#define VDUSE_ILOG_VERSION	2u
 
 /* Host byte order: the log never leaves the machine that wrote it. */
 struct vduse_ilog_header {
@@ -38,6 +40,11 @@ struct vduse_ilog_header {
 	uint32_t vq_stride;	/* bytes from one queue record to the next */
 	uint64_t features;	/* offered, as given to VDUSE_CREATE_DEV */
 	uint64_t file_size;
+	/* The config space given at creation: its size and FNV-1a hash. */
+	uint32_t config_size;
+	uint32_t id_size;	/* bytes of id[] the backend gave */
+	uint64_t config_hash;
+	uint8_t id[VDUSE_LOG_ID_MAX];	/* the backend's log_id */
 	uint64_t reserved[8];
 };
 

@@ -141,11 +141,19 @@ static int dev_complete(struct vduse_vq *vq, struct vduse_vq_elem *e)
 	return ret;
 }
 
+/* What the backend serves: its config space and its log_id. */
+static uint8_t rec_space[8] = { 1, 2, 3, 4, 5, 6, 7, 8 };
+static const char rec_id[] = "backing file 8:1 inode 12";
+
 static struct vduse_device_config rec_config(void)
 {
 	struct vduse_device_config c = tu_config("rec", 1, QS);
 
 	c.log_path = log_path;
+	c.config = rec_space;
+	c.config_size = sizeof(rec_space);
+	c.log_id = rec_id;
+	c.log_id_size = sizeof(rec_id);
 	return c;
 }
 
@@ -537,8 +545,24 @@ static void test_refusals(void **state)
 	c.name = "other";
 	expect_open(&c, -EINVAL, "device name \"rec\" does not match");
 	c = rec_config();
+	c.config_size--;
+	expect_open(&c, -EINVAL, "config space size 8 does not match 7");
+	c = rec_config();
+	rec_space[3] ^= 0x40;
+	expect_open(&c, -EINVAL, "config space differs");
+	rec_space[3] ^= 0x40;
+	c = rec_config();
+	c.log_id = "backing file 8:1 inode 13";
+	expect_open(&c, -EINVAL, "its log_id differs");
+	c = rec_config();
+	c.log_id_size--;
+	expect_open(&c, -EINVAL, "its log_id differs");
+	c = rec_config();
+	c.log_id_size = VDUSE_LOG_ID_MAX + 1;
+	expect_open(&c, -EINVAL, "log_id of 65 bytes");
+	c = rec_config();
 	h->version++;
-	expect_open(&c, -EINVAL, "layout version 2 does not match 1");
+	expect_open(&c, -EINVAL, "layout version 3 does not match 2");
 	h->version--;
 	h->magic[0] ^= 1;
 	expect_open(&c, -EINVAL, "bad magic");
