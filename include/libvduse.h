@@ -298,6 +298,54 @@ int vduse_vq_push(struct vduse_vq *vq, const struct vduse_vq_elem *elem,
  */
 int vduse_vq_notify(struct vduse_vq *vq);
 
+/*
+ * The batch API: the fast path, with no allocation per request.
+ *
+ * vduse_vq_pop_batch() takes up to @max available requests and stores a
+ * pointer to each in elems[0..n), in ring order, under one lock round trip
+ * and with one avail_event store.  The elements are the library's: one per
+ * descriptor head, allocated when the queue starts, so nothing is
+ * allocated or freed per request.  An element stays valid, with its iovecs
+ * and the memory they point at (see "Mapping lifetime" above), until it is
+ * pushed; do not free it.  elem->id is below vduse_vq_size(), so a backend
+ * keeps its own per-request state in an array indexed by it.  Elements of
+ * both APIs may be pushed by either push call.
+ *
+ * Returns the number popped (1..@max); fewer than @max means the ring was
+ * found empty, and kick notifications were re-armed before the last look,
+ * so a new request will kick.  When nothing was popped: -EAGAIN (empty,
+ * re-armed), -EIO (broken or stopped), -ENOMEM (a shortage that may pass,
+ * as for vduse_vq_pop(): the kick fd was signalled) or -EINVAL (@max is
+ * 0).  A malformed chain after the first elements breaks the queue: the
+ * elements already taken are returned and must be pushed; the next call
+ * returns -EIO.  A reconnect's requests to pop again come first, as with
+ * vduse_vq_pop().
+ */
+int vduse_vq_pop_batch(struct vduse_vq *vq, struct vduse_vq_elem **elems,
+		       unsigned int max);
+
+/* vduse_vq_push_batch() flag: decide on and inject the interrupt. */
+#define VDUSE_VQ_PUSH_NOTIFY	(1u << 0)
+
+/*
+ * Complete @n popped elements, elems[i] with lens[i] bytes written: their
+ * used entries are written in order and made visible with one used->idx
+ * store.  With VDUSE_VQ_PUSH_NOTIFY the call then does what
+ * vduse_vq_notify() does, under the same lock: one interrupt decision for
+ * the batch (and anything pushed before).  @n may be 0 (then it is a
+ * notify).  Returns 0, or 1 when an interrupt was injected; -EINVAL when an
+ * element is not in flight (or appears twice) or @flags is unknown, -EIO
+ * when the queue is stopped or broken, -ENOMEM when a shortage left no room
+ * to keep the completions: then none was pushed.  A used ring that cannot
+ * be mapped for a shortage, or an interrupt that cannot be injected, is
+ * handled as in vduse_vq_push() and vduse_vq_notify(): the completions are
+ * kept and published later, the interrupt is kept for the next notify, the
+ * kick fd is signalled so that the caller comes back, and 0 is returned.
+ */
+int vduse_vq_push_batch(struct vduse_vq *vq, struct vduse_vq_elem *const *elems,
+			const uint32_t *lens, unsigned int n,
+			unsigned int flags);
+
 /* The eventfd the kernel signals when the driver kicks this queue. */
 int vduse_vq_kick_fd(const struct vduse_vq *vq);
 

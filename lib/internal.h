@@ -11,6 +11,7 @@
 #include "libvduse.h"
 #include "iotlb.h"
 #include "inflight_log.h"
+#include "vq_fast.h"
 
 #define VDUSE_LIB_MAX_QUEUE_SIZE	32768u
 #define VDUSE_LIB_MAX_QUEUES		65535u
@@ -81,6 +82,8 @@ struct vduse_vq {
 	struct iovec *iov;
 	unsigned int iov_cap;
 	struct vring_desc *indirect_buf;	/* max_size entries */
+	/* Batch element storage and the mapping cache (vq_fast.h). */
+	struct vduse_vq_fast fast;
 
 	/*
 	 * In-flight log record (NULL: no log, and pop and push do nothing

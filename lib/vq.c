@@ -44,8 +44,19 @@ int vduse_vq_init(struct vduse_vq *vq, struct vduse_device *dev,
 	return 0;
 }
 
+static void free_slots(struct vduse_vq_fast *f)
+{
+	unsigned int i;
+
+	for (i = 0; f->slots && i < f->nr_slots; i++)
+		free(f->slots[i].big);
+	free(f->slots);
+	memset(f, 0, sizeof(*f));
+}
+
 static void free_ring_state(struct vduse_vq *vq)
 {
+	free_slots(&vq->fast);
 	free(vq->inflight_map);
 	free(vq->head_slot);
 	free(vq->deferred);
@@ -96,8 +107,11 @@ static int alloc_ring_state(struct vduse_vq *vq)
 	vq->iov_cap = 2 * vq->max_size + 16;
 	vq->iov = calloc(vq->iov_cap, sizeof(*vq->iov));
 	vq->indirect_buf = calloc(vq->max_size, sizeof(struct vring_desc));
+	/* One element per head for vduse_vq_pop_batch(). */
+	vq->fast.slots = calloc(vq->num, sizeof(*vq->fast.slots));
+	vq->fast.nr_slots = vq->num;
 	if (!vq->inflight_map || !vq->head_slot || !vq->deferred || !vq->iov ||
-	    !vq->indirect_buf) {
+	    !vq->indirect_buf || !vq->fast.slots) {
 		free_ring_state(vq);
 		return -ENOMEM;
 	}

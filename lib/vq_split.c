@@ -87,7 +87,8 @@ void vduse_split_init_used(struct vduse_vq *vq)
 }
 
 /* Put one completion in the used ring (used->idx is stored later). */
-static void put_used(struct vduse_vq *vq, uint32_t id, uint32_t len)
+static inline __attribute__((always_inline)) void
+put_used(struct vduse_vq *vq, uint32_t id, uint32_t len)
 {
 	struct vring_used_elem *u = &vq->used->ring[vq->used_idx % vq->num];
 
@@ -136,15 +137,10 @@ static void flush_deferred(struct vduse_vq *vq)
  * may pass (the queue stays usable), or another -errno after breaking the
  * queue.
  */
-static int rings_valid(struct vduse_vq *vq)
+static int remap_rings(struct vduse_vq *vq)
 {
-	int ret;
+	int ret = vduse_split_map_rings(vq);
 
-	if (!vq->started)
-		return -EIO;
-	if (!vq->rings_pending && vq->ring_gen == vq->iotlb.gen)
-		return 0;
-	ret = vduse_split_map_rings(vq);
 	if (vduse_iotlb_transient(ret))
 		return -ENOMEM;
 	if (ret < 0) {
@@ -159,23 +155,99 @@ static int rings_valid(struct vduse_vq *vq)
 	return 0;
 }
 
+static inline int rings_valid(struct vduse_vq *vq)
+{
+	if (!vq->started)
+		return -EIO;
+	if (__builtin_expect(!vq->rings_pending &&
+			     vq->ring_gen == vq->iotlb.gen, 1))
+		return 0;
+	return remap_rings(vq);
+}
+
 /* Walks of one chain before giving up on an IOTLB that keeps changing. */
 #define WALK_RETRIES	3
 
 struct chain {
+	struct iovec *iov;	/* where the iovecs go */
+	unsigned int cap;	/* room there */
 	unsigned int n;		/* iovecs collected */
 	unsigned int out;	/* of which device-readable */
 	unsigned int in;	/* of which device-writable */
 };
 
-/* Translate one descriptor's buffer into the scratch iovec array. */
+/*
+ * The mapping cache (vq_fast.h): copies of the mappings recent buffers
+ * were found in, so that most buffers cost one comparison instead of a
+ * search of the IOTLB.  Every mapping that leaves the IOTLB bumps its
+ * generation, which empties the cache, so a cached mapping is always a
+ * live one.  Returns a pointer to @len bytes at @iova with @perm, or NULL
+ * (not cached: ask the IOTLB).  Locked.
+ */
+static inline unsigned int map_bucket(uint64_t iova)
+{
+	return (unsigned int)(iova >> VDUSE_VQ_MAP_SHIFT) %
+	       VDUSE_VQ_MAP_CACHE;
+}
+
+static inline void *map_cache_ptr(struct vduse_vq *vq, uint64_t iova,
+				  uint64_t len, unsigned int perm)
+{
+	const struct vduse_vq_fast *f = &vq->fast;
+	const struct vduse_vq_map_hit *m = &f->maps[map_bucket(iova)];
+	uint64_t off = iova - m->start;
+
+	/* [iova, iova + len) within [start, start + span], len > 0. */
+	if (f->map_gen == vq->iotlb.gen && off <= m->span && len &&
+	    len - 1 <= m->span - off && (m->perm & perm) == perm)
+		return m->base + off;
+	return NULL;
+}
+
+/* Remember the mapping that holds @iova (just found by the IOTLB). */
+static __attribute__((noinline)) void
+map_cache_add(struct vduse_vq *vq, uint64_t iova)
+{
+	struct vduse_vq_fast *f = &vq->fast;
+	const struct vduse_iotlb *t = &vq->iotlb;
+	unsigned int lo = 0, hi = t->nr;
+
+	if (f->map_gen != t->gen) {
+		memset(f->maps, 0, sizeof(f->maps));
+		f->map_gen = t->gen;
+	}
+	while (lo < hi) {
+		unsigned int mid = lo + (hi - lo) / 2;
+
+		if (t->maps[mid]->last < iova)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	if (lo < t->nr && t->maps[lo]->start <= iova) {
+		const struct vduse_iotlb_map *m = t->maps[lo];
+		struct vduse_vq_map_hit *h = &f->maps[map_bucket(iova)];
+
+		h->start = m->start;
+		h->span = m->last - m->start;
+		h->base = m->base;
+		h->perm = m->perm;
+	}
+}
+
+/*
+ * Translate one descriptor's buffer into c->iov.  -ENOBUFS: c->iov is
+ * smaller than the scratch array and too small: walk again into that.
+ */
 static int add_buffer(struct vduse_vq *vq, struct chain *c,
 		      const struct vring_desc *d)
 {
 	uint64_t addr = le64toh(d->addr);
 	uint32_t len = le32toh(d->len);
 	bool write = le16toh(d->flags) & VRING_DESC_F_WRITE;
+	unsigned int perm = write ? VDUSE_IOTLB_WRITE : VDUSE_IOTLB_READ;
 	unsigned int before = c->n;
+	void *p;
 	int ret;
 
 	if (!write && c->in) {
@@ -183,9 +255,22 @@ static int add_buffer(struct vduse_vq *vq, struct chain *c,
 			      "device-readable descriptor after a writable one");
 		return -EIO;
 	}
-	ret = vduse_iotlb_iov(&vq->iotlb, addr, len,
-			      write ? VDUSE_IOTLB_WRITE : VDUSE_IOTLB_READ,
-			      vq->iov, &c->n, vq->iov_cap);
+	if (c->n < c->cap && (p = map_cache_ptr(vq, addr, len, perm))) {
+		c->iov[c->n].iov_base = p;
+		c->iov[c->n].iov_len = len;
+		c->n++;
+		if (write)
+			c->in++;
+		else
+			c->out++;
+		return 0;
+	}
+	ret = vduse_iotlb_iov(&vq->iotlb, addr, len, perm, c->iov, &c->n,
+			      c->cap);
+	if (ret == 0 && len)
+		map_cache_add(vq, addr);
+	if (ret == -ENOBUFS && c->cap < vq->iov_cap)
+		return -ENOBUFS;
 	if (ret == -ENOBUFS) {
 		vduse_vq_fail(vq, -E2BIG, "chain needs more than %u iovecs",
 			      vq->iov_cap);
@@ -217,6 +302,7 @@ static int load_indirect(struct vduse_vq *vq, const struct vring_desc *d)
 	uint32_t len = le32toh(d->len);
 	uint16_t flags = le16toh(d->flags);
 	unsigned int n = len / sizeof(struct vring_desc);
+	void *p;
 	int ret;
 
 	if (!vq->indirect) {
@@ -232,8 +318,15 @@ static int load_indirect(struct vduse_vq *vq, const struct vring_desc *d)
 			      len);
 		return -EIO;
 	}
+	p = map_cache_ptr(vq, le64toh(d->addr), len, VDUSE_IOTLB_READ);
+	if (p) {
+		memcpy(vq->indirect_buf, p, len);
+		return n;
+	}
 	ret = vduse_iotlb_read(&vq->iotlb, le64toh(d->addr), vq->indirect_buf,
 			       len);
+	if (ret == 0)
+		map_cache_add(vq, le64toh(d->addr));
 	if (vduse_iotlb_transient(ret))
 		return -ENOMEM;
 	if (ret < 0) {
@@ -327,6 +420,23 @@ static void inflight_flip(struct vduse_vq *vq, unsigned int id)
 	vq->inflight_map[id / 64] ^= 1ULL << (id % 64);
 }
 
+/* vduse_iotlb_pin(), inline. */
+static inline unsigned int pin(struct vduse_iotlb *t)
+{
+	t->pins[t->slot]++;
+	return t->slot;
+}
+
+/*
+ * vduse_iotlb_unpin() without its reclaim: unlock_and_report() reclaims
+ * once per call, before the lock is dropped.
+ */
+static inline void unpin(struct vduse_iotlb *t, unsigned int slot)
+{
+	if (t->pins[slot & 1])
+		t->pins[slot & 1]--;
+}
+
 /* Locked.  Returns the available index, or -EIO if the driver is lying. */
 static int read_avail_idx(struct vduse_vq *vq)
 {
@@ -341,39 +451,37 @@ static int read_avail_idx(struct vduse_vq *vq)
 	return idx;
 }
 
-static int pop_locked(struct vduse_vq *vq, size_t sz, void **out)
+/*
+ * The head at last_avail_idx, or -EAGAIN when the ring is empty (kicks are
+ * re-armed first), or -EIO.  *avail is the available index last read (-1:
+ * none yet), so that a batch reads it once per run of requests.  Locked.
+ */
+static inline __attribute__((always_inline)) int
+avail_head(struct vduse_vq *vq, int *avail)
 {
-	struct vduse_vq_elem *elem;
-	struct chain c;
-	unsigned int head, tries;
-	int avail, ret;
+	unsigned int head;
 
-	if (vq->broken)
-		return -EIO;
-	ret = rings_valid(vq);
-	if (ret < 0)
-		return ret == -ENOMEM ? ret : -EIO;
-	if (vq->ilog && vq->replay_pos < vq->nr_replay) {
-		/* After a reconnect: what the last process left in flight. */
-		head = vq->replay[vq->replay_pos];
-		goto walk;
-	}
-	avail = read_avail_idx(vq);
-	if (avail < 0)
-		return avail;
-	if (avail == vq->last_avail_idx) {
-		if (!vq->event_idx)
-			return -EAGAIN;
-		/* Ask for a kick on the next request, then look again. */
-		RING_STORE(*avail_event(vq), htole16(vq->last_avail_idx));
-		__atomic_thread_fence(__ATOMIC_SEQ_CST);
-		avail = read_avail_idx(vq);
-		if (avail < 0)
-			return avail;
-		if (avail == vq->last_avail_idx)
-			return -EAGAIN;
-	}
+	if (*avail < 0 || *avail == vq->last_avail_idx) {
+		/* Used up what this call read: straight to the re-arm. */
+		int a = *avail < 0 ? read_avail_idx(vq) : *avail;
 
+		if (a < 0)
+			return a;
+		if (a == vq->last_avail_idx) {
+			if (!vq->event_idx)
+				return -EAGAIN;
+			/* Ask for a kick on the next request, then look again. */
+			RING_STORE(*avail_event(vq),
+				   htole16(vq->last_avail_idx));
+			__atomic_thread_fence(__ATOMIC_SEQ_CST);
+			a = read_avail_idx(vq);
+			if (a < 0)
+				return a;
+			if (a == vq->last_avail_idx)
+				return -EAGAIN;
+		}
+		*avail = a;
+	}
 	head = le16toh(RING_LOAD(vq->avail->ring[vq->last_avail_idx % vq->num]));
 	if (head >= vq->num) {
 		vduse_vq_fail(vq, -EINVAL, "head %u out of range (%u)", head,
@@ -385,12 +493,20 @@ static int pop_locked(struct vduse_vq *vq, size_t sz, void **out)
 			      head);
 		return -EIO;
 	}
-walk:
+	return (int)head;
+}
+
+/* Walk the chain at @head into c->iov, again while the IOTLB changes. */
+static int take_chain(struct vduse_vq *vq, unsigned int head, struct chain *c)
+{
+	unsigned int tries;
+	int ret;
+
 	for (tries = 0;; tries++) {
-		memset(&c, 0, sizeof(c));
-		ret = walk_chain(vq, head, &c);
+		c->n = c->out = c->in = 0;
+		ret = walk_chain(vq, head, c);
 		if (ret != -ESTALE)
-			break;
+			return ret;
 		if (tries == WALK_RETRIES) {
 			vduse_vq_fail(vq, -ESTALE,
 				      "the IOTLB kept changing under a chain");
@@ -400,6 +516,58 @@ walk:
 		if (ret < 0)
 			return ret == -ENOMEM ? ret : -EIO;
 	}
+}
+
+/* Is a reconnect's list of requests to pop again not done yet? */
+static bool replaying(const struct vduse_vq *vq)
+{
+	return vq->ilog && vq->replay_pos < vq->nr_replay;
+}
+
+/*
+ * @head's chain was taken: it is in flight.  Returns true when it came
+ * from the avail ring (false: from the list a reconnect replays).
+ */
+static inline __attribute__((always_inline)) bool
+commit_pop(struct vduse_vq *vq, unsigned int head)
+{
+	vq->inflight++;
+	vq->head_slot[head] = (uint8_t)pin(&vq->iotlb);
+	if (vq->ilog) {
+		if (vq->replay_pos < vq->nr_replay) {
+			/* Logged and marked in flight by the recovery. */
+			vq->replay_pos++;
+			return false;
+		}
+		vduse_ilog_pop(vq->ilog, head, vq->last_avail_idx);
+	}
+	inflight_flip(vq, head);
+	vq->last_avail_idx++;
+	return true;
+}
+
+static int pop_locked(struct vduse_vq *vq, size_t sz, void **out)
+{
+	struct vduse_vq_elem *elem;
+	struct chain c;
+	int head, avail = -1, ret;
+
+	if (vq->broken)
+		return -EIO;
+	ret = rings_valid(vq);
+	if (ret < 0)
+		return ret == -ENOMEM ? ret : -EIO;
+	if (replaying(vq)) {
+		/* After a reconnect: what the last process left in flight. */
+		head = vq->replay[vq->replay_pos];
+	} else {
+		head = avail_head(vq, &avail);
+		if (head < 0)
+			return head;
+	}
+	c.iov = vq->iov;
+	c.cap = vq->iov_cap;
+	ret = take_chain(vq, (unsigned int)head, &c);
 	if (ret < 0)
 		return ret;
 
@@ -407,29 +575,106 @@ walk:
 	if (!elem)
 		return -ENOMEM;
 	memset(elem, 0, sz);
-	elem->id = head;
+	elem->id = (uint32_t)head;
 	elem->out_num = c.out;
 	elem->in_num = c.in;
 	elem->out_sg = (struct iovec *)((uint8_t *)elem + sz);
 	elem->in_sg = elem->out_sg + c.out;
 	memcpy(elem->out_sg, vq->iov, c.n * sizeof(struct iovec));
-
-	vq->inflight++;
-	vq->head_slot[head] = (uint8_t)vduse_iotlb_pin(&vq->iotlb);
 	*out = elem;
-	if (vq->ilog) {
-		if (vq->replay_pos < vq->nr_replay) {
-			/* Logged and marked in flight by the recovery. */
-			vq->replay_pos++;
-			return 0;
-		}
-		vduse_ilog_pop(vq->ilog, head, vq->last_avail_idx);
-	}
-	inflight_flip(vq, head);
-	vq->last_avail_idx++;
-	if (vq->event_idx)
+	if (commit_pop(vq, (unsigned int)head) && vq->event_idx)
 		RING_STORE(*avail_event(vq), htole16(vq->last_avail_idx));
 	return 0;
+}
+
+/* A chain longer than a slot holds: keep the scratch copy in slot->big. */
+static int slot_keep_big(struct vduse_vq *vq, struct vduse_vq_slot *s,
+			 unsigned int n)
+{
+	struct vduse_vq_fast *f = &vq->fast;
+
+	if (n > s->big_cap) {
+		struct iovec *big = malloc(n * sizeof(*big));
+
+		if (!big)
+			return -ENOMEM;
+		f->spare_bytes -= s->big_cap * sizeof(*big);
+		free(s->big);
+		s->big = big;
+		s->big_cap = n;
+		f->spare_bytes += n * sizeof(*big);
+	}
+	memcpy(s->big, vq->iov, n * sizeof(*s->big));
+	return 0;
+}
+
+/*
+ * Pop into the per-head slots.  Returns how many were popped; *err is
+ * why it stopped short of @max (-EAGAIN: the ring is empty).  Locked.
+ */
+static unsigned int pop_batch_locked(struct vduse_vq *vq,
+				     struct vduse_vq_elem **elems,
+				     unsigned int max, int *err)
+{
+	unsigned int n = 0;
+	int avail = -1, ret = 0;
+	bool moved = false;
+
+	if (vq->broken) {
+		*err = -EIO;
+		return 0;
+	}
+	ret = rings_valid(vq);
+	if (ret < 0) {
+		*err = ret == -ENOMEM ? ret : -EIO;
+		return 0;
+	}
+	while (n < max) {
+		struct vduse_vq_slot *s;
+		struct chain c;
+		int head;
+
+		if (replaying(vq)) {
+			head = vq->replay[vq->replay_pos];
+		} else {
+			head = avail_head(vq, &avail);
+			if (head < 0) {
+				ret = head;
+				break;
+			}
+		}
+		s = &vq->fast.slots[head];
+		c.iov = s->iov;
+		c.cap = VDUSE_VQ_SLOT_IOV;
+		ret = take_chain(vq, (unsigned int)head, &c);
+		if (ret == -ENOBUFS) {
+			/* Longer than a slot holds: the scratch array, then
+			 * the slot's own larger array. */
+			c.iov = vq->iov;
+			c.cap = vq->iov_cap;
+			ret = take_chain(vq, (unsigned int)head, &c);
+			if (ret == 0)
+				ret = slot_keep_big(vq, s, c.n);
+			c.iov = s->big;
+		}
+		if (ret < 0)
+			break;
+		s->elem.id = (uint32_t)head;
+		s->elem.out_num = c.out;
+		s->elem.in_num = c.in;
+		s->elem.reserved = 0;
+		s->elem.out_sg = c.iov;
+		s->elem.in_sg = c.iov + c.out;
+		elems[n++] = &s->elem;
+		if (commit_pop(vq, (unsigned int)head))
+			moved = true;
+	}
+	/* One avail_event store for the batch (after -EAGAIN the re-arm in
+	 * avail_head() wrote this value already). */
+	if (moved && vq->event_idx && ret != -EAGAIN)
+		RING_STORE(*avail_event(vq), htole16(vq->last_avail_idx));
+	*err = ret;
+	return n;
 }
 
 /*
@@ -445,15 +690,19 @@ static void retry_later(struct vduse_vq *vq, const char *what)
 }
 
 /* What every data-path call does on its way out of the lock. */
-static void unlock_and_report(struct vduse_vq *vq, bool *notify)
+static inline __attribute__((always_inline)) void
+unlock_and_report(struct vduse_vq *vq, bool *notify)
 {
-	int err = vduse_vq_take_failure(vq);
+	int err = vq->fail_err ? vduse_vq_take_failure(vq) : 0;
 
 	*notify = vq->flushed;
 	vq->flushed = false;
-	vduse_iotlb_reclaim(&vq->iotlb);
+	/* Nothing retired (the common case): nothing to reclaim. */
+	if (vq->iotlb.retired || vq->iotlb.grace)
+		vduse_iotlb_reclaim(&vq->iotlb);
 	vduse_iotlb_unlock(&vq->iotlb);
-	vduse_vq_report_failure(vq, err);
+	if (err)
+		vduse_vq_report_failure(vq, err);
 }
 
 int vduse_vq_pop(struct vduse_vq *vq, size_t sz, void **elem)
@@ -477,53 +726,28 @@ int vduse_vq_pop(struct vduse_vq *vq, size_t sz, void **elem)
 	return ret;
 }
 
-int vduse_vq_push(struct vduse_vq *vq, const struct vduse_vq_elem *elem,
-		  uint32_t len)
+int vduse_vq_pop_batch(struct vduse_vq *vq, struct vduse_vq_elem **elems,
+		       unsigned int max)
 {
-	bool notify, deferred = false;
-	int ret;
+	unsigned int n;
+	bool notify;
+	int err;
 
+	if (max == 0)
+		return -EINVAL;
 	vduse_iotlb_lock(&vq->iotlb);
-	if (!vq->started) {
-		ret = -EIO;
-		goto out;
-	}
-	if (elem->id >= vq->num || !inflight_test(vq, elem->id)) {
-		vduse_err("%s: queue %u: push of id %u that is not in flight",
-			  vq->dev->name, vq->index, elem->id);
-		ret = -EINVAL;
-		goto out;
-	}
-	ret = rings_valid(vq);
-	if (ret == -ENOMEM && vq->nr_deferred < vq->num) {
-		/* The library owns the retry: publish on a later call. */
-		vq->deferred[vq->nr_deferred].id = htole32(elem->id);
-		vq->deferred[vq->nr_deferred].len = htole32(len);
-		vq->nr_deferred++;
-		deferred = true;
-		ret = 0;
-	} else if (ret < 0) {
-		goto out;
-	} else {
-		put_used(vq, elem->id, len);
-		publish_used(vq);
-		if (vq->ilog)
-			vduse_ilog_free(vq->ilog, elem->id);
-	}
-	inflight_flip(vq, elem->id);
-	vq->inflight--;
-	vduse_iotlb_unpin(&vq->iotlb, vq->head_slot[elem->id]);
-out:
+	n = pop_batch_locked(vq, elems, max, &err);
 	unlock_and_report(vq, &notify);
-	if (deferred || ret == -ENOMEM)
-		retry_later(vq, "push");
+	if (err == -ENOMEM)
+		retry_later(vq, "pop");
 	if (notify)
 		vduse_vq_notify(vq);
-	return ret;
+	return n ? (int)n : err;
 }
 
 /* Does the driver want an interrupt for what was pushed?  Locked. */
-static bool need_interrupt(struct vduse_vq *vq)
+static inline __attribute__((always_inline)) bool
+need_interrupt(struct vduse_vq *vq)
 {
 	uint16_t old = vq->signalled_used, now = vq->used_idx;
 
@@ -542,9 +766,153 @@ static bool need_interrupt(struct vduse_vq *vq)
 	return vring_need_event(le16toh(RING_LOAD(*used_event(vq))), now, old);
 }
 
-int vduse_vq_notify(struct vduse_vq *vq)
+/* Unlocked.  1 when injected; a failure is kept for the next notify. */
+static int inject_irq(struct vduse_vq *vq)
 {
 	uint32_t index = vq->index;
+	int ret;
+
+	ret = vduse_sys->ioctl(vq->dev->dev_fd, VDUSE_VQ_INJECT_IRQ, &index);
+	if (ret < 0) {
+		vduse_err("%s: queue %u: VDUSE_VQ_INJECT_IRQ: %s",
+			  vq->dev->name, vq->index, strerror(-ret));
+		/* Not lost: the next notify injects it again. */
+		vduse_iotlb_lock(&vq->iotlb);
+		vq->irq_pending = true;
+		vduse_iotlb_unlock(&vq->iotlb);
+		return ret;
+	}
+	return 1;
+}
+
+/* Take @n ids out of flight, or none of them (-EINVAL).  Locked. */
+static int take_ids(struct vduse_vq *vq, struct vduse_vq_elem *const *elems,
+		    unsigned int n)
+{
+	unsigned int i;
+
+	for (i = 0; i < n; i++) {
+		uint32_t id = elems[i]->id;
+
+		/* A second push of an id in this batch fails here too. */
+		if (id >= vq->num || !inflight_test(vq, id)) {
+			vduse_err("%s: queue %u: push of id %u that is not in flight",
+				  vq->dev->name, vq->index, id);
+			while (i--)
+				inflight_flip(vq, elems[i]->id);
+			return -EINVAL;
+		}
+		inflight_flip(vq, id);
+	}
+	return 0;
+}
+
+/* The element of @id is done: release its pin and spare iovecs. */
+static void release_id(struct vduse_vq *vq, uint32_t id)
+{
+	struct vduse_vq_fast *f = &vq->fast;
+	struct vduse_vq_slot *s = &f->slots[id];
+
+	vq->inflight--;
+	unpin(&vq->iotlb, vq->head_slot[id]);
+	if (s->big && f->spare_bytes > VDUSE_VQ_SPARE_IOV_BYTES) {
+		f->spare_bytes -= s->big_cap * sizeof(*s->big);
+		free(s->big);
+		s->big = NULL;
+		s->big_cap = 0;
+	}
+}
+
+/*
+ * Push @n completions: every used entry, one used->idx store, then the
+ * log's frees (docs/recovery.md, "Write order").  *deferred: the used
+ * ring could not be mapped and they wait in vq->deferred.  Locked.
+ */
+static int push_locked(struct vduse_vq *vq, struct vduse_vq_elem *const *elems,
+		       const uint32_t *lens, unsigned int n, bool *deferred)
+{
+	unsigned int i;
+	int ret;
+
+	if (!vq->started)
+		return -EIO;
+	ret = take_ids(vq, elems, n);
+	if (ret < 0)
+		return ret;
+	ret = rings_valid(vq);
+	if (ret == -ENOMEM && vq->nr_deferred + n <= vq->num) {
+		/* The library owns the retry: publish on a later call. */
+		for (i = 0; i < n; i++) {
+			vq->deferred[vq->nr_deferred].id = htole32(elems[i]->id);
+			vq->deferred[vq->nr_deferred].len = htole32(lens[i]);
+			vq->nr_deferred++;
+		}
+		*deferred = true;
+	} else if (ret < 0) {
+		for (i = 0; i < n; i++)
+			inflight_flip(vq, elems[i]->id);
+		return ret;
+	} else if (n) {
+		for (i = 0; i < n; i++)
+			put_used(vq, elems[i]->id, lens[i]);
+		publish_used(vq);
+		for (i = 0; vq->ilog && i < n; i++)
+			vduse_ilog_free(vq->ilog, elems[i]->id);
+	}
+	for (i = 0; i < n; i++)
+		release_id(vq, elems[i]->id);
+	return 0;
+}
+
+static int push(struct vduse_vq *vq, struct vduse_vq_elem *const *elems,
+		const uint32_t *lens, unsigned int n, bool notify)
+{
+	bool flushed, deferred = false, need = false;
+	int ret;
+
+	vduse_iotlb_lock(&vq->iotlb);
+	ret = push_locked(vq, elems, lens, n, &deferred);
+	/* Covers what a flush of deferred completions published. */
+	if (notify && ret == 0 && !deferred)
+		need = need_interrupt(vq);
+	unlock_and_report(vq, &flushed);
+	if (deferred || ret == -ENOMEM)
+		retry_later(vq, "push");
+	if (ret < 0 || !notify) {
+		if (flushed)
+			vduse_vq_notify(vq);
+		return ret;
+	}
+	if (!need)
+		return 0;
+	ret = inject_irq(vq);
+	if (ret < 0) {
+		/* The pushes stand: come back for the interrupt. */
+		retry_later(vq, "interrupt");
+		return 0;
+	}
+	return ret;
+}
+
+int vduse_vq_push(struct vduse_vq *vq, const struct vduse_vq_elem *elem,
+		  uint32_t len)
+{
+	struct vduse_vq_elem *e = (struct vduse_vq_elem *)elem;
+
+	return push(vq, &e, &len, 1, false);
+}
+
+int vduse_vq_push_batch(struct vduse_vq *vq, struct vduse_vq_elem *const *elems,
+			const uint32_t *lens, unsigned int n,
+			unsigned int flags)
+{
+	if (flags & ~VDUSE_VQ_PUSH_NOTIFY)
+		return -EINVAL;
+	return push(vq, elems, lens, n, flags & VDUSE_VQ_PUSH_NOTIFY);
+}
+
+int vduse_vq_notify(struct vduse_vq *vq)
+{
 	bool need, unused;
 	int ret;
 
@@ -560,15 +928,5 @@ int vduse_vq_notify(struct vduse_vq *vq)
 		return ret;
 	if (!need)
 		return 0;
-	ret = vduse_sys->ioctl(vq->dev->dev_fd, VDUSE_VQ_INJECT_IRQ, &index);
-	if (ret < 0) {
-		vduse_err("%s: queue %u: VDUSE_VQ_INJECT_IRQ: %s",
-			  vq->dev->name, vq->index, strerror(-ret));
-		/* Not lost: the next notify injects it again. */
-		vduse_iotlb_lock(&vq->iotlb);
-		vq->irq_pending = true;
-		vduse_iotlb_unlock(&vq->iotlb);
-		return ret;
-	}
-	return 1;
+	return inject_irq(vq);
 }
