@@ -13,7 +13,7 @@ set -eu
 
 exe=$1
 n=${2:-20000}
-apis=${HOSTBENCH_APIS:-"single"}
+apis=${HOSTBENCH_APIS:-"single batch"}
 
 command -v valgrind >/dev/null || { echo "hostbench: valgrind is needed" >&2; exit 1; }
 tmp=$(mktemp -d)
