@@ -197,8 +197,13 @@ static inline void *map_cache_ptr(struct vduse_vq *vq, uint64_t iova,
 	const struct vduse_vq_map_hit *m = &f->maps[map_bucket(iova)];
 	uint64_t off = iova - m->start;
 
-	/* [iova, iova + len) within [start, start + span], len > 0. */
-	if (f->map_gen == vq->iotlb.gen && off <= m->span && len &&
+	/*
+	 * [iova, iova + len) within [start, start + span].  No mapping spans
+	 * all 2^64 bytes (the IOTLB refuses to map that), so len 0, whose
+	 * len - 1 is UINT64_MAX, never matches: it takes the IOTLB's path,
+	 * which gives it no iovec.
+	 */
+	if (f->map_gen == vq->iotlb.gen && off <= m->span &&
 	    len - 1 <= m->span - off && (m->perm & perm) == perm)
 		return m->base + off;
 	return NULL;
