@@ -241,8 +241,10 @@ map_cache_add(struct vduse_vq *vq, uint64_t iova)
 }
 
 /*
- * Translate one descriptor's buffer into c->iov.  -ENOBUFS: c->iov is
- * smaller than the scratch array and too small: walk again into that.
+ * Translate one descriptor's buffer into c->iov: 1 when the mapping cache
+ * answered, 0 when the IOTLB did (it may have changed), or -errno.
+ * -ENOBUFS: c->iov is smaller than the scratch array and too small: walk
+ * again into that.
  */
 static int add_buffer(struct vduse_vq *vq, struct chain *c,
 		      const struct vring_desc *d)
@@ -268,7 +270,7 @@ static int add_buffer(struct vduse_vq *vq, struct chain *c,
 			c->in++;
 		else
 			c->out++;
-		return 0;
+		return 1;
 	}
 	ret = vduse_iotlb_iov(&vq->iotlb, addr, len, perm, c->iov, &c->n,
 			      c->cap);
@@ -407,7 +409,8 @@ static int walk_chain(struct vduse_vq *vq, unsigned int head, struct chain *c)
 		ret = add_buffer(vq, c, &d);
 		if (ret < 0)
 			return ret;
-		if (vq->iotlb.gen != gen)
+		/* Only the IOTLB's path (ret 0, not 1) can change it. */
+		if (ret == 0 && vq->iotlb.gen != gen)
 			return -ESTALE;
 		if (!(flags & VRING_DESC_F_NEXT))
 			return 0;
