@@ -309,12 +309,14 @@ int vduse_vq_notify(struct vduse_vq *vq);
  * and the memory they point at (see "Mapping lifetime" above), until it is
  * pushed; do not free it.  elem->id is below vduse_vq_size(), so a backend
  * keeps its own per-request state in an array indexed by it.  Elements of
- * both APIs may be pushed by either push call.
+ * both APIs may be pushed by either push call.  Threads: as vduse_vq_pop()
+ * and vduse_vq_push(), the queue's one servicing thread.
  *
  * Returns the number popped (1..@max); fewer than @max means the ring was
  * found empty, and kick notifications were re-armed before the last look,
- * so a new request will kick.  When nothing was popped: -EAGAIN (empty,
- * re-armed), -EIO (broken or stopped), -ENOMEM (a shortage that may pass,
+ * so a new request will kick (unless the backend turned kicks off with
+ * vduse_vq_disable_kicks()).  When nothing was popped: -EAGAIN (empty,
+ * re-armed likewise), -EIO (broken or stopped), -ENOMEM (a shortage that may pass,
  * as for vduse_vq_pop(): the kick fd was signalled) or -EINVAL (@max is
  * 0).  A malformed chain after the first elements breaks the queue: the
  * elements already taken are returned and must be pushed; the next call
@@ -345,6 +347,24 @@ int vduse_vq_pop_batch(struct vduse_vq *vq, struct vduse_vq_elem **elems,
 int vduse_vq_push_batch(struct vduse_vq *vq, struct vduse_vq_elem *const *elems,
 			const uint32_t *lens, unsigned int n,
 			unsigned int flags);
+
+/*
+ * Kick suppression while a queue is busy.  After vduse_vq_disable_kicks()
+ * the driver is asked not to kick the queue (VRING_USED_F_NO_NOTIFY, or
+ * with VIRTIO_RING_F_EVENT_IDX an avail_event it has already passed), and
+ * pops that find the ring empty leave it so: the backend promises to come
+ * back and pop on its own, e.g. when requests it has in flight complete.
+ * Before it waits for the kick fd again it must call
+ * vduse_vq_enable_kicks(), which asks for kicks and then looks at the ring
+ * once more: 1 means requests arrived meanwhile (pop them; kicks stay on),
+ * 0 that the ring is empty and the next request will kick.  Kicks are on
+ * when a queue starts, also after a reconnect.  Both return -EIO when the
+ * queue is stopped or broken, and -ENOMEM, with the kick fd signalled, for
+ * a shortage that kept the rings from being mapped.  The queue's thread
+ * only, like vduse_vq_pop().
+ */
+int vduse_vq_disable_kicks(struct vduse_vq *vq);
+int vduse_vq_enable_kicks(struct vduse_vq *vq);
 
 /* The eventfd the kernel signals when the driver kicks this queue. */
 int vduse_vq_kick_fd(const struct vduse_vq *vq);

@@ -185,6 +185,8 @@ int vduse_vq_start(struct vduse_vq *vq)
 	if (recover && ret == 0) {
 		/* The used ring is needed now, to reconcile with the log. */
 		ret = vduse_ilog_recover_vq(vq);
+		if (ret == 0)
+			vduse_split_kicks_reset(vq);
 		vduse_iotlb_unlock(&vq->iotlb);
 		if (ret < 0)
 			return ret;	/* logged */

@@ -51,6 +51,8 @@ struct vduse_vq_map_hit {
 struct vduse_vq_fast {
 	struct vduse_vq_slot *slots;	/* nr_slots (the ring size) */
 	unsigned int nr_slots;
+	/* vduse_vq_disable_kicks(): pops leave kicks off. */
+	bool kicks_off;
 	size_t spare_bytes;	/* in slots[].big */
 
 	/*
@@ -60,5 +62,13 @@ struct vduse_vq_fast {
 	struct vduse_vq_map_hit maps[VDUSE_VQ_MAP_CACHE];
 	uint64_t map_gen;
 };
+
+struct vduse_vq;
+
+/*
+ * The ring asks for kicks again: a new start, or a reconnect (the dead
+ * process may have left them off).  Rings mapped, locked.
+ */
+void vduse_split_kicks_reset(struct vduse_vq *vq);
 
 #endif

@@ -83,7 +83,17 @@ void vduse_split_init_used(struct vduse_vq *vq)
 	/* Nothing pushed yet: nothing to notify about. */
 	vq->signalled_used = vq->used_idx;
 	vq->rings_pending = false;
+	vduse_split_kicks_reset(vq);
 	vduse_ilog_vq_start(vq);
+}
+
+void vduse_split_kicks_reset(struct vduse_vq *vq)
+{
+	vq->fast.kicks_off = false;
+	if (vq->event_idx)
+		RING_STORE(*avail_event(vq), htole16(vq->last_avail_idx));
+	else
+		RING_STORE(vq->used->flags, 0);
 }
 
 /* Put one completion in the used ring (used->idx is stored later). */
@@ -461,8 +471,9 @@ static int read_avail_idx(struct vduse_vq *vq)
 
 /*
  * The head at last_avail_idx, or -EAGAIN when the ring is empty (kicks are
- * re-armed first), or -EIO.  *avail is the available index last read (-1:
- * none yet), so that a batch reads it once per run of requests.  Locked.
+ * re-armed first, unless the backend turned them off), or -EIO.  *avail is
+ * the available index last read (-1: none yet), so that a batch reads it
+ * once per run of requests.  Locked.
  */
 static inline __attribute__((always_inline)) int
 avail_head(struct vduse_vq *vq, int *avail)
@@ -470,13 +481,15 @@ avail_head(struct vduse_vq *vq, int *avail)
 	unsigned int head;
 
 	if (*avail < 0 || *avail == vq->last_avail_idx) {
-		/* Used up what this call read: straight to the re-arm. */
-		int a = *avail < 0 ? read_avail_idx(vq) : *avail;
+		/* With EVENT_IDX, a run used up goes straight to the re-arm,
+		 * which looks again anyway. */
+		int a = *avail < 0 || !vq->event_idx || vq->fast.kicks_off ?
+			read_avail_idx(vq) : *avail;
 
 		if (a < 0)
 			return a;
 		if (a == vq->last_avail_idx) {
-			if (!vq->event_idx)
+			if (!vq->event_idx || vq->fast.kicks_off)
 				return -EAGAIN;
 			/* Ask for a kick on the next request, then look again. */
 			RING_STORE(*avail_event(vq),
@@ -590,7 +603,8 @@ static int pop_locked(struct vduse_vq *vq, size_t sz, void **out)
 	elem->in_sg = elem->out_sg + c.out;
 	memcpy(elem->out_sg, vq->iov, c.n * sizeof(struct iovec));
 	*out = elem;
-	if (commit_pop(vq, (unsigned int)head) && vq->event_idx)
+	if (commit_pop(vq, (unsigned int)head) && vq->event_idx &&
+	    !vq->fast.kicks_off)
 		RING_STORE(*avail_event(vq), htole16(vq->last_avail_idx));
 	return 0;
 }
@@ -679,7 +693,7 @@ static unsigned int pop_batch_locked(struct vduse_vq *vq,
 	}
 	/* One avail_event store for the batch (after -EAGAIN the re-arm in
 	 * avail_head() wrote this value already). */
-	if (moved && vq->event_idx && ret != -EAGAIN)
+	if (moved && vq->event_idx && !vq->fast.kicks_off && ret != -EAGAIN)
 		RING_STORE(*avail_event(vq), htole16(vq->last_avail_idx));
 	*err = ret;
 	return n;
@@ -917,6 +931,69 @@ int vduse_vq_push_batch(struct vduse_vq *vq, struct vduse_vq_elem *const *elems,
 	if (flags & ~VDUSE_VQ_PUSH_NOTIFY)
 		return -EINVAL;
 	return push(vq, elems, lens, n, flags & VDUSE_VQ_PUSH_NOTIFY);
+}
+
+/* Kick suppression (vduse_vq_disable_kicks / _enable_kicks).  Locked. */
+static void kicks_off(struct vduse_vq *vq)
+{
+	vq->fast.kicks_off = true;
+	if (vq->event_idx)
+		/* Behind anything the driver can publish: no kick until
+		 * the index wraps (then one, which does no harm). */
+		RING_STORE(*avail_event(vq),
+			   htole16((uint16_t)(vq->last_avail_idx - 1)));
+	else
+		RING_STORE(vq->used->flags, htole16(VRING_USED_F_NO_NOTIFY));
+}
+
+/* 1: requests are waiting (or to pop again), 0: empty, or -EIO. */
+static int kicks_on(struct vduse_vq *vq)
+{
+	int avail;
+
+	vq->fast.kicks_off = false;
+	if (vq->event_idx)
+		RING_STORE(*avail_event(vq), htole16(vq->last_avail_idx));
+	else
+		RING_STORE(vq->used->flags, 0);
+	/* Order the re-arm before the last look, as the driver orders its
+	 * avail->idx store before reading what we asked for. */
+	__atomic_thread_fence(__ATOMIC_SEQ_CST);
+	if (replaying(vq))
+		return 1;
+	avail = read_avail_idx(vq);
+	if (avail < 0)
+		return avail;
+	return avail != vq->last_avail_idx;
+}
+
+static int set_kicks(struct vduse_vq *vq, bool on)
+{
+	bool notify;
+	int ret;
+
+	vduse_iotlb_lock(&vq->iotlb);
+	ret = vq->broken ? -EIO : rings_valid(vq);
+	if (ret == 0 && on)
+		ret = kicks_on(vq);
+	else if (ret == 0)
+		kicks_off(vq);
+	unlock_and_report(vq, &notify);
+	if (ret == -ENOMEM)
+		retry_later(vq, "kicks");
+	if (notify)
+		vduse_vq_notify(vq);
+	return ret == -ENOMEM || ret >= 0 ? ret : -EIO;
+}
+
+int vduse_vq_disable_kicks(struct vduse_vq *vq)
+{
+	return set_kicks(vq, false);
+}
+
+int vduse_vq_enable_kicks(struct vduse_vq *vq)
+{
+	return set_kicks(vq, true);
 }
 
 int vduse_vq_notify(struct vduse_vq *vq)

@@ -6,9 +6,11 @@
  * log's write order (the library is built with crash points); a successor
  * reconnects, pops again with vduse_vq_pop_batch what was in flight, and
  * every request the driver made completes exactly once, in pop order.
+ * The first process turned kicks off; the successor has them on.
  * test_recovery.c does the same for the single-element API.
  */
 #define _GNU_SOURCE
+#include <endian.h>
 #include <errno.h>
 #include <linux/virtio_ring.h>
 #include <signal.h>
@@ -207,6 +209,9 @@ static void child_script(struct vduse_vq *vq)
 	struct vduse_vq_elem *held[QS], *batch[QS];
 	unsigned int n = 0;
 
+	/* Busy: the successor must turn kicks back on. */
+	if (vduse_vq_disable_kicks(vq))
+		_exit(13);
 	for (unsigned int i = 0; i < sizeof(script) / sizeof(script[0]); i++) {
 		unsigned int k = script[i].n;
 
@@ -227,6 +232,18 @@ static void child_script(struct vduse_vq *vq)
 			_exit(12);
 		n -= k;
 	}
+}
+
+/* The dead process left kicks off; the successor asks for them. */
+static void check_kicks_on(struct vduse_vq *vq)
+{
+	uint16_t flags = le16toh(*(uint16_t *)fk_iova_ptr(drv.s.used));
+
+	if (vq->event_idx)
+		assert_int_equal(sim_avail_event(&drv.s),
+				 (uint16_t)vq->last_avail_idx);
+	else
+		assert_int_equal(flags & VRING_USED_F_NO_NOTIFY, 0);
 }
 
 static unsigned long *shared_points;
@@ -281,6 +298,7 @@ static void crash_everywhere(uint64_t features)
 		assert_int_equal(vduse_device_open(&c, &dev), 0);
 		assert_true(vduse_device_process(dev) >= 0);
 		assert_true(vduse_vq_started(vduse_device_vq(dev, 0)));
+		check_kicks_on(vduse_device_vq(dev, 0));
 		serve_to_end(dev);
 		vduse_device_free(dev);
 		assert_int_equal(fk_live_fds(), 0);

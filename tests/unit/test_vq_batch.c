@@ -3,9 +3,11 @@
  * The batch API (vduse_vq_pop_batch, vduse_vq_push_batch) and the fast
  * path under it: per-head element storage, chains longer than a slot,
  * one used->idx store and one interrupt decision per batch, avail_event,
- * errors that push nothing, mixing with the single-element API, and the
- * per-queue IOTLB mapping cache (permissions, lengths, invalidation).
+ * errors that push nothing, mixing with the single-element API, the
+ * per-queue IOTLB mapping cache (permissions, lengths, invalidation) and
+ * kick suppression (vduse_vq_disable_kicks, vduse_vq_enable_kicks).
  */
+#include <endian.h>
 #include <errno.h>
 #include <linux/virtio_config.h>
 #include <linux/virtio_ring.h>
@@ -602,6 +604,100 @@ static void test_restart(void **state)
 	tu_env_free(&e);
 }
 
+static uint16_t used_flags(const struct sim_vq *s)
+{
+	return le16toh(*(uint16_t *)fk_iova_ptr(s->used));
+}
+
+/* Would the driver kick after publishing one more request? */
+static bool driver_would_kick(struct tu_env *e, bool event_idx)
+{
+	uint16_t old = e->s[0].avail_idx;
+
+	if (!event_idx)
+		return !(used_flags(&e->s[0]) & VRING_USED_F_NO_NOTIFY);
+	return vring_need_event(sim_avail_event(&e->s[0]),
+				(uint16_t)(old + 1), old);
+}
+
+/*
+ * Kicks off while busy: pops that find the ring empty leave them off;
+ * enabling re-arms and looks once more.  EVENT_IDX (avail_event) and
+ * without (VRING_USED_F_NO_NOTIFY), single and batch pops.
+ */
+static void check_kicks(bool event_idx)
+{
+	uint64_t f = tu_base_features() |
+		     (event_idx ? tu_event_idx_feature() : 0);
+	struct vduse_vq_elem *el[8];
+	struct tu_env e;
+	void *p, *q;
+
+	tu_env_start(&e, f, 100);
+	assert_true(driver_would_kick(&e, event_idx));
+	publish_n(&e, 2, NULL);
+	assert_int_equal(vduse_vq_disable_kicks(e.vq[0]), 0);
+	assert_false(driver_would_kick(&e, event_idx));
+	/* A batch that stops at max, then one that finds the ring empty. */
+	assert_int_equal(vduse_vq_pop_batch(e.vq[0], el, 2), 2);
+	assert_false(driver_would_kick(&e, event_idx));
+	assert_int_equal(vduse_vq_pop_batch(e.vq[0], el + 2, 8), -EAGAIN);
+	assert_false(driver_would_kick(&e, event_idx));
+	publish_n(&e, 1, NULL);
+	assert_false(driver_would_kick(&e, event_idx));
+	assert_int_equal(vduse_vq_pop(e.vq[0], POP_SZ, &p), 0);
+	assert_int_equal(vduse_vq_pop(e.vq[0], POP_SZ, &q), -EAGAIN);
+	assert_false(driver_would_kick(&e, event_idx));
+	push_all(e.vq[0], el, 2, 0);
+	assert_int_equal(vduse_vq_push(e.vq[0], p, 0), 0);
+	free(p);
+
+	/* Something arrived while kicks were off: enable says so. */
+	publish_n(&e, 1, NULL);
+	assert_int_equal(vduse_vq_enable_kicks(e.vq[0]), 1);
+	if (event_idx)
+		assert_int_equal(sim_avail_event(&e.s[0]), 103);
+	else
+		assert_int_equal(used_flags(&e.s[0]), 0);
+	assert_int_equal(vduse_vq_pop_batch(e.vq[0], el, 8), 1);
+	push_all(e.vq[0], el, 1, 0);
+	/* Empty: safe to sleep, and the next request kicks. */
+	assert_int_equal(vduse_vq_enable_kicks(e.vq[0]), 0);
+	assert_true(driver_would_kick(&e, event_idx));
+
+	assert_int_equal(sim_set_status(e.dev, 0), VDUSE_REQ_RESULT_OK);
+	assert_int_equal(vduse_vq_disable_kicks(e.vq[0]), -EIO);
+	assert_int_equal(vduse_vq_enable_kicks(e.vq[0]), -EIO);
+	tu_env_free(&e);
+}
+
+static void test_kicks_event_idx(void **state)
+{
+	check_kicks(true);
+}
+
+static void test_kicks_no_event_idx(void **state)
+{
+	check_kicks(false);
+}
+
+/* A queue that restarts asks for kicks again, whatever the old one did. */
+static void test_kicks_on_at_start(void **state)
+{
+	struct tu_env e;
+
+	tu_env_start(&e, tu_base_features(), 0);
+	assert_int_equal(vduse_vq_disable_kicks(e.vq[0]), 0);
+	assert_int_equal(used_flags(&e.s[0]), VRING_USED_F_NO_NOTIFY);
+	assert_int_equal(sim_set_status(e.dev, 0), VDUSE_REQ_RESULT_OK);
+	/* The same ring memory, its flags left as they were. */
+	assert_int_equal(sim_driver_ok(e.dev, tu_base_features()),
+			 VDUSE_REQ_RESULT_OK);
+	assert_true(vduse_vq_started(e.vq[0]));
+	assert_int_equal(used_flags(&e.s[0]), 0);
+	tu_env_free(&e);
+}
+
 #define T(f) cmocka_unit_test_setup_teardown(f, tu_setup, tu_teardown)
 
 int main(void)
@@ -620,6 +716,9 @@ int main(void)
 		T(test_cache_length),
 		T(test_cache_invalidation),
 		T(test_restart),
+		T(test_kicks_event_idx),
+		T(test_kicks_no_event_idx),
+		T(test_kicks_on_at_start),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
