@@ -51,8 +51,11 @@ struct vduse_vq_map_hit {
 struct vduse_vq_fast {
 	struct vduse_vq_slot *slots;	/* nr_slots (the ring size) */
 	unsigned int nr_slots;
-	/* vduse_vq_disable_kicks(): pops leave kicks off. */
-	bool kicks_off;
+	/*
+	 * EVENT_IDX and kicks on (not vduse_vq_disable_kicks()): pops move
+	 * avail_event, and one that finds the ring empty re-arms it.
+	 */
+	bool rearm;
 	size_t spare_bytes;	/* in slots[].big */
 
 	/*

@@ -89,7 +89,7 @@ void vduse_split_init_used(struct vduse_vq *vq)
 
 void vduse_split_kicks_reset(struct vduse_vq *vq)
 {
-	vq->fast.kicks_off = false;
+	vq->fast.rearm = vq->event_idx;
 	if (vq->event_idx)
 		RING_STORE(*avail_event(vq), htole16(vq->last_avail_idx));
 	else
@@ -483,13 +483,13 @@ avail_head(struct vduse_vq *vq, int *avail)
 	if (*avail < 0 || *avail == vq->last_avail_idx) {
 		/* With EVENT_IDX, a run used up goes straight to the re-arm,
 		 * which looks again anyway. */
-		int a = *avail < 0 || !vq->event_idx || vq->fast.kicks_off ?
+		int a = *avail < 0 || !vq->fast.rearm ?
 			read_avail_idx(vq) : *avail;
 
 		if (a < 0)
 			return a;
 		if (a == vq->last_avail_idx) {
-			if (!vq->event_idx || vq->fast.kicks_off)
+			if (!vq->fast.rearm)
 				return -EAGAIN;
 			/* Ask for a kick on the next request, then look again. */
 			RING_STORE(*avail_event(vq),
@@ -603,8 +603,7 @@ static int pop_locked(struct vduse_vq *vq, size_t sz, void **out)
 	elem->in_sg = elem->out_sg + c.out;
 	memcpy(elem->out_sg, vq->iov, c.n * sizeof(struct iovec));
 	*out = elem;
-	if (commit_pop(vq, (unsigned int)head) && vq->event_idx &&
-	    !vq->fast.kicks_off)
+	if (commit_pop(vq, (unsigned int)head) && vq->fast.rearm)
 		RING_STORE(*avail_event(vq), htole16(vq->last_avail_idx));
 	return 0;
 }
@@ -693,7 +692,7 @@ static unsigned int pop_batch_locked(struct vduse_vq *vq,
 	}
 	/* One avail_event store for the batch (after -EAGAIN the re-arm in
 	 * avail_head() wrote this value already). */
-	if (moved && vq->event_idx && !vq->fast.kicks_off && ret != -EAGAIN)
+	if (moved && vq->fast.rearm && ret != -EAGAIN)
 		RING_STORE(*avail_event(vq), htole16(vq->last_avail_idx));
 	*err = ret;
 	return n;
@@ -936,7 +935,7 @@ int vduse_vq_push_batch(struct vduse_vq *vq, struct vduse_vq_elem *const *elems,
 /* Kick suppression (vduse_vq_disable_kicks / _enable_kicks).  Locked. */
 static void kicks_off(struct vduse_vq *vq)
 {
-	vq->fast.kicks_off = true;
+	vq->fast.rearm = false;
 	if (vq->event_idx)
 		/* Behind anything the driver can publish: no kick until
 		 * the index wraps (then one, which does no harm). */
@@ -951,7 +950,7 @@ static int kicks_on(struct vduse_vq *vq)
 {
 	int avail;
 
-	vq->fast.kicks_off = false;
+	vq->fast.rearm = vq->event_idx;
 	if (vq->event_idx)
 		RING_STORE(*avail_event(vq), htole16(vq->last_avail_idx));
 	else
