@@ -414,6 +414,12 @@ int vduse_ilog_recover_vq(struct vduse_vq *vq)
 	vq->last_avail_idx = avail;
 	vq->used_idx = used_ring;
 	vq->signalled_used = used_ring;
+	/*
+	 * The dead process may have published completions and died before
+	 * it interrupted the driver, which then waits for ever: interrupt
+	 * once (a spurious interrupt costs the driver a look at the ring).
+	 */
+	vq->irq_pending = true;
 	vq->rings_pending = false;
 	vduse_info("%s: queue %u recovered: avail %u used %u, %u requests to pop again",
 		   vq->dev->name, vq->index, avail, used_ring, nr);

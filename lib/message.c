@@ -133,6 +133,10 @@ static void recover(struct vduse_device *dev)
 	dev->recovering = true;
 	start_queues(dev);
 	dev->recovering = false;
+	/* The interrupt vduse_ilog_recover_vq() left pending. */
+	for (i = 0; i < dev->num_queues; i++)
+		if (vduse_vq_started(&dev->vqs[i]))
+			vduse_vq_notify(&dev->vqs[i]);
 	vduse_info("%s: reconnected to a live driver (%u queues ready)",
 		   dev->name, ready);
 	if (dev->ops.status_changed)

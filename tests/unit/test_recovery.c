@@ -515,6 +515,25 @@ static void test_replay_order_and_vq_state(void **state)
 	vduse_device_free(dev);
 }
 
+/*
+ * The dead process published a completion (used->idx) but died before it
+ * interrupted the driver, which may wait for that interrupt for ever: the
+ * successor interrupts once on every queue it recovers.
+ */
+static void test_interrupt_after_reconnect(void **state)
+{
+	struct vduse_device *dev;
+	unsigned int before;
+
+	(void)state;
+	crash_with_two_in_flight();
+	before = fk_vq_irqs(0);
+	dev = reopen();
+	assert_int_equal(fk_vq_irqs(0), before + 1);
+	serve_to_end(dev);
+	vduse_device_free(dev);
+}
+
 static void test_refusals(void **state)
 {
 	struct vduse_device_config c = rec_config();
@@ -661,6 +680,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_sigkill_at_random, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_replay_order_and_vq_state,
+						setup, teardown),
+		cmocka_unit_test_setup_teardown(test_interrupt_after_reconnect,
 						setup, teardown),
 		cmocka_unit_test_setup_teardown(test_refusals, setup,
 						teardown),
