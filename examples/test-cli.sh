@@ -33,8 +33,10 @@ truncate -s 4608 "$TMP/4608.img"
 
 expect help 0 'Usage: vduse-blk' --help
 for opt in --name --queues --queue-size --read-only --block-size --serial \
-	--direct --no-attach --verbose --help SIGINT SIGTERM Example 'vduse-blk0' \
-	'default: 256' 'default: 512'; do
+	--direct --no-attach --log --no-log --verbose --help SIGINT SIGTERM \
+	Example 'vduse-blk0' 'default: 256' 'default: 512' \
+	'default: /run/vduse-blk/NAME' 'Crash recovery' 'same command line' \
+	'different FILE'; do
 	expect "help-mentions-$opt" 0 "$opt" -h
 done
 expect no-file 2 'missing FILE'
@@ -50,6 +52,8 @@ expect bsize-pow2 2 'block size' -b 1000 "$TMP/ok.img"
 expect bsize-big 2 'block size' -b 8192 "$TMP/ok.img"
 expect serial-long 2 'serial is longer than 20' --serial 012345678901234567890 "$TMP/ok.img"
 expect empty-name 2 'name is empty' -n '' "$TMP/ok.img"
+expect log-empty 2 '--log needs a path' --log '' "$TMP/ok.img"
+expect log-name-slash 2 "bad device name 'a/b'" -n a/b "$TMP/ok.img"
 expect missing 1 'cannot open .*nope.img' "$TMP/nope.img"
 expect odd-size 1 'not a multiple of 512' "$TMP/odd.img"
 expect bs-size 1 'not a multiple of the block size' -b 4096 "$TMP/4608.img"

@@ -3,7 +3,9 @@
  * vduse-blk: a virtio-blk device backed by a file or block device, served
  * from userspace through VDUSE with libvduse's runner and io_uring.
  *
- *   main thread     options, device set-up, attach, wait for a signal
+ *   main thread     options, device set-up (or reconnection to the
+ *                   device a killed predecessor left), attach, wait for
+ *                   a signal
  *                   (or for the runner's control thread to fail),
  *                   detach and tear-down
  *   control thread  the runner's: answers the kernel's VDUSE messages
@@ -39,11 +41,15 @@
 
 #define BLK_PROG		"vduse-blk"
 #define BLK_EXIT_USAGE		2
+#define BLK_LOG_DIR		"/run/vduse-blk"
 
 struct blk_opts {
 	const char *name;
 	const char *file;
 	const char *serial;
+	const char *log;	/* the in-flight log, NULL: none */
+	bool default_log;	/* log is BLK_LOG_DIR/NAME */
+	char log_buf[sizeof(BLK_LOG_DIR) + 256];
 	uint32_t queues;
 	uint32_t queue_size;
 	uint32_t block_size;
@@ -57,6 +63,8 @@ enum {
 	BLK_OPT_SERIAL = 0x100,
 	BLK_OPT_DIRECT,
 	BLK_OPT_NO_ATTACH,
+	BLK_OPT_LOG,
+	BLK_OPT_NO_LOG,
 };
 
 static const struct option blk_long_opts[] = {
@@ -68,6 +76,8 @@ static const struct option blk_long_opts[] = {
 	{ "serial",	required_argument, NULL, BLK_OPT_SERIAL },
 	{ "direct",	no_argument,	   NULL, BLK_OPT_DIRECT },
 	{ "no-attach",	no_argument,	   NULL, BLK_OPT_NO_ATTACH },
+	{ "log",	required_argument, NULL, BLK_OPT_LOG },
+	{ "no-log",	no_argument,	   NULL, BLK_OPT_NO_LOG },
 	{ "verbose",	no_argument,	   NULL, 'v' },
 	{ "help",	no_argument,	   NULL, 'h' },
 	{ NULL, 0, NULL, 0 },
@@ -102,6 +112,9 @@ static void blk_usage(FILE *f)
 "      --no-attach        create and serve the device but do not attach\n"
 "                         it; attach it yourself with\n"
 "                           vdpa dev add name NAME mgmtdev vduse\n"
+"      --log PATH         the in-flight log that lets a restarted vduse-blk\n"
+"                         reconnect (default: " BLK_LOG_DIR "/NAME)\n"
+"      --no-log           no in-flight log: the device dies with us\n"
 "  -v, --verbose          debug messages (ours and the library's)\n"
 "  -h, --help             show this help and exit\n"
 "\n"
@@ -114,6 +127,15 @@ static void blk_usage(FILE *f)
 "Signals: SIGINT or SIGTERM detaches the device (the kernel flushes and\n"
 "removes the disk), completes the requests in flight, destroys the device,\n"
 "syncs FILE and exits with status 0.\n"
+"\n"
+"Crash recovery: started again with the same command line after it was\n"
+"killed (SIGKILL, a crash), vduse-blk finds the device NAME it left in the\n"
+"kernel and its in-flight log, reconnects and serves the same disk: every\n"
+"request the driver made is completed exactly once, and the disk never\n"
+"goes away.  A restart with a different FILE, size, block size, serial,\n"
+"queue count or queue size, or with --read-only changed, is refused, as is\n"
+"one without the log (--no-log, or the log removed).  On a clean shutdown\n"
+"the log is removed.\n"
 "\n"
 "Messages go to stderr; \"" BLK_PROG ": NAME attached\" is printed once the\n"
 "disk exists.  Exit status: 0 on a clean shutdown, 1 on a failure, 2 for a\n"
@@ -147,6 +169,7 @@ static int blk_parse_u32(const char *arg, const char *what, uint32_t *out)
 /* Returns 0 to run, 1 to exit successfully (help), -EINVAL on errors. */
 static int blk_parse_args(int argc, char **argv, struct blk_opts *o)
 {
+	bool no_log = false;
 	const char *msg;
 	int c, ret = 0;
 
@@ -187,6 +210,17 @@ static int blk_parse_args(int argc, char **argv, struct blk_opts *o)
 		case BLK_OPT_NO_ATTACH:
 			o->attach = false;
 			break;
+		case BLK_OPT_LOG:
+			o->log = optarg;
+			if (!*optarg) {
+				fprintf(stderr, BLK_PROG ": --log needs a path\n");
+				ret = -EINVAL;
+			}
+			break;
+		case BLK_OPT_NO_LOG:
+			o->log = NULL;
+			no_log = true;
+			break;
 		case 'v':
 			o->verbose = true;
 			break;
@@ -209,6 +243,19 @@ static int blk_parse_args(int argc, char **argv, struct blk_opts *o)
 	if (!o->name[0]) {
 		fprintf(stderr, BLK_PROG ": the device name is empty\n");
 		goto bad;
+	}
+	if (no_log) {
+		o->log = NULL;
+	} else if (!o->log) {
+		if (strchr(o->name, '/') || strlen(o->name) > 255) {
+			fprintf(stderr, BLK_PROG ": bad device name '%s'\n",
+				o->name);
+			goto bad;
+		}
+		snprintf(o->log_buf, sizeof(o->log_buf), BLK_LOG_DIR "/%s",
+			 o->name);
+		o->log = o->log_buf;
+		o->default_log = true;
 	}
 	msg = blk_disk_check(o->block_size, o->queues, o->queue_size,
 			     o->serial);
@@ -362,30 +409,120 @@ static const struct vduse_device_ops blk_dev_ops = {
 	.queue_error = blk_queue_error,
 };
 
-static int blk_device_new(const struct blk_opts *o,
-			  const struct blk_disk *disk,
-			  struct vduse_device **dev)
+/*
+ * What the in-flight log must find again on a restart, besides what the
+ * library checks (queues, features, the config space with the size and
+ * block size): the same backing file and serial.
+ */
+struct blk_log_id {
+	char magic[8];
+	uint64_t dev;		/* st_dev, or st_rdev of a block device */
+	uint64_t ino;		/* 0 for a block device */
+	char serial[BLK_ID_BYTES];
+};
+
+static void blk_log_id(const struct blk_opts *o, int fd,
+		       struct blk_log_id *id)
+{
+	char serial[BLK_ID_BYTES + 1];
+	struct stat st;
+
+	memset(id, 0, sizeof(*id));
+	memcpy(id->magic, "vdusblk1", sizeof(id->magic));
+	if (fstat(fd, &st) == 0) {
+		id->dev = S_ISBLK(st.st_mode) ? st.st_rdev : st.st_dev;
+		id->ino = S_ISBLK(st.st_mode) ? 0 : st.st_ino;
+	}
+	blk_serial(o, serial, sizeof(serial));
+	memcpy(id->serial, serial, strnlen(serial, sizeof(id->serial)));
+}
+
+/* The default log's directory: made here, the log by the library. */
+static int blk_log_dir(const struct blk_opts *o)
+{
+	if (!o->log || !o->default_log)
+		return 0;
+	if ((mkdir("/run", 0755) < 0 && errno != EEXIST) ||
+	    (mkdir(BLK_LOG_DIR, 0700) < 0 && errno != EEXIST)) {
+		blk_err("cannot make %s for the in-flight log: %s (or give --log PATH or --no-log)",
+			BLK_LOG_DIR, strerror(errno));
+		return -errno;
+	}
+	return 0;
+}
+
+/* Why a reconnection failed, in the user's terms. */
+static void blk_reopen_failed(const struct blk_opts *o, int err)
+{
+	switch (err) {
+	case -ENOENT:
+		blk_err("cannot reconnect to the existing device %s: no in-flight log, or the device went away (see above); if no "
+			BLK_PROG " serves it, remove it with: vdpa dev del %s",
+			o->name, o->name);
+		break;
+	case -EINVAL:
+		blk_err("cannot reconnect to the existing device %s: it was created with a different file, geometry or options (see above)",
+			o->name);
+		break;
+	case -EBUSY:
+		blk_err("cannot reconnect to %s: another process serves it",
+			o->name);
+		break;
+	default:
+		blk_err("cannot reconnect to the existing device %s: %s (the kernel may have failed it after its timeout)",
+			o->name, strerror(-err));
+		break;
+	}
+}
+
+/*
+ * Create the device, or reconnect to the one a killed predecessor left
+ * (*reopened set).
+ */
+static int blk_device_get(const struct blk_opts *o,
+			  const struct blk_backend *be,
+			  struct vduse_device **dev, bool *reopened)
 {
 	struct virtio_blk_config config;
+	struct blk_log_id id;
 	struct vduse_device_config cfg = {
 		.size = sizeof(cfg),
 		.name = o->name,
 		.device_id = VIRTIO_ID_BLOCK,
-		.features = blk_disk_features(disk),
-		.num_queues = disk->num_queues,
-		.queue_size = disk->queue_size,
+		.features = blk_disk_features(be->disk),
+		.num_queues = be->disk->num_queues,
+		.queue_size = be->disk->queue_size,
 		.config = &config,
 		.config_size = sizeof(config),
 		.ops = &blk_dev_ops,
+		.log_path = o->log,
+		.log_id = o->log ? &id : NULL,
+		.log_id_size = o->log ? sizeof(id) : 0,
 	};
 	int ret;
 
-	blk_disk_config(disk, &config);
+	*reopened = false;
+	blk_disk_config(be->disk, &config);
+	blk_log_id(o, be->fd, &id);
+	ret = blk_log_dir(o);
+	if (ret < 0)
+		return ret;
 	ret = vduse_device_new(&cfg, dev);
+	if (ret == -EEXIST && o->log) {
+		blk_info("%s exists: reconnecting with the in-flight log %s",
+			 o->name, o->log);
+		ret = vduse_device_open(&cfg, dev);
+		if (ret < 0)
+			blk_reopen_failed(o, ret);
+		else
+			*reopened = true;
+		return ret;
+	}
 	if (ret == -ENODEV)
 		blk_err("VDUSE is not available (is the vduse module loaded?)");
 	else if (ret == -EEXIST)
-		blk_err("a VDUSE device named %s already exists", o->name);
+		blk_err("a VDUSE device named %s already exists (and --no-log: cannot reconnect to it)",
+			o->name);
 	else if (ret < 0)
 		blk_err("cannot create device %s: %s", o->name,
 			strerror(-ret));
@@ -457,10 +594,10 @@ static int blk_serve(const struct blk_opts *o, const struct blk_backend *be,
 {
 	struct vduse_runner *runner = NULL;
 	struct vduse_device *dev = NULL;
-	bool attached = false;
+	bool attached = false, reopened;
 	int ret;
 
-	ret = blk_device_new(o, be->disk, &dev);
+	ret = blk_device_get(o, be, &dev, &reopened);
 	if (ret < 0)
 		return ret;
 	ret = vduse_runner_new(dev, &blk_runner_ops, (void *)be, &runner);
@@ -475,13 +612,18 @@ static int blk_serve(const struct blk_opts *o, const struct blk_backend *be,
 	}
 	if (o->attach) {
 		ret = vduse_device_attach(dev);
-		if (ret < 0) {
+		if (ret == -EEXIST && reopened) {
+			attached = true;
+			fprintf(stderr, BLK_PROG ": %s reconnected, still attached\n",
+				o->name);
+		} else if (ret < 0) {
 			blk_err("cannot attach %s: %s", o->name,
 				strerror(-ret));
 			goto out;
+		} else {
+			attached = true;
+			fprintf(stderr, BLK_PROG ": %s attached\n", o->name);
 		}
-		attached = true;
-		fprintf(stderr, BLK_PROG ": %s attached\n", o->name);
 	} else {
 		blk_info("%s created; attach it with: vdpa dev add name %s mgmtdev vduse",
 			 o->name, o->name);
@@ -498,6 +640,10 @@ out:
 	/* Queue threads finish their in-flight I/O in queue_exit. */
 	vduse_runner_free(runner);
 	vduse_device_free(dev);
+	/* Destroyed (the detach worked): nothing left to reconnect to. */
+	if (!ret && o->log && unlink(o->log) < 0 && errno != ENOENT)
+		blk_err("cannot remove the in-flight log %s: %s", o->log,
+			strerror(errno));
 	return ret;
 }
 
@@ -549,6 +695,9 @@ int main(int argc, char **argv)
 		.blkdev = blkdev,
 		.flush = &flush,
 	};
+	if (getenv("VDUSE_BLK_TEST_HOLD_FLUSH_MS"))
+		be.test_hold_flush_ms =
+			(unsigned int)atoi(getenv("VDUSE_BLK_TEST_HOLD_FLUSH_MS"));
 
 	ret = blk_serve(&o, &be, &sigs);
 	if (blk_sync(&o, fd) < 0 && !ret)

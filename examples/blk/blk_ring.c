@@ -17,6 +17,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
@@ -319,6 +320,11 @@ static void blk_io_flush_done(struct blk_ring *r, struct blk_io *io,
 		return;
 	}
 	st = blk_flush_result(r->be->flush, res, &first);
+	if (r->be->test_hold_flush_ms) {
+		fprintf(stderr, "vduse-blk: test: holding a flush for %u ms\n",
+			r->be->test_hold_flush_ms);
+		usleep(r->be->test_hold_flush_ms * 1000u);
+	}
 	if (first)
 		blk_err("flush failed: %s; every later flush fails too",
 			strerror(-res));

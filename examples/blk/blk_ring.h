@@ -29,6 +29,12 @@ struct blk_backend {
 	int fd;			/* the backing file */
 	bool blkdev;		/* it is a block device */
 	struct blk_flush_state *flush;	/* shared, sticky flush error */
+	/*
+	 * Tests only (VDUSE_BLK_TEST_HOLD_FLUSH_MS): hold each completed
+	 * flush this long before pushing it, saying so on stderr, so that a
+	 * test can kill the daemon while a FLUSH is in flight.
+	 */
+	unsigned int test_hold_flush_ms;
 };
 
 /* One request, from pop to push. */
