@@ -69,6 +69,16 @@ static void push_all(struct vduse_vq *vq, struct vduse_vq_elem **el,
 	assert_int_equal(vduse_vq_push_batch(vq, el, lens, n, 0), 0);
 }
 
+/* Pop one request with a buffer of @len at @iova (readable or not). */
+static int pop_one(struct tu_env *e, uint64_t iova, uint32_t len, bool write,
+		   struct vduse_vq_elem **el)
+{
+	struct sim_buf b = { iova, len, write };
+
+	sim_publish(&e->s[0], sim_add_chain(&e->s[0], &b, 1));
+	return vduse_vq_pop_batch(e->vq[0], el, 1);
+}
+
 static void test_pop_push(void **state)
 {
 	struct sim_buf b[3] = {
@@ -389,6 +399,85 @@ static void test_long_chains(void **state)
 	tu_env_free(&e);
 }
 
+/*
+ * A chain one iovec longer than a slot, with every buffer in the mapping
+ * cache, next to an element in the following slot: the last iovec must
+ * not land in the neighbour (which the second pop then overwrites).
+ */
+static void test_slot_bound_cached(void **state)
+{
+	struct sim_buf b[VDUSE_VQ_SLOT_IOV + 1], one = { TU_DATA, 8, true };
+	struct vduse_vq_elem *el[2];
+	unsigned int n = VDUSE_VQ_SLOT_IOV + 1;
+	struct tu_env e;
+	uint16_t head;
+
+	tu_env_start(&e, tu_base_features(), 0);
+	/* Cache TU_DATA's mapping. */
+	assert_int_equal(pop_one(&e, TU_DATA, 8, true, el), 1);
+	push_all(e.vq[0], el, 1, 0);
+	for (unsigned int i = 0; i < n; i++) {
+		b[i] = (struct sim_buf){ TU_DATA + 0x100 * i, 8 + i, true };
+		fill(b[i].addr, (uint8_t)i, 8 + i);
+	}
+	head = sim_add_indirect(&e.s[0], TU_DATA + 0x80000, b, n);
+	sim_publish(&e.s[0], head);
+	sim_publish(&e.s[0], sim_add_chain(&e.s[0], &one, 1));
+	assert_int_equal(vduse_vq_pop_batch(e.vq[0], el, 2), 2);
+	assert_int_equal(el[1]->id, el[0]->id + 1);
+	assert_int_equal(el[0]->in_num, n);
+	for (unsigned int i = 0; i < n; i++)
+		assert_iov_is(&el[0]->in_sg[i], b[i].addr, 8 + i);
+	push_all(e.vq[0], el, 2, 0);
+	tu_env_free(&e);
+}
+
+/*
+ * Used ring unmappable for a shortage: a batch push keeps every
+ * completion (the whole ring's worth at once is room enough), returns 0
+ * and signals the kick fd; the next notify publishes them, in order.
+ */
+static void test_push_deferred(void **state)
+{
+	struct vduse_vq_elem *el[16];
+	uint32_t lens[16], id, len;
+	uint16_t heads[16];
+	struct tu_env e;
+
+	tu_env_start(&e, tu_base_features(), 0);
+	/* A ring of 16, so that 16 pushes fill the room for deferrals. */
+	assert_int_equal(sim_set_status(e.dev, 0), VDUSE_REQ_RESULT_OK);
+	sim_vq_init_at(&e.s[0], 0, 16, TU_RING0, 0);
+	sim_vq_init_at(&e.s[1], 1, 16, TU_RING1, 0);
+	assert_int_equal(sim_driver_ok(e.dev, tu_base_features()),
+			 VDUSE_REQ_RESULT_OK);
+	publish_n(&e, 16, heads);
+	assert_int_equal(vduse_vq_pop_batch(e.vq[0], el, 16), 16);
+	for (int i = 0; i < 16; i++)
+		lens[i] = 100 + i;
+	assert_int_equal(sim_update_iotlb(e.dev, 0, UINT64_MAX),
+			 VDUSE_REQ_RESULT_OK);
+	assert_int_equal(vduse_vq_kick_drain(e.vq[0]), 0);
+	fk_fail(FK_MMAP, -ENOMEM, 0);
+	assert_int_equal(vduse_vq_push_batch(e.vq[0], el, lens, 16,
+					     VDUSE_VQ_PUSH_NOTIFY), 0);
+	assert_int_equal(vduse_vq_inflight(e.vq[0]), 0);
+	assert_int_equal(sim_used_idx(&e.s[0]), 0);
+	assert_true(kick_pending(e.vq[0]));
+	assert_int_equal(fk_vq_irqs(0), 0);
+	assert_false(vduse_vq_broken(e.vq[0]));
+
+	assert_int_equal(vduse_vq_notify(e.vq[0]), 1);
+	assert_int_equal(sim_used_idx(&e.s[0]), 16);
+	for (int i = 0; i < 16; i++) {
+		assert_true(sim_get_used(&e.s[0], &id, &len));
+		assert_int_equal(id, heads[i]);
+		assert_int_equal(len, 100 + i);
+	}
+	assert_false(sim_get_used(&e.s[0], &id, &len));
+	tu_env_free(&e);
+}
+
 /* A malformed chain after good ones: those are returned, then -EIO. */
 static void test_broken_mid_batch(void **state)
 {
@@ -450,16 +539,6 @@ static void test_shortage(void **state)
 	push_all(e.vq[0], el, 2, 0);
 	assert_false(vduse_vq_broken(e.vq[0]));
 	tu_env_free(&e);
-}
-
-/* Pop one request with a buffer of @len at @iova (readable or not). */
-static int pop_one(struct tu_env *e, uint64_t iova, uint32_t len, bool write,
-		   struct vduse_vq_elem **el)
-{
-	struct sim_buf b = { iova, len, write };
-
-	sim_publish(&e->s[0], sim_add_chain(&e->s[0], &b, 1));
-	return vduse_vq_pop_batch(e->vq[0], el, 1);
 }
 
 /*
@@ -681,6 +760,33 @@ static void test_kicks_no_event_idx(void **state)
 	check_kicks(false);
 }
 
+/* enable_kicks() across the wrap of the available index (to 0). */
+static void check_kicks_wrap(bool event_idx)
+{
+	uint64_t f = tu_base_features() |
+		     (event_idx ? tu_event_idx_feature() : 0);
+	struct vduse_vq_elem *el[2];
+	struct tu_env e;
+
+	tu_env_start(&e, f, 65535);
+	assert_int_equal(vduse_vq_disable_kicks(e.vq[0]), 0);
+	publish_n(&e, 1, NULL);
+	assert_int_equal(e.s[0].avail_idx, 0);
+	assert_int_equal(vduse_vq_enable_kicks(e.vq[0]), 1);
+	assert_int_equal(vduse_vq_pop_batch(e.vq[0], el, 2), 1);
+	assert_int_equal(vduse_vq_enable_kicks(e.vq[0]), 0);
+	push_all(e.vq[0], el, 1, 0);
+	tu_env_free(&e);
+}
+
+static void test_kicks_wrap(void **state)
+{
+	check_kicks_wrap(true);
+	fk_teardown();
+	tu_setup(NULL);
+	check_kicks_wrap(false);
+}
+
 /* A queue that restarts asks for kicks again, whatever the old one did. */
 static void test_kicks_on_at_start(void **state)
 {
@@ -710,6 +816,8 @@ int main(void)
 		T(test_push_refused),
 		T(test_mixed_apis),
 		T(test_long_chains),
+		T(test_slot_bound_cached),
+		T(test_push_deferred),
 		T(test_broken_mid_batch),
 		T(test_shortage),
 		T(test_cache_permission),
@@ -718,6 +826,7 @@ int main(void)
 		T(test_restart),
 		T(test_kicks_event_idx),
 		T(test_kicks_no_event_idx),
+		T(test_kicks_wrap),
 		T(test_kicks_on_at_start),
 	};
 
