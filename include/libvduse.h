@@ -15,10 +15,12 @@
  *  - The device is driven by one "control" thread: vduse_device_process()
  *    and everything the device callbacks do happen there.
  *  - Each started virtqueue is serviced by exactly one thread at a time:
- *    vduse_vq_pop(), vduse_vq_push(), vduse_vq_notify() and
- *    vduse_vq_kick_drain() on one queue must not run concurrently.  Different
- *    queues may be serviced by different threads with no locking by the
- *    caller.
+ *    vduse_vq_pop(), vduse_vq_push(), vduse_vq_notify(),
+ *    vduse_vq_kick_drain(), the batch calls vduse_vq_pop_batch() and
+ *    vduse_vq_push_batch(), and vduse_vq_disable_kicks() /
+ *    vduse_vq_enable_kicks() on one queue must not run concurrently.
+ *    Different queues may be serviced by different threads with no locking
+ *    by the caller.
  *  - vduse_device_attach() and vduse_device_detach() block until the kernel
  *    has probed or removed the driver, which needs vduse_device_process() to
  *    run: call them from a thread other than the control thread (the runner
