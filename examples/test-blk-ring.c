@@ -3,7 +3,8 @@
  * Unit tests for vduse-blk's io_uring engine (blk/blk_ring.c) against a
  * temporary file: requests that find the SQ full or that the kernel does
  * not take wait and are retried (never failed for that, never stranded),
- * the sticky flush error, and write zeroes / discard on a file.
+ * the sticky flush error, write zeroes / discard on a file, and the calls
+ * the queue code uses to reap without waiting and to wake itself.
  */
 #define _GNU_SOURCE
 #include <endian.h>
@@ -468,6 +469,60 @@ static void test_ranges_on_file(void **state)
 	blk_ring_exit(&e->ring);
 }
 
+/*
+ * blk_ring_ready() and blk_ring_reap(): completions are taken straight
+ * from the CQ, counted, and each request finishes once.
+ */
+static void test_reap_ready(void **state)
+{
+	struct t_env *e = *state;
+	struct t_io *io[NIO];
+	unsigned int i, n = 0;
+
+	t_ring(e, 16);
+	assert_false(blk_ring_ready(&e->ring));
+	assert_int_equal(blk_ring_reap(&e->ring), 0);
+	for (i = 0; i < NIO; i++) {
+		io[i] = t_write(e, i, 0x60 + i);
+		blk_ring_start(&e->ring, &io[i]->io);
+	}
+	blk_ring_submit(&e->ring);
+	for (i = 0; i < 100 && n < NIO; i++) {
+		if (!blk_ring_ready(&e->ring)) {
+			t_readable(e, 50);
+			continue;
+		}
+		n += blk_ring_reap(&e->ring);
+		assert_int_equal(e->ndone, n);
+	}
+	assert_int_equal(n, NIO);
+	assert_false(blk_ring_ready(&e->ring));
+	assert_int_equal(e->ring.inflight, 0);
+	for (i = 0; i < NIO; i++) {
+		assert_int_equal(io[i]->ndone, 1);
+		assert_int_equal(io[i]->done_status, VIRTIO_BLK_S_OK);
+		t_check_sector(e, i, 0x60 + i);
+		free(io[i]);
+	}
+	blk_ring_exit(&e->ring);
+}
+
+/* blk_ring_wake(): the poll fd is readable with nothing in flight, once. */
+static void test_wake(void **state)
+{
+	struct t_env *e = *state;
+
+	t_ring(e, 4);
+	assert_false(t_readable(e, 20));
+	blk_ring_wake(&e->ring);
+	assert_true(t_readable(e, 1000));
+	blk_ring_poll(&e->ring);
+	assert_false(t_readable(e, 20));
+	assert_false(e->ring.retry_armed);
+	assert_int_equal(e->ndone, 0);
+	blk_ring_exit(&e->ring);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -484,6 +539,10 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_flush_sticky, t_setup,
 						t_teardown),
 		cmocka_unit_test_setup_teardown(test_ranges_on_file, t_setup,
+						t_teardown),
+		cmocka_unit_test_setup_teardown(test_reap_ready, t_setup,
+						t_teardown),
+		cmocka_unit_test_setup_teardown(test_wake, t_setup,
 						t_teardown),
 	};
 

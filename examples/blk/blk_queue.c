@@ -1,14 +1,22 @@
 // SPDX-License-Identifier: MIT
 /*
  * The vduse-blk data path: runner callbacks that serve one virtqueue with
- * its own io_uring (blk_ring.c does the I/O).
+ * its own io_uring (blk_ring.c does the I/O), on libvduse's batch API.
  *
- *  - a kick pops every available request, parses it and starts it on the
- *    queue's ring;
- *  - the ring's poll fd is the queue's poll fd; when it is readable the
- *    completions are reaped and finished requests are pushed back;
- *  - after each event the ring submits, and one vduse_vq_notify() covers
- *    the batch of pushes.
+ *  - requests are popped in batches (vduse_vq_pop_batch()); the elements
+ *    are the library's, and each request's state is q->io[elem->id], so
+ *    nothing is allocated per request;
+ *  - finished requests collect in q->done and go back with one
+ *    vduse_vq_push_batch(VDUSE_VQ_PUSH_NOTIFY): one used->idx store and one
+ *    interrupt decision per batch;
+ *  - a file on tmpfs or in the page cache often completes inside the
+ *    submit: those completions are reaped and pushed in the same event,
+ *    without waiting for the ring's poll fd;
+ *  - while requests are in flight kicks are off (vduse_vq_disable_kicks()):
+ *    each completion event looks at the ring itself.  When the queue runs
+ *    idle, kicks go back on before the thread sleeps, and
+ *    vduse_vq_enable_kicks() looking at the ring once more closes the race
+ *    with a request made available in between.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -19,93 +27,183 @@
 #include "blk_queue.h"
 #include "blk_ring.h"
 
+/* Rounds of pop, submit, reap and push in one event before yielding. */
+#define BLK_QUEUE_ROUNDS	32
+
 struct blk_queue {
 	struct blk_ring ring;
 	struct vduse_vq *vq;
-	unsigned int pushed;	/* pushes since the last notify */
+	unsigned int size;		/* the ring's: elem->id < size */
+	struct blk_io *io;		/* [size], by elem->id */
+	struct vduse_vq_elem **popped;	/* [size], vduse_vq_pop_batch() */
+	struct vduse_vq_elem **done;	/* [size], finished, not pushed */
+	uint32_t *done_len;		/* [size] */
+	unsigned int ndone;
+	unsigned int busy;		/* popped and not finished */
+	bool kicks_off;			/* vduse_vq_disable_kicks() is on */
+	bool again;			/* left work for the next event */
+	bool poll_dead;			/* the runner no longer polls the ring */
 };
 
 /* ------------------------------------------------------------------------ */
 /* Completion                                                                */
 
-/* blk_ring_done_fn: push the finished request back to the driver. */
+static void blk_queue_finish(struct blk_queue *q, struct blk_io *io,
+			     uint32_t len)
+{
+	q->done[q->ndone] = io->elem;
+	q->done_len[q->ndone] = len;
+	q->ndone++;
+	q->busy--;
+	io->elem = NULL;
+}
+
+/* blk_ring_done_fn: queue the finished request for the next push. */
 static void blk_queue_done(struct blk_ring *ring, struct blk_io *io,
 			   uint8_t status)
 {
 	struct blk_queue *q = ring->priv;
-	int ret;
 
 	blk_req_set_status(&io->req, status);
-	ret = vduse_vq_push(q->vq, &io->elem, blk_req_used_len(&io->req));
-	if (ret < 0)
-		blk_warn("queue %u: push failed: %s", vduse_vq_index(q->vq),
-			 strerror(-ret));
-	else
-		q->pushed++;
-	free(io);
+	blk_queue_finish(q, io, blk_req_used_len(&io->req));
 }
 
-/* A request without a status byte cannot be answered properly. */
-static void blk_queue_done_bad(struct blk_queue *q, struct blk_io *io)
+/*
+ * Push what finished, with one interrupt decision; with nothing to push,
+ * only notify when @notify (an interrupt the library could not inject is
+ * injected by the next notify, and it signals the kick fd for that).
+ */
+static void blk_queue_push(struct blk_queue *q, bool notify)
 {
 	int ret;
 
-	blk_warn("queue %u: request %u has no status byte",
-		 vduse_vq_index(q->vq), io->elem.id);
-	ret = vduse_vq_push(q->vq, &io->elem, 0);
-	if (ret == 0)
-		q->pushed++;
-	free(io);
-}
-
-static void blk_queue_notify(struct blk_queue *q)
-{
-	int ret;
-
-	if (!q->pushed)
+	if (!q->ndone && !notify)
 		return;
-	q->pushed = 0;
-	ret = vduse_vq_notify(q->vq);
+	ret = vduse_vq_push_batch(q->vq, q->done, q->done_len, q->ndone,
+				  VDUSE_VQ_PUSH_NOTIFY);
+	if (ret == -ENOMEM) {
+		/* Nothing was pushed; the library signalled the kick fd. */
+		blk_dbg("queue %u: push: %s; retrying on the next kick",
+			vduse_vq_index(q->vq), strerror(-ret));
+		return;
+	}
 	if (ret < 0)
-		blk_dbg("queue %u: notify failed: %s", vduse_vq_index(q->vq),
-			strerror(-ret));
+		blk_warn("queue %u: push of %u requests failed: %s",
+			 vduse_vq_index(q->vq), q->ndone, strerror(-ret));
+	q->ndone = 0;
 }
 
 /* ------------------------------------------------------------------------ */
 /* Requests from the driver                                                  */
 
-static void blk_queue_pop_all(struct blk_queue *q)
+static void blk_queue_start(struct blk_queue *q, struct vduse_vq_elem *e)
 {
-	struct blk_io *io;
-	int ret;
+	struct blk_io *io = &q->io[e->id];
 
-	for (;;) {
-		ret = vduse_vq_pop(q->vq, sizeof(*io), (void **)&io);
-		if (ret == -EAGAIN || ret == -EIO)
-			return;	/* empty, or broken (queue_error said so) */
-		if (ret < 0) {
+	memset(io, 0, sizeof(*io));
+	io->elem = e;
+	q->busy++;
+	if (blk_req_parse(q->ring.be->disk, e->out_sg, e->out_num, e->in_sg,
+			  e->in_num, &io->req) < 0) {
+		/* No status byte to answer in. */
+		blk_warn("queue %u: request %u has no status byte",
+			 vduse_vq_index(q->vq), e->id);
+		blk_queue_finish(q, io, 0);
+		return;
+	}
+	blk_ring_start(&q->ring, io);
+}
+
+/* Pop and start everything available.  Returns the number popped. */
+static unsigned int blk_queue_pop_all(struct blk_queue *q)
+{
+	unsigned int total = 0, max;
+	int i, n;
+
+	do {
+		max = q->size - q->busy;
+		n = vduse_vq_pop_batch(q->vq, q->popped, max);
+		if (n == -EAGAIN || n == -EIO || n == -EINVAL)
+			break;	/* empty, broken (queue_error said so), full */
+		if (n < 0) {
 			/*
 			 * Transient (-ENOMEM): nothing was consumed and the
-			 * library kicks the queue again, so stop for now.
+			 * library signalled the kick fd, so stop for now.
 			 */
 			blk_dbg("queue %u: pop: %s; retrying on the next kick",
-				vduse_vq_index(q->vq), strerror(-ret));
-			return;
+				vduse_vq_index(q->vq), strerror(-n));
+			break;
 		}
-		memset((char *)io + sizeof(io->elem), 0,
-		       sizeof(*io) - sizeof(io->elem));
-		ret = blk_req_parse(q->ring.be->disk, io->elem.out_sg,
-				    io->elem.out_num, io->elem.in_sg,
-				    io->elem.in_num, &io->req);
-		if (ret < 0)
-			blk_queue_done_bad(q, io);
-		else
-			blk_ring_start(&q->ring, io);
+		for (i = 0; i < n; i++) {
+			if (q->popped[i]->id >= q->size) {
+				/* The library promises otherwise. */
+				blk_err("queue %u: element id %u out of range",
+					vduse_vq_index(q->vq), q->popped[i]->id);
+				abort();
+			}
+			blk_queue_start(q, q->popped[i]);
+		}
+		total += (unsigned int)n;
+		/* Fewer than asked for: the ring was found empty. */
+	} while ((unsigned int)n == max && q->busy < q->size);
+	return total;
+}
+
+/*
+ * Serve the queue until it waits for something: completions (kicks off)
+ * or a kick (kicks on, the ring seen empty after turning them on).
+ */
+static void blk_queue_serve(struct blk_queue *q, bool pop, bool notify)
+{
+	unsigned int round;
+	int ret;
+
+	q->again = false;
+	for (round = 0; round < BLK_QUEUE_ROUNDS; round++) {
+		if (pop)
+			blk_queue_pop_all(q);
+		pop = false;
+		blk_ring_submit(&q->ring);
+		/* Completions the submit itself posted: no need to wait. */
+		if (blk_ring_ready(&q->ring) || q->poll_dead)
+			pop = blk_ring_reap(&q->ring) > 0;
+		blk_queue_push(q, notify);
+		notify = false;
+		if (q->busy && !q->poll_dead) {
+			if (!q->kicks_off) {
+				ret = vduse_vq_disable_kicks(q->vq);
+				q->kicks_off = ret == 0;
+			}
+			if (!pop)
+				return;	/* the ring's poll fd wakes us */
+			continue;	/* room was freed: look for more */
+		}
+		if (!q->kicks_off)
+			return;		/* idle: the next request kicks */
+		ret = vduse_vq_enable_kicks(q->vq);
+		if (ret == -ENOMEM)
+			return;		/* the kick fd was signalled */
+		q->kicks_off = false;
+		if (ret != 1)
+			return;		/* 0: empty, kicks on; or broken */
+		pop = true;		/* requests came meanwhile */
 	}
+	/* Busy for a while: let the runner look at its stop fd first. */
+	q->again = true;
+	blk_ring_wake(&q->ring);
 }
 
 /* ------------------------------------------------------------------------ */
 /* Runner callbacks                                                          */
+
+static void blk_queue_free(struct blk_queue *q)
+{
+	free(q->io);
+	free(q->popped);
+	free(q->done);
+	free(q->done_len);
+	free(q);
+}
 
 static int blk_queue_init(struct vduse_vq *vq, void *opaque, int *poll_fd)
 {
@@ -117,17 +215,25 @@ static int blk_queue_init(struct vduse_vq *vq, void *opaque, int *poll_fd)
 	if (!q)
 		return -ENOMEM;
 	q->vq = vq;
+	q->size = vduse_vq_size(vq);
+	q->io = calloc(q->size, sizeof(*q->io));
+	q->popped = calloc(q->size, sizeof(*q->popped));
+	q->done = calloc(q->size, sizeof(*q->done));
+	q->done_len = calloc(q->size, sizeof(*q->done_len));
+	if (!q->size || !q->io || !q->popped || !q->done || !q->done_len) {
+		blk_queue_free(q);
+		return -ENOMEM;
+	}
 	/* One SQE per request in flight at most: a full ring is rare. */
 	ret = blk_ring_init(&q->ring, be, be->disk->queue_size,
 			    vduse_vq_index(vq), blk_queue_done, q);
 	if (ret < 0) {
-		free(q);
+		blk_queue_free(q);
 		return ret;
 	}
 	vduse_vq_set_priv(vq, q);
 	*poll_fd = blk_ring_fd(&q->ring);
-	blk_dbg("queue %u: started (size %u)", vduse_vq_index(vq),
-		vduse_vq_size(vq));
+	blk_dbg("queue %u: started (size %u)", vduse_vq_index(vq), q->size);
 	/* The runner follows with a KICK event, which serves whatever the
 	 * driver queued before this thread existed. */
 	return 0;
@@ -137,15 +243,23 @@ static void blk_queue_event(struct vduse_vq *vq, void *opaque,
 			    unsigned int events)
 {
 	struct blk_queue *q = vduse_vq_priv(vq);
+	bool kick = events & VDUSE_RUNNER_KICK;
 
+	(void)opaque;
 	if (!q)
 		return;
+	if (events & VDUSE_RUNNER_POLL_ERR) {
+		/* Nothing will wake us for completions: keep kicks on and
+		 * reap on every event. */
+		blk_err("queue %u: the io_uring's poll fd failed",
+			vduse_vq_index(vq));
+		q->poll_dead = true;
+	}
 	if (events & VDUSE_RUNNER_POLL)
 		blk_ring_poll(&q->ring);
-	if (events & VDUSE_RUNNER_KICK)
-		blk_queue_pop_all(q);
-	blk_ring_submit(&q->ring);
-	blk_queue_notify(q);
+	/* Completions first: they have waited longest. */
+	blk_queue_push(q, false);
+	blk_queue_serve(q, kick || q->kicks_off || q->again, kick);
 }
 
 /* Wait for every request in flight so that each one gets pushed. */
@@ -153,14 +267,18 @@ static void blk_queue_exit(struct vduse_vq *vq, void *opaque)
 {
 	struct blk_queue *q = vduse_vq_priv(vq);
 
+	(void)opaque;
 	if (!q)
 		return;
 	blk_ring_drain(&q->ring);
-	blk_queue_notify(q);
+	blk_queue_push(q, true);
+	if (q->ndone)
+		blk_warn("queue %u: %u requests could not be pushed",
+			 vduse_vq_index(vq), q->ndone);
 	blk_ring_exit(&q->ring);
 	vduse_vq_set_priv(vq, NULL);
 	blk_dbg("queue %u: stopped", vduse_vq_index(vq));
-	free(q);
+	blk_queue_free(q);
 }
 
 const struct vduse_runner_ops blk_runner_ops = {

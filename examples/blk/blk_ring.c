@@ -136,18 +136,27 @@ static void blk_io_queue(struct blk_ring *r, struct blk_io *io)
 		blk_pending_add(r, io);
 }
 
-static void blk_ring_arm_retry(struct blk_ring *r)
+static void blk_ring_arm_timer(struct blk_ring *r, long ns)
 {
-	struct itimerspec its = { .it_value.tv_nsec = BLK_RETRY_NS };
+	struct itimerspec its = { .it_value.tv_nsec = ns };
 
-	if (r->retry_armed)
-		return;
 	if (timerfd_settime(r->timer_fd, 0, &its, NULL) < 0) {
 		blk_err("queue %u: cannot arm the retry timer: %s", r->index,
 			strerror(errno));
 		return;
 	}
 	r->retry_armed = true;
+}
+
+static void blk_ring_arm_retry(struct blk_ring *r)
+{
+	if (!r->retry_armed)
+		blk_ring_arm_timer(r, BLK_RETRY_NS);
+}
+
+void blk_ring_wake(struct blk_ring *r)
+{
+	blk_ring_arm_timer(r, 1);
 }
 
 void blk_ring_submit(struct blk_ring *r)
@@ -403,10 +412,10 @@ static void blk_io_done(struct blk_ring *r, struct blk_io *io, int res)
 	}
 }
 
-static void blk_ring_reap(struct blk_ring *r)
+unsigned int blk_ring_reap(struct blk_ring *r)
 {
 	struct io_uring_cqe *cqe;
-	unsigned int head, n;
+	unsigned int head, n, total = 0;
 
 	/* A completion may queue a step whose submit posts a completion. */
 	do {
@@ -416,7 +425,9 @@ static void blk_ring_reap(struct blk_ring *r)
 			n++;
 		}
 		io_uring_cq_advance(&r->ring, n);
+		total += n;
 	} while (n);
+	return total;
 }
 
 void blk_ring_poll(struct blk_ring *r)

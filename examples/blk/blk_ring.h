@@ -39,7 +39,7 @@ struct blk_backend {
 
 /* One request, from pop to push. */
 struct blk_io {
-	struct vduse_vq_elem elem;	/* first: vduse_vq_pop() allocates us */
+	struct vduse_vq_elem *elem;	/* the library's, until pushed */
 	struct blk_req req;
 	struct blk_io *next;		/* on the ring's pending list */
 	/* READ, WRITE: what is left to transfer */
@@ -56,7 +56,7 @@ struct blk_io {
 
 struct blk_ring;
 
-/* A request is finished: store @status, push it back and free it. */
+/* A request is finished: store @status and give it back to the driver. */
 typedef void blk_ring_done_fn(struct blk_ring *r, struct blk_io *io,
 			      uint8_t status);
 
@@ -99,6 +99,25 @@ void blk_ring_start(struct blk_ring *r, struct blk_io *io);
 
 /* The poll fd was readable: take the completions, clear the timer. */
 void blk_ring_poll(struct blk_ring *r);
+
+/*
+ * Completions are waiting in the CQ (the kernel may post them inside the
+ * submit, e.g. for a file in the page cache): blk_ring_reap() takes them
+ * without waiting for the poll fd.
+ */
+static inline bool blk_ring_ready(struct blk_ring *r)
+{
+	return io_uring_cq_ready(&r->ring) != 0;
+}
+
+/* Handle every completion in the CQ; returns how many there were. */
+unsigned int blk_ring_reap(struct blk_ring *r);
+
+/*
+ * Make the poll fd readable at once (through the retry timer), for an
+ * owner that stopped with work left and wants an event to come back to.
+ */
+void blk_ring_wake(struct blk_ring *r);
 
 /*
  * After a batch of blk_ring_start()/blk_ring_poll(): move waiting requests
