@@ -356,6 +356,7 @@ static void *control_thread(void *arg)
 {
 	struct vduse_runner *r = arg;
 	struct vduse_device *dev = r->dev;
+	bool first = true;
 	int ret;
 
 	for (;;) {
@@ -365,7 +366,12 @@ static void *control_thread(void *arg)
 			{ .fd = r->reap_fd, .events = POLLIN },
 		};
 
-		if (poll(fds, 3, -1) < 0) {
+		/*
+		 * The first pass does not wait: a reconnected device
+		 * (vduse_device_open) recovers in its first process(), and
+		 * no message may come to trigger it.
+		 */
+		if (poll(fds, 3, first ? 0 : -1) < 0) {
 			if (errno == EINTR)
 				continue;
 			ret = -errno;
@@ -377,8 +383,9 @@ static void *control_thread(void *arg)
 			return NULL;
 		if (fds[2].revents)
 			reap_ended(r);
-		if (!fds[1].revents)
+		if (!fds[1].revents && !first)
 			continue;
+		first = false;
 		if (fds[1].revents & (POLLERR | POLLHUP | POLLNVAL)) {
 			ret = fds[1].revents & POLLNVAL ? -EBADF : -EIO;
 			vduse_err("%s: runner: stopping the control thread: the device fd reports %s",

@@ -534,6 +534,54 @@ static void test_interrupt_after_reconnect(void **state)
 	vduse_device_free(dev);
 }
 
+/* The runner's queue thread, for the reconnect-with-a-runner test. */
+static int run_init(struct vduse_vq *vq, void *opaque, int *poll_fd)
+{
+	(void)vq;
+	(void)opaque;
+	(void)poll_fd;
+	return 0;
+}
+
+static void run_event(struct vduse_vq *vq, void *opaque, unsigned int ev)
+{
+	(void)vq;
+	(void)opaque;
+	(void)ev;
+}
+
+/*
+ * A reconnected device served by the runner: no message comes (the kernel
+ * does not repeat SET_STATUS for a new opener), yet the control thread
+ * must recover and start the queues at once, not at the next message.
+ */
+static void test_runner_recovers_at_start(void **state)
+{
+	struct vduse_runner_ops ops = {
+		.size = sizeof(ops),
+		.queue_init = run_init,
+		.queue_event = run_event,
+	};
+	struct vduse_device_config c = rec_config();
+	struct timespec ts = { 0, 1000 * 1000 };
+	struct vduse_runner *r;
+	struct vduse_device *dev;
+	struct vduse_vq *vq;
+	unsigned int i;
+
+	(void)state;
+	crash_with_two_in_flight();
+	assert_int_equal(vduse_device_open(&c, &dev), 0);
+	vq = vduse_device_vq(dev, 0);
+	assert_int_equal(vduse_runner_new(dev, &ops, NULL, &r), 0);
+	assert_int_equal(vduse_runner_start(r), 0);
+	for (i = 0; i < 5000 && !vduse_vq_started(vq); i++)
+		nanosleep(&ts, NULL);
+	assert_true(vduse_vq_started(vq));
+	vduse_runner_free(r);
+	vduse_device_free(dev);
+}
+
 static void test_refusals(void **state)
 {
 	struct vduse_device_config c = rec_config();
@@ -682,6 +730,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_replay_order_and_vq_state,
 						setup, teardown),
 		cmocka_unit_test_setup_teardown(test_interrupt_after_reconnect,
+						setup, teardown),
+		cmocka_unit_test_setup_teardown(test_runner_recovers_at_start,
 						setup, teardown),
 		cmocka_unit_test_setup_teardown(test_refusals, setup,
 						teardown),
