@@ -11,6 +11,7 @@
  */
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
 
+#include <linux/ctype.h>
 #include <linux/dma-map-ops.h>
 #include <linux/eventfd.h>
 #include <linux/file.h>
@@ -30,7 +31,6 @@
 #include "vduse_shim.h"
 
 static DEFINE_MUTEX(devs_lock);		/* the idr, device names */
-static DEFINE_MUTEX(attach_lock);	/* attach, detach, listing */
 static DEFINE_IDR(devs_idr);
 
 static dev_t vduse_devt;
@@ -262,6 +262,12 @@ void vduse_shim_vq_kick(struct vduse_shim_vq *vq)
 static void kick_work_fn(struct work_struct *work)
 {
 	vduse_shim_vq_kick(container_of(work, struct vduse_shim_vq, kick_work));
+}
+
+/* Where an eventfd may not be signalled (nested in another's wake-up). */
+void vduse_shim_vq_kick_later(struct vduse_shim_vq *vq)
+{
+	queue_work(shim_wq, &vq->kick_work);
 }
 
 /*
@@ -537,7 +543,8 @@ static void fail_work_fn(struct work_struct *work)
 		if (!vq_fail_inflight(dev, vq, &live, &again))
 			continue;
 		spin_lock_irqsave(&vq->irq_lock, flags);
-		if (vq->ready && vq->vq)
+		if (vq->ready && vq->vq &&
+		    (READ_ONCE(dev->status) & VIRTIO_CONFIG_S_DRIVER_OK))
 			vring_interrupt(0, vq->vq);
 		spin_unlock_irqrestore(&vq->irq_lock, flags);
 	}
@@ -556,7 +563,20 @@ static void dead_work_fn(struct work_struct *work)
 						  struct vduse_shim_dev,
 						  dead_work);
 
-	vduse_shim_go_dead(dev, "daemon gone or not answering");
+	vduse_shim_go_dead(dev, "daemon did not let the driver go");
+}
+
+/* Under dev->lock, so that a reopen cannot slip in between. */
+static void gone_work_fn(struct work_struct *work)
+{
+	struct vduse_shim_dev *dev = container_of(to_delayed_work(work),
+						  struct vduse_shim_dev,
+						  gone_work);
+
+	mutex_lock(&dev->lock);
+	if (!dev->connected && (dev->vdev || dev->attaching))
+		vduse_shim_go_dead(dev, "no daemon reopened it within reconnect_timeout");
+	mutex_unlock(&dev->lock);
 }
 
 static void vq_clear_kickfd(struct vduse_shim_vq *vq)
@@ -649,6 +669,68 @@ static int vq_inject_irq(struct vduse_shim_dev *dev, u32 index)
 	return ret;
 }
 
+/*
+ * The avail index a daemon resumes the ring from: that of the oldest request
+ * the driver made available and the daemon has not used, or the shadow's
+ * avail index when none is in flight (0 for a new ring).  Every request
+ * below it has been completed, so a daemon that completes in order and
+ * reopens the device after a crash pops each request in flight again and
+ * none that the driver already got back.  A daemon that completes out of
+ * order needs its own record of what it took (libvduse's in-flight log).
+ *
+ * A head counted n times in flight is in flight from its n newest avail
+ * entries: the walk goes back from the shadow's avail index over at most
+ * shadow_num entries (the ring holds no more), under fail_lock, preemptible.
+ */
+static int vq_resume_index(struct vduse_shim_vq *vq, u16 *index)
+{
+	unsigned long flags;
+	u32 num, i, pending = 0;
+	u16 avail, oldest;
+	s16 *left;
+
+	*index = 0;
+	mutex_lock(&vq->fail_lock);
+	num = vq->shadow_num;
+	if (!vq->inflight || !num) {
+		mutex_unlock(&vq->fail_lock);
+		return 0;
+	}
+	left = kmalloc_array(num, sizeof(*left), GFP_KERNEL);
+	if (!left) {
+		mutex_unlock(&vq->fail_lock);
+		return -ENOMEM;
+	}
+	spin_lock_irqsave(&vq->shadow_lock, flags);
+	vduse_shim_vq_shadow_sync(vq, true);
+	memcpy(left, vq->inflight, num * sizeof(*left));
+	avail = vq->shadow_avail;
+	spin_unlock_irqrestore(&vq->shadow_lock, flags);
+
+	for (i = 0; i < num; i++)
+		if (left[i] > 0)
+			pending += left[i];
+	oldest = avail;
+	for (i = 1; i <= num && pending; i++) {
+		u16 a = avail - i;
+		__virtio16 *slot = &vq->avail_va->ring[a % num];
+		u16 head = virtio16_to_cpu(vq->vdev, READ_ONCE(*slot));
+
+		if (head >= num)
+			continue;
+		head = array_index_nospec(head, num);
+		if (left[head] > 0) {
+			left[head]--;
+			pending--;
+			oldest = a;
+		}
+	}
+	mutex_unlock(&vq->fail_lock);
+	kfree(left);
+	*index = oldest;
+	return 0;
+}
+
 static int vq_get_info(struct vduse_shim_dev *dev, struct vduse_vq_info *info)
 {
 	struct vduse_shim_vq *vq;
@@ -668,9 +750,7 @@ static int vq_get_info(struct vduse_shim_dev *dev, struct vduse_vq_info *info)
 	info->device_addr = vq->device_addr;
 	info->ready = vq->ready;
 	spin_unlock_irqrestore(&vq->irq_lock, flags);
-	/* The driver starts every split ring at avail index 0. */
-	info->split.avail_index = 0;
-	return 0;
+	return vq_resume_index(vq, &info->split.avail_index);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -807,6 +887,14 @@ static long dev_ioctl(struct file *file, unsigned int cmd, unsigned long arg)
 	}
 }
 
+/*
+ * A daemon (re)opens the device.  Within reconnect_timeout of the last
+ * close of an attached device, it takes over where the old one stopped:
+ * the requests in flight stay pending, VQ_GET_INFO tells where the ring
+ * stands, and messages the old daemon read but did not answer come again.
+ * gone_work checks connected under dev->lock, so a reopen either comes
+ * first and keeps the device, or finds it dead (EIO).
+ */
 static int dev_open(struct inode *inode, struct file *file)
 {
 	struct vduse_shim_dev *dev;
@@ -816,36 +904,62 @@ static int dev_open(struct inode *inode, struct file *file)
 	dev = idr_find(&devs_idr, iminor(inode));
 	if (dev) {
 		mutex_lock(&dev->lock);
-		ret = -EBUSY;
-		if (!dev->connected && !dev->destroying) {
+		if (dev->connected || dev->destroying) {
+			ret = -EBUSY;
+		} else if (READ_ONCE(dev->broken)) {
+			ret = -EIO;
+			pr_warn_ratelimited("%s: not reopened: the device is dead (no daemon came back within reconnect_timeout, or it stopped answering); detach and destroy it\n",
+					    dev->name);
+		} else {
 			dev->connected = true;
+			kref_get(&dev->ref);
 			file->private_data = dev;
 			ret = 0;
 		}
 		mutex_unlock(&dev->lock);
 	}
 	mutex_unlock(&devs_lock);
-	if (!ret)
-		cancel_delayed_work(&dev->dead_work);
 	return ret;
 }
+
+static void vq_clear_kickfd(struct vduse_shim_vq *vq);
 
 static int dev_release(struct inode *inode, struct file *file)
 {
 	struct vduse_shim_dev *dev = file->private_data;
+	unsigned long flags;
+	u32 i;
 
 	/* Messages read but not answered are offered again to a new opener. */
 	spin_lock(&dev->msg_lock);
 	list_splice_init(&dev->recv_list, &dev->send_list);
 	spin_unlock(&dev->msg_lock);
 
+	/*
+	 * The eventfds were the old daemon's: kicks from now on wait for the
+	 * next one's, and a live queue gets one at once (kicks that came
+	 * while nobody listened are not lost).
+	 */
+	for (i = 0; i < dev->vq_num; i++) {
+		struct vduse_shim_vq *vq = &dev->vqs[i];
+		bool ready;
+
+		vq_clear_kickfd(vq);
+		spin_lock_irqsave(&vq->irq_lock, flags);
+		ready = vq->ready;
+		spin_unlock_irqrestore(&vq->irq_lock, flags);
+		if (ready)
+			vduse_shim_vq_kick(vq);
+	}
+
 	mutex_lock(&dev->lock);
 	dev->connected = false;
-	/* Give a restarted daemon one timeout to come back. */
+	/* A restarted daemon has reconnect_timeout to come back. */
 	if (dev->vdev || dev->attaching)
-		mod_delayed_work(shim_wq, &dev->dead_work,
-				 (unsigned long)vduse_shim_msg_timeout * HZ);
+		mod_delayed_work(shim_wq, &dev->gone_work,
+				 (unsigned long)READ_ONCE(vduse_shim_reconnect_timeout) * HZ);
 	mutex_unlock(&dev->lock);
+	vduse_shim_dev_put(dev);
 	return 0;
 }
 
@@ -876,9 +990,26 @@ static struct vduse_shim_dev *find_dev_locked(const char *name)
 	return NULL;
 }
 
+/* The device named @name, with a reference, or NULL. */
+static struct vduse_shim_dev *find_dev_get(const char *name)
+{
+	struct vduse_shim_dev *dev;
+
+	mutex_lock(&devs_lock);
+	dev = find_dev_locked(name);
+	if (dev)
+		kref_get(&dev->ref);
+	mutex_unlock(&devs_lock);
+	return dev;
+}
+
 static void dev_free(struct vduse_shim_dev *dev)
 {
 	u32 i;
+
+	cancel_delayed_work_sync(&dev->dead_work);
+	cancel_delayed_work_sync(&dev->gone_work);
+	cancel_delayed_work_sync(&dev->fail_work);
 
 	if (dev->vqs) {
 		for (i = 0; i < dev->vq_num; i++)
@@ -892,13 +1023,35 @@ static void dev_free(struct vduse_shim_dev *dev)
 	atomic_long_dec(&vduse_shim_stats.devices);
 }
 
+static void dev_release_ref(struct kref *ref)
+{
+	dev_free(container_of(ref, struct vduse_shim_dev, ref));
+}
+
+void vduse_shim_dev_put(struct vduse_shim_dev *dev)
+{
+	kref_put(&dev->ref, dev_release_ref);
+}
+
+/* [A-Za-z0-9._-]+, not "control", ".", "..": a safe node and sysfs name. */
+static bool name_valid(const char *name)
+{
+	size_t i, len = strnlen(name, VDUSE_NAME_MAX);
+
+	if (!len || len == VDUSE_NAME_MAX || !strcmp(name, "control") ||
+	    !strcmp(name, ".") || !strcmp(name, ".."))
+		return false;
+	for (i = 0; i < len; i++)
+		/* The kernel's isalnum() takes Latin-1 letters too. */
+		if (!isascii(name[i]) ||
+		    (!isalnum(name[i]) && !strchr("._-", name[i])))
+			return false;
+	return true;
+}
+
 static bool config_valid(const struct vduse_dev_config *cfg)
 {
-	size_t len = strnlen(cfg->name, VDUSE_NAME_MAX);
-
-	if (!len || len == VDUSE_NAME_MAX || strchr(cfg->name, '/') ||
-	    !strcmp(cfg->name, "control") || !strcmp(cfg->name, ".") ||
-	    !strcmp(cfg->name, ".."))
+	if (!name_valid(cfg->name))
 		return false;
 	if (!all_zero(cfg->reserved, sizeof(cfg->reserved)))
 		return false;
@@ -930,6 +1083,7 @@ static int create_dev(struct vduse_dev_config *cfg, void *config)
 		return -ENOMEM;
 	atomic_long_inc(&vduse_shim_stats.devices);
 	strscpy(dev->name, cfg->name, sizeof(dev->name));
+	kref_init(&dev->ref);
 	mutex_init(&dev->lock);
 	spin_lock_init(&dev->config_lock);
 	spin_lock_init(&dev->msg_lock);
@@ -937,6 +1091,7 @@ static int create_dev(struct vduse_dev_config *cfg, void *config)
 	INIT_LIST_HEAD(&dev->recv_list);
 	init_waitqueue_head(&dev->waitq);
 	INIT_DELAYED_WORK(&dev->dead_work, dead_work_fn);
+	INIT_DELAYED_WORK(&dev->gone_work, gone_work_fn);
 	INIT_DELAYED_WORK(&dev->fail_work, fail_work_fn);
 	dev->device_id = cfg->device_id;
 	dev->vendor_id = cfg->vendor_id;
@@ -992,14 +1147,16 @@ err_unlock:
 	return ret;
 }
 
-/* Called with devs_lock; dev->destroying is set and nobody uses dev. */
+/*
+ * Called with devs_lock; dev->destroying is set.  Unlinks the device and
+ * drops the idr's reference: whoever still holds one frees it.
+ */
 static void destroy_dev_locked(struct vduse_shim_dev *dev)
 {
-	cancel_delayed_work_sync(&dev->dead_work);
-	cancel_delayed_work_sync(&dev->fail_work);
+	lockdep_assert_held(&devs_lock);
 	device_destroy(vduse_class, MKDEV(MAJOR(vduse_devt), dev->minor));
 	idr_remove(&devs_idr, dev->minor);
-	dev_free(dev);
+	vduse_shim_dev_put(dev);
 }
 
 static int destroy_dev(const char *name)
@@ -1042,15 +1199,15 @@ int vduse_shim_attach(const char *name)
 	int ret;
 	u32 i;
 
-	mutex_lock(&attach_lock);
-	mutex_lock(&devs_lock);
-	dev = find_dev_locked(name);
-	ret = -ENODEV;
+	dev = find_dev_get(name);
 	if (!dev)
-		goto unlock_devs;
+		return -ENODEV;
 	mutex_lock(&dev->lock);
 	ret = -EEXIST;
 	if (dev->vdev || dev->attaching)
+		goto unlock_dev;
+	ret = -ENODEV;
+	if (dev->destroying)
 		goto unlock_dev;
 	ret = -EIO;
 	if (READ_ONCE(dev->broken))
@@ -1073,12 +1230,15 @@ int vduse_shim_attach(const char *name)
 		dev->attaching = true;
 unlock_dev:
 	mutex_unlock(&dev->lock);
-unlock_devs:
-	mutex_unlock(&devs_lock);
 	if (ret)
 		goto out;
 
-	/* Probing the driver talks to the daemon: no locks but attach_lock. */
+	/*
+	 * Probing the driver talks to the daemon: no lock is held, so a
+	 * silent daemon (up to msg_timeout for its first message, then the
+	 * device is dead and the rest fail at once) holds up only this
+	 * attach.  attaching keeps detach and destroy away meanwhile.
+	 */
 	ret = vduse_shim_vdev_register(dev);
 	if (!ret && READ_ONCE(dev->broken)) {
 		/* The daemon did not answer while the driver probed. */
@@ -1097,11 +1257,9 @@ unlock_devs:
 	dev->attaching = false;
 	if (!ret)
 		atomic_long_inc(&vduse_shim_stats.attached);
-	else if (!dev->connected)
-		cancel_delayed_work(&dev->dead_work);
 	mutex_unlock(&dev->lock);
 out:
-	mutex_unlock(&attach_lock);
+	vduse_shim_dev_put(dev);
 	return ret;
 }
 
@@ -1110,14 +1268,17 @@ int vduse_shim_detach(const char *name)
 	struct vduse_shim_vdev *sv = NULL;
 	struct vduse_shim_dev *dev;
 	bool connected = false;
+	int ret = -ENODEV;
 
-	mutex_lock(&attach_lock);
-	mutex_lock(&devs_lock);
-	dev = find_dev_locked(name);
+	dev = find_dev_get(name);
 	if (dev) {
 		mutex_lock(&dev->lock);
 		sv = dev->vdev;
-		if (sv) {
+		if (dev->attaching) {
+			/* Being attached or detached right now. */
+			sv = NULL;
+			ret = -EBUSY;
+		} else if (sv) {
 			/* Busy until the driver is gone: no destroy. */
 			dev->vdev = NULL;
 			dev->attaching = true;
@@ -1125,10 +1286,10 @@ int vduse_shim_detach(const char *name)
 		connected = dev->connected;
 		mutex_unlock(&dev->lock);
 	}
-	mutex_unlock(&devs_lock);
 	if (!sv) {
-		mutex_unlock(&attach_lock);
-		return -ENODEV;
+		if (dev)
+			vduse_shim_dev_put(dev);
+		return ret;
 	}
 
 	/*
@@ -1143,14 +1304,15 @@ int vduse_shim_detach(const char *name)
 
 	vduse_shim_vdev_unregister(sv);
 
+	/* The driver is gone: nothing is left for these to time out. */
+	cancel_delayed_work_sync(&dev->dead_work);
+	cancel_delayed_work_sync(&dev->gone_work);
+	flush_delayed_work(&dev->fail_work);
 	mutex_lock(&dev->lock);
 	dev->attaching = false;
-	if (dev->connected)
-		cancel_delayed_work(&dev->dead_work);
 	mutex_unlock(&dev->lock);
-	flush_delayed_work(&dev->fail_work);
 	atomic_long_dec(&vduse_shim_stats.attached);
-	mutex_unlock(&attach_lock);
+	vduse_shim_dev_put(dev);
 	return 0;
 }
 
@@ -1162,10 +1324,9 @@ int vduse_shim_walk_attached(long skip, void *arg,
 	int id, ret = 0;
 	long n = 0;
 
-	mutex_lock(&attach_lock);
 	mutex_lock(&devs_lock);
 	idr_for_each_entry(&devs_idr, dev, id) {
-		if (!dev->vdev)
+		if (!READ_ONCE(dev->vdev))
 			continue;
 		if (n++ < skip)
 			continue;
@@ -1174,7 +1335,6 @@ int vduse_shim_walk_attached(long skip, void *arg,
 			break;
 	}
 	mutex_unlock(&devs_lock);
-	mutex_unlock(&attach_lock);
 	return ret;
 }
 
@@ -1185,13 +1345,11 @@ int vduse_shim_with_attached(const char *name,
 	struct vduse_shim_dev *dev;
 	int ret = -ENODEV;
 
-	mutex_lock(&attach_lock);
 	mutex_lock(&devs_lock);
 	dev = find_dev_locked(name);
-	if (dev && dev->vdev)
+	if (dev && READ_ONCE(dev->vdev))
 		ret = fn(dev, arg);
 	mutex_unlock(&devs_lock);
-	mutex_unlock(&attach_lock);
 	return ret;
 }
 
@@ -1272,7 +1430,11 @@ int vduse_shim_dev_init(void)
 {
 	int ret;
 
-	shim_wq = alloc_workqueue("vduse-shim", WQ_UNBOUND, 0);
+	/*
+	 * Failing a dead device's requests and deferred kicks are on the
+	 * way of memory reclaim (writeback to the disk): a rescuer thread.
+	 */
+	shim_wq = alloc_workqueue("vduse-shim", WQ_UNBOUND | WQ_MEM_RECLAIM, 0);
 	if (!shim_wq)
 		return -ENOMEM;
 

@@ -89,6 +89,10 @@ struct vduse_shim_domain {
 	vduse_shim_broken_t broken_fn;
 	void *priv;
 	bool broken;
+
+	/* put_iova_domain() only after iova_domain_init_rcaches() worked. */
+	bool stream_rcaches;
+	bool coherent_rcaches;
 };
 
 struct vduse_shim_coherent {
@@ -130,7 +134,8 @@ static int bounce_populate(struct vduse_shim_domain *domain, u64 iova,
 		if (READ_ONCE(domain->bounce_pages[i]))
 			continue;
 		/* Zeroed: userspace must never see stale kernel memory. */
-		page = alloc_page(gfp | __GFP_ZERO | __GFP_NOWARN);
+		page = alloc_page(gfp | __GFP_ZERO | __GFP_NOWARN |
+				  __GFP_ACCOUNT);
 		if (!page)
 			return -ENOMEM;
 		if (cmpxchg(&domain->bounce_pages[i], NULL, page))
@@ -280,9 +285,10 @@ dma_addr_t vduse_shim_domain_map(struct vduse_shim_domain *domain,
 	return iova;
 }
 
+/* @copy: copy the device's data back (false when a map_sg failed). */
 void vduse_shim_domain_unmap(struct vduse_shim_domain *domain,
 			     dma_addr_t iova, size_t size,
-			     enum dma_data_direction dir)
+			     enum dma_data_direction dir, bool copy)
 {
 	unsigned long pfn = iova >> VDUSE_SHIM_GRANULE_SHIFT;
 	unsigned long i;
@@ -296,7 +302,7 @@ void vduse_shim_domain_unmap(struct vduse_shim_domain *domain,
 		return;
 	}
 
-	if (dir == DMA_FROM_DEVICE || dir == DMA_BIDIRECTIONAL)
+	if (copy && (dir == DMA_FROM_DEVICE || dir == DMA_BIDIRECTIONAL))
 		bounce_range(domain, iova, size, false);
 	for (i = 0; i < DIV_ROUND_UP(size, VDUSE_SHIM_GRANULE); i++)
 		domain->orig[pfn + i] = NO_ORIG;
@@ -529,8 +535,15 @@ static void domain_free(struct vduse_shim_domain *domain)
 		if (domain->maps[i])
 			atomic_long_dec(&vduse_shim_stats.stream_maps);
 	WARN_ON(!RB_EMPTY_ROOT(&domain->coherent.rb_root));
-	put_iova_domain(&domain->stream_iovad);
-	put_iova_domain(&domain->coherent_iovad);
+	/*
+	 * In 6.1 a failed iova_domain_init_rcaches() frees the rcaches but
+	 * leaves the pointer, which put_iova_domain() would free again; an
+	 * iova_domain that never allocated anything needs no put.
+	 */
+	if (domain->stream_rcaches)
+		put_iova_domain(&domain->stream_iovad);
+	if (domain->coherent_rcaches)
+		put_iova_domain(&domain->coherent_iovad);
 	kvfree(domain->maps);
 	kvfree(domain->orig);
 	kvfree(domain->bounce_pages);
@@ -590,10 +603,14 @@ struct vduse_shim_domain *vduse_shim_domain_create(u64 bounce_size,
 					GFP_KERNEL);
 	domain->orig = kvmalloc_array(ngran, sizeof(phys_addr_t), GFP_KERNEL);
 	domain->maps = kvcalloc(ngran, sizeof(u32), GFP_KERNEL);
-	if (!domain->bounce_pages || !domain->orig || !domain->maps ||
-	    iova_domain_init_rcaches(&domain->stream_iovad) ||
-	    iova_domain_init_rcaches(&domain->coherent_iovad))
+	if (!domain->bounce_pages || !domain->orig || !domain->maps)
 		goto err;
+	if (iova_domain_init_rcaches(&domain->stream_iovad))
+		goto err;
+	domain->stream_rcaches = true;
+	if (iova_domain_init_rcaches(&domain->coherent_iovad))
+		goto err;
+	domain->coherent_rcaches = true;
 	for (i = 0; i < ngran; i++)
 		domain->orig[i] = NO_ORIG;
 	return domain;
@@ -709,7 +726,7 @@ static int st_stale(struct selftest *st)
 	if (iova == DMA_MAPPING_ERROR)
 		goto nomem;
 	ok_dev = st_dev_sees(st, iova, n, 0);
-	vduse_shim_domain_unmap(st->domain, iova, n, DMA_FROM_DEVICE);
+	vduse_shim_domain_unmap(st->domain, iova, n, DMA_FROM_DEVICE, true);
 	ok_none = !memchr_inv(r, 0, n);
 
 	/* It writes the first half only. */
@@ -721,7 +738,7 @@ static int st_stale(struct selftest *st)
 	if (iova == DMA_MAPPING_ERROR)
 		goto nomem;
 	ok_half = st_dev_fill(st, iova, n / 2, 0x44);
-	vduse_shim_domain_unmap(st->domain, iova, n, DMA_FROM_DEVICE);
+	vduse_shim_domain_unmap(st->domain, iova, n, DMA_FROM_DEVICE, true);
 	ok_half &= !memchr_inv(r, 0x44, n / 2) &&
 		   !memchr_inv(r + n / 2, 0, n - n / 2);
 	kfree(r);
@@ -780,7 +797,7 @@ static int st_refuse(struct selftest *st)
 
 	for (i = 0; i < ARRAY_SIZE(bad); i++) {
 		vduse_shim_domain_unmap(st->domain, iova + bad[i].diova,
-					n + bad[i].dsize, bad[i].dir);
+					n + bad[i].dsize, bad[i].dir, true);
 		snprintf(what, sizeof(what), "refuse-%s", bad[i].what);
 		st_report(st, what, ok && !memchr_inv(t, 0x5c, n + guard));
 	}
@@ -797,7 +814,7 @@ static int st_refuse(struct selftest *st)
 
 	/* The exact unmap still works after all that. */
 	memset(t, 0x5c, n + guard);
-	vduse_shim_domain_unmap(st->domain, iova, n, DMA_FROM_DEVICE);
+	vduse_shim_domain_unmap(st->domain, iova, n, DMA_FROM_DEVICE, true);
 	st_report(st, "unmap-exact-after-refusals",
 		  !memchr_inv(t, 0xee, n) && !memchr_inv(t + n, 0x5c, guard));
 
@@ -806,7 +823,7 @@ static int st_refuse(struct selftest *st)
 	 * the allocator would hand it out to two mappings at once.
 	 */
 	memset(t, 0x5c, n + guard);
-	vduse_shim_domain_unmap(st->domain, iova, n, DMA_FROM_DEVICE);
+	vduse_shim_domain_unmap(st->domain, iova, n, DMA_FROM_DEVICE, true);
 	st_report(st, "refuse-unmap-twice", !memchr_inv(t, 0x5c, n + guard));
 	i2 = vduse_shim_domain_map(st->domain, virt_to_phys(t), n,
 				   DMA_FROM_DEVICE);
@@ -816,9 +833,9 @@ static int st_refuse(struct selftest *st)
 		  i2 != DMA_MAPPING_ERROR && i3 != DMA_MAPPING_ERROR &&
 		  i2 != i3);
 	if (i3 != DMA_MAPPING_ERROR)
-		vduse_shim_domain_unmap(st->domain, i3, n, DMA_FROM_DEVICE);
+		vduse_shim_domain_unmap(st->domain, i3, n, DMA_FROM_DEVICE, true);
 	if (i2 != DMA_MAPPING_ERROR && i2 != i3)
-		vduse_shim_domain_unmap(st->domain, i2, n, DMA_FROM_DEVICE);
+		vduse_shim_domain_unmap(st->domain, i2, n, DMA_FROM_DEVICE, true);
 	kfree(t);
 	return 0;
 }
@@ -925,8 +942,8 @@ int vduse_shim_domain_selftest(char *buf, size_t len)
 	memset(page, 0x22, n);
 	ok_b &= !copy_to_user((void __user *)(uaddr + ib), page, n);
 
-	vduse_shim_domain_unmap(domain, ib, n, DMA_BIDIRECTIONAL);
-	vduse_shim_domain_unmap(domain, ia, n, DMA_BIDIRECTIONAL);
+	vduse_shim_domain_unmap(domain, ib, n, DMA_BIDIRECTIONAL, true);
+	vduse_shim_domain_unmap(domain, ia, n, DMA_BIDIRECTIONAL, true);
 	ok_a &= !memchr_inv(a, 0x11, n);
 	ok_b &= !memchr_inv(b, 0x22, n);
 	off += scnprintf(buf + off, len - off,

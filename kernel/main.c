@@ -26,6 +26,7 @@
 struct vduse_shim_stats vduse_shim_stats;
 
 unsigned int vduse_shim_msg_timeout = 30;
+unsigned int vduse_shim_reconnect_timeout = 30;
 unsigned long vduse_shim_bounce_size = 64UL << 20;
 
 static int timeout_set(const char *val, const struct kernel_param *kp)
@@ -49,6 +50,29 @@ static const struct kernel_param_ops timeout_ops = {
 module_param_cb(msg_timeout, &timeout_ops, &vduse_shim_msg_timeout, 0644);
 MODULE_PARM_DESC(msg_timeout,
 		 "Seconds the daemon has to answer a message (1-3600, default 30)");
+
+static int reconnect_set(const char *val, const struct kernel_param *kp)
+{
+	unsigned int t;
+	int ret;
+
+	ret = kstrtouint(val, 0, &t);
+	if (ret)
+		return ret;
+	if (t > 3600)
+		return -EINVAL;
+	WRITE_ONCE(vduse_shim_reconnect_timeout, t);
+	return 0;
+}
+
+static const struct kernel_param_ops reconnect_ops = {
+	.set = reconnect_set,
+	.get = param_get_uint,
+};
+module_param_cb(reconnect_timeout, &reconnect_ops,
+		&vduse_shim_reconnect_timeout, 0644);
+MODULE_PARM_DESC(reconnect_timeout,
+		 "Seconds a new daemon has to reopen an attached device whose daemon closed it, before its requests fail (0-3600, default 30)");
 
 static int bounce_set(const char *val, const struct kernel_param *kp)
 {
@@ -152,9 +176,9 @@ static int __init vduse_shim_init(void)
 	debugfs_create_file("stats", 0444, debug_dir, NULL, &stats_fops);
 	debugfs_create_file("selftest", 0400, debug_dir, NULL, &selftest_fops);
 
-	pr_info("VDUSE API %d on /dev/vduse/control, bounce %lu KiB, timeout %u s\n",
+	pr_info("VDUSE API %d on /dev/vduse/control, bounce %lu KiB, timeout %u s, reconnect %u s\n",
 		VDUSE_API_VERSION, vduse_shim_bounce_size >> 10,
-		vduse_shim_msg_timeout);
+		vduse_shim_msg_timeout, vduse_shim_reconnect_timeout);
 	return 0;
 
 err_domain:

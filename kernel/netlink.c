@@ -159,6 +159,9 @@ static int shim_nl_dev_del_doit(struct sk_buff *skb, struct genl_info *info)
 	ret = vduse_shim_detach(name);
 	if (ret == -ENODEV)
 		NL_SET_ERR_MSG_MOD(info->extack, "device not attached");
+	else if (ret == -EBUSY)
+		NL_SET_ERR_MSG_MOD(info->extack,
+				   "device being attached or detached");
 	return ret;
 }
 

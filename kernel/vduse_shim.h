@@ -13,6 +13,7 @@
 #include <linux/dma-direction.h>
 #include <linux/interval_tree.h>
 #include <linux/iova.h>
+#include <linux/kref.h>
 #include <linux/list.h>
 #include <linux/mutex.h>
 #include <linux/spinlock.h>
@@ -52,6 +53,7 @@ struct vduse_shim_stats {
 
 extern struct vduse_shim_stats vduse_shim_stats;
 extern unsigned int vduse_shim_msg_timeout;
+extern unsigned int vduse_shim_reconnect_timeout;
 extern unsigned long vduse_shim_bounce_size;
 
 /* ---- IOVA domain (domain.c) ---- */
@@ -78,7 +80,7 @@ dma_addr_t vduse_shim_domain_map(struct vduse_shim_domain *domain,
 				 enum dma_data_direction dir);
 void vduse_shim_domain_unmap(struct vduse_shim_domain *domain,
 			     dma_addr_t iova, size_t size,
-			     enum dma_data_direction dir);
+			     enum dma_data_direction dir, bool copy);
 void vduse_shim_domain_sync(struct vduse_shim_domain *domain,
 			    dma_addr_t iova, size_t size, bool for_device);
 void *vduse_shim_domain_alloc_coherent(struct vduse_shim_domain *domain,
@@ -118,9 +120,9 @@ struct vduse_shim_vq {
 	 * Shadow of the split ring: per head, how many times the driver made
 	 * it available minus how many times the daemon used it.  Lets the
 	 * shim answer the requests of a dead daemon (device.c states the
-	 * bounds).  Lock order: fail_lock, then irq_lock, then shadow_lock.
-	 * fail_lock keeps the ring pointers below valid while a dead device's
-	 * chains are walked without a spinlock; changing them takes both.
+	 * bounds).  Lock order: see struct vduse_shim_dev.  fail_lock keeps
+	 * the ring pointers below valid while a dead device's chains are
+	 * walked without a spinlock; changing them takes both.
 	 */
 	struct mutex fail_lock;		/* fail_heads; ring pointers stay */
 	u16 *fail_heads;		/* heads a fail pass answers */
@@ -145,10 +147,25 @@ struct vduse_shim_msg {
 
 struct vduse_shim_vdev;
 
+/*
+ * A device.  Its lifetime is the kref: the idr holds one reference from
+ * CREATE_DEV to DESTROY_DEV, an open /dev/vduse/$NAME one, and attach and
+ * detach one each while they run; the last put cancels the works and frees
+ * it.  The works and the virtio device hold none: destroy is refused while
+ * the device is attached, attaching or open, and the free cancels the works.
+ *
+ * Lock order, outermost first:
+ *   devs_lock (device.c) > dev->lock >
+ *   vq->fail_lock > vq->irq_lock > vq->shadow_lock > dev->msg_lock;
+ *   vq->kick_lock and dev->config_lock nest inside any of them and take
+ *   nothing.  Nothing that waits for the daemon (a message, a driver probe
+ *   or removal) runs under dev->lock, devs_lock or a spinlock.
+ */
 struct vduse_shim_dev {
 	char name[VDUSE_NAME_MAX];
 	int minor;
 	struct device *dev;		/* /dev/vduse/$NAME; DMA parent */
+	struct kref ref;
 
 	struct mutex lock;		/* connected, attaching, vdev, domain */
 	bool connected;
@@ -180,7 +197,8 @@ struct vduse_shim_dev {
 	bool dead;
 	wait_queue_head_t waitq;
 
-	struct delayed_work dead_work;
+	struct delayed_work dead_work;	/* detach: the driver did not let go */
+	struct delayed_work gone_work;	/* no daemon reopened in time */
 	struct delayed_work fail_work;	/* re-arms itself while dead */
 };
 
@@ -200,10 +218,12 @@ int vduse_shim_msg_update_iotlb(struct vduse_shim_dev *dev, u64 start,
 				u64 last);
 void vduse_shim_dev_reset(struct vduse_shim_dev *dev);
 void vduse_shim_vq_kick(struct vduse_shim_vq *vq);
+void vduse_shim_vq_kick_later(struct vduse_shim_vq *vq);
 void vduse_shim_go_dead(struct vduse_shim_dev *dev, const char *why);
 void vduse_shim_vq_shadow_sync(struct vduse_shim_vq *vq, bool used_too);
 bool vduse_shim_dev_dead(struct vduse_shim_dev *dev);
 void vduse_shim_dev_fail_inflight(struct vduse_shim_dev *dev);
+void vduse_shim_dev_put(struct vduse_shim_dev *dev);
 
 /* ---- virtio transport (virtio.c) ---- */
 

@@ -61,7 +61,8 @@ static void shim_unmap_page(struct device *d, dma_addr_t iova, size_t size,
 	struct vduse_shim_domain *domain = dma_domain(d);
 
 	if (domain)
-		vduse_shim_domain_unmap(domain, iova, size, dir);
+		vduse_shim_domain_unmap(domain, iova, size, dir,
+					!(attrs & DMA_ATTR_SKIP_CPU_SYNC));
 }
 
 static int shim_map_sg(struct device *d, struct scatterlist *sgl, int nents,
@@ -79,9 +80,11 @@ static int shim_map_sg(struct device *d, struct scatterlist *sgl, int nents,
 	}
 	return nents;
 err:
+	/* Nothing was transferred: copy nothing back into the buffers. */
 	nents = i;
 	for_each_sg(sgl, sg, nents, i)
-		shim_unmap_page(d, sg->dma_address, sg_dma_len(sg), dir, attrs);
+		shim_unmap_page(d, sg->dma_address, sg_dma_len(sg), dir,
+				attrs | DMA_ATTR_SKIP_CPU_SYNC);
 	return -ENOMEM;
 }
 
@@ -220,7 +223,7 @@ static bool shim_notify(struct virtqueue *vq)
 		return true;
 	}
 	if (!eventfd_signal_allowed())
-		schedule_work(&svq->kick_work);
+		vduse_shim_vq_kick_later(svq);
 	else
 		vduse_shim_vq_kick(svq);
 	return true;

@@ -26,6 +26,22 @@
  *                                        table of 4G-16 bytes at IOVA 4096,
  *                                        where 1 MiB of descriptors form a
  *                                        cycle
+ *                              inflate   avail->idx moved 0x8000 entries
+ *                                        ahead, past anything the ring
+ *                                        can hold
+ *                              crash     nothing: it stops serving and waits
+ *                                        for its SIGKILL, requests in flight
+ *                                        (the data lives in the file
+ *                                        /tmp/shim-store-NAME, for resume)
+ *   shim-test resume NAME AVAIL
+ *                            a second daemon for a crashed one: reopens
+ *                            NAME, expects VQ_GET_INFO to say the ring
+ *                            resumes at avail index AVAIL (what the crashed
+ *                            one printed), then serves from the index the
+ *                            kernel gave (the requests in flight first)
+ *                            until SIGUSR1
+ *   shim-test resume NAME dead
+ *                            the reopen must fail with EIO
  *
  * Prints one "ok"/"not ok" line per check; exits 1 if any check failed.
  */
@@ -121,6 +137,26 @@ static int bad_ioctls(void)
 	expect("name with a slash", create(ctl, &c), EINVAL);
 	good_config(&c, "control");
 	expect("name 'control'", create(ctl, &c), EINVAL);
+	good_config(&c, ".");
+	expect("name '.'", create(ctl, &c), EINVAL);
+	good_config(&c, "..");
+	expect("name '..'", create(ctl, &c), EINVAL);
+	good_config(&c, "a b");
+	expect("name with a space", create(ctl, &c), EINVAL);
+	good_config(&c, "a\nb");
+	expect("name with a newline", create(ctl, &c), EINVAL);
+	good_config(&c, "a:b");
+	expect("name with a colon", create(ctl, &c), EINVAL);
+	good_config(&c, "d\xc3\xa4");
+	expect("name with a UTF-8 letter", create(ctl, &c), EINVAL);
+	good_config(&c, "\xe4");
+	expect("name with a Latin-1 letter", create(ctl, &c), EINVAL);
+	good_config(&c, "a*");
+	expect("name with a star", create(ctl, &c), EINVAL);
+	good_config(&c, "Ok-name_1.2");
+	expect("name of [A-Za-z0-9._-]", create(ctl, &c), 0);
+	snprintf(name, sizeof(name), "Ok-name_1.2");
+	expect("DESTROY_DEV Ok-name_1.2", ioctl(ctl, VDUSE_DESTROY_DEV, name), 0);
 	good_config(&c, "bad");
 	c.cfg.config_size = 1 << 20;
 	expect("huge config size", create(ctl, &c), EINVAL);
@@ -377,6 +413,28 @@ static void h_unmap(uint64_t start, uint64_t last)
 	}
 }
 
+/* The disk: in memory, or in /tmp/shim-store-NAME to outlive a crash. */
+static uint8_t *h_store(const char *dev, int shared, int create)
+{
+	char path[VDUSE_NAME_MAX + 32];
+	void *p;
+	int fd;
+
+	if (!shared)
+		return calloc(1, H_SECTORS << 9);
+	snprintf(path, sizeof(path), "/tmp/shim-store-%s", dev);
+	fd = open(path, O_RDWR | O_CLOEXEC | (create ? O_CREAT | O_TRUNC : 0),
+		  0600);
+	if (fd < 0 || (create && ftruncate(fd, H_SECTORS << 9))) {
+		perror(path);
+		return NULL;
+	}
+	p = mmap(NULL, H_SECTORS << 9, PROT_READ | PROT_WRITE, MAP_SHARED,
+		 fd, 0);
+	close(fd);
+	return p == MAP_FAILED ? NULL : p;
+}
+
 /* A pointer to [iova, iova + len) in the daemon, mapping its region once. */
 static void *h_ptr(uint64_t iova, uint64_t len)
 {
@@ -630,9 +688,37 @@ static int h_corrupt(const char *mode)
 	} else if (!strcmp(mode, "noevent")) {
 		h.used->flags = VRING_USED_F_NO_NOTIFY;
 		*h_avail_event() = idx - 1;
+	} else if (!strcmp(mode, "inflate")) {
+		/* The driver's own field: it writes it again at its next add. */
+		__atomic_store_n(&h.avail->idx, (uint16_t)(idx + 0x8000),
+				 __ATOMIC_RELEASE);
 	}
 	__atomic_thread_fence(__ATOMIC_SEQ_CST);
 	return n;
+}
+
+/* Serve requests and messages until SIGUSR1. */
+static int h_loop(int efd)
+{
+	struct pollfd pfd[2];
+
+	pfd[0] = (struct pollfd){ .fd = h.fd, .events = POLLIN };
+	pfd[1] = (struct pollfd){ .fd = efd, .events = POLLIN };
+	while (!h_trigger) {
+		uint64_t v;
+
+		if (poll(pfd, 2, 100) < 0 && errno != EINTR)
+			return 1;
+		if ((pfd[0].revents & POLLIN) && h_message())
+			return 1;
+		if (pfd[0].revents & POLLERR) {
+			fprintf(stderr, "hostile: device broken\n");
+			return 1;
+		}
+		if (read(efd, &v, sizeof(v)) == sizeof(v) || h.num)
+			h_serve();
+	}
+	return 0;
 }
 
 static int hostile(const char *dev, const char *mode, unsigned int qsize)
@@ -640,17 +726,18 @@ static int hostile(const char *dev, const char *mode, unsigned int qsize)
 	struct vduse_vq_config vc = { .max_size = qsize };
 	struct vduse_vq_eventfd ve = { .index = 0 };
 	char path[VDUSE_NAME_MAX + 16];
-	struct pollfd pfd[2];
+	int crash = !strcmp(mode, "crash");
 	struct dev_cfg c;
 	int ctl, efd, i, n = 0;
 
 	if (strcmp(mode, "noevent") && strcmp(mode, "selfloop") &&
-	    strcmp(mode, "longchain") && strcmp(mode, "indirect")) {
+	    strcmp(mode, "longchain") && strcmp(mode, "indirect") &&
+	    strcmp(mode, "inflate") && !crash) {
 		fprintf(stderr, "hostile: unknown mode %s\n", mode);
 		return 2;
 	}
 	signal(SIGUSR1, h_on_usr1);
-	h.store = calloc(1, H_SECTORS << 9);
+	h.store = h_store(dev, crash, 1);
 	ctl = open("/dev/vduse/control", O_RDWR | O_CLOEXEC);
 	if (!h.store || ctl < 0) {
 		perror("hostile");
@@ -676,22 +763,8 @@ static int hostile(const char *dev, const char *mode, unsigned int qsize)
 	}
 	printf("hostile: ready\n");
 
-	pfd[0] = (struct pollfd){ .fd = h.fd, .events = POLLIN };
-	pfd[1] = (struct pollfd){ .fd = efd, .events = POLLIN };
-	while (!h_trigger) {
-		uint64_t v;
-
-		if (poll(pfd, 2, 100) < 0 && errno != EINTR)
-			return 1;
-		if ((pfd[0].revents & POLLIN) && h_message())
-			return 1;
-		if (pfd[0].revents & POLLERR) {
-			fprintf(stderr, "hostile: device broken\n");
-			return 1;
-		}
-		if (read(efd, &v, sizeof(v)) == sizeof(v) || h.num)
-			h_serve();
-	}
+	if (h_loop(efd))
+		return 1;
 	printf("hostile: served %lu requests; stopping\n", h.served);
 	/* Wait (up to 3 s) for requests the driver made available. */
 	for (i = 0; i < 30 && h.num; i++) {
@@ -700,10 +773,65 @@ static int hostile(const char *dev, const char *mode, unsigned int qsize)
 		usleep(100000);
 	}
 	usleep(500000);
+	if (crash && h.num) {
+		n = (uint16_t)(__atomic_load_n(&h.avail->idx, __ATOMIC_ACQUIRE) -
+			       h.last_avail);
+		/* Everything below last_avail is used: it is where to resume. */
+		printf("hostile: crash: %d request(s) in flight, resume at avail index %u (used index %u)\n",
+		       n, h.last_avail, h.used_idx);
+		for (;;)
+			pause();
+	}
 	if (h.num)
 		n = h_corrupt(mode);
 	printf("hostile: %s: %d request(s) in flight; exiting\n", mode, n);
 	return h.num && n >= 0 ? 0 : 1;
+}
+
+/* The successor of a crashed daemon (hostile ... crash). */
+static int resume(const char *dev, const char *want)
+{
+	struct vduse_vq_info vi = { .index = 0 };
+	struct vduse_vq_eventfd ve = { .index = 0 };
+	char path[VDUSE_NAME_MAX + 16];
+	int efd;
+
+	signal(SIGUSR1, h_on_usr1);
+	snprintf(path, sizeof(path), "/dev/vduse/%s", dev);
+	h.fd = open(path, O_RDWR | O_CLOEXEC | O_NONBLOCK);
+	if (!strcmp(want, "dead")) {
+		expect("reopen of a dead device refused", h.fd, EIO);
+		return failures ? 1 : 0;
+	}
+	expect("reopen within the window", h.fd, 0);
+	if (h.fd < 0)
+		return 1;
+	expect("VQ_GET_INFO", ioctl(h.fd, VDUSE_VQ_GET_INFO, &vi), 0);
+	expect("queue still ready", vi.ready ? 0 : -1, 0);
+	printf("resume: VQ_GET_INFO avail index %u, wanted %s\n",
+	       vi.split.avail_index, want);
+	expect("VQ_GET_INFO avail index is where the crashed daemon stopped",
+	       vi.split.avail_index == (unsigned int)atoi(want) ? 0 : -1, 0);
+	h.store = h_store(dev, 1, 0);
+	if (!h.store || h_ring_setup(0)) {
+		fprintf(stderr, "resume: cannot map the store or the ring\n");
+		return 1;
+	}
+	/* Resume where the kernel says, even when wrong: the guest shows it. */
+	h.last_avail = vi.split.avail_index;
+	h.used_idx = __atomic_load_n(&h.used->idx, __ATOMIC_ACQUIRE);
+	printf("resume: %u request(s) waiting, used index %u\n",
+	       (uint16_t)(h.avail->idx - h.last_avail), h.used_idx);
+	efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	ve.fd = efd;
+	expect("VQ_SETUP_KICKFD", ioctl(h.fd, VDUSE_VQ_SETUP_KICKFD, &ve), 0);
+	printf("resume: ready\n");
+	/* Kicks sent while nobody listened: look at the ring first. */
+	h_serve();
+	if (h_loop(efd))
+		return 1;
+	printf("resume: served %lu requests\n", h.served);
+	return failures ? 1 : 0;
 }
 
 int main(int argc, char **argv)
@@ -717,7 +845,10 @@ int main(int argc, char **argv)
 		return silent(argv[2], atoi(argv[3]));
 	if (argc == 5 && !strcmp(argv[1], "hostile"))
 		return hostile(argv[2], argv[3], atoi(argv[4]));
+	if (argc == 4 && !strcmp(argv[1], "resume"))
+		return resume(argv[2], argv[3]);
 	fprintf(stderr, "usage: %s bad-ioctls | destroy NAME | silent NAME SECONDS |\n"
-		"       hostile NAME MODE QSIZE\n", argv[0]);
+		"       hostile NAME MODE QSIZE | resume NAME AVAIL|dead\n",
+		argv[0]);
 	return 2;
 }
