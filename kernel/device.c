@@ -1,29 +1,28 @@
 // SPDX-License-Identifier: GPL-2.0-only
 /*
- * vduse_shim: /dev/vduse/control and /dev/vduse/$NAME.
+ * vduse_shim: /dev/vduse/control and the life of a device.
  *
  * The uAPI is that of upstream VDUSE at API version 0 (<linux/vduse.h>).
- * Control messages (SET_STATUS, UPDATE_IOTLB) go to the daemon through
- * read(2) and come back through write(2); every one of them has a timeout
- * after which the device is broken.  A broken device, or one whose daemon is
- * gone, is "dead": the shim then fails the requests the driver still has in
- * flight itself, so that detaching never waits on userspace.
+ * This file creates and destroys devices (/dev/vduse/control), attaches them
+ * to the virtio bus and detaches them (netlink.c calls in), and opens and
+ * closes /dev/vduse/$NAME: a daemon that closes an attached device has a
+ * successor reopen it within reconnect_timeout, or the device is "dead" and
+ * the shim fails the requests the driver still has in flight itself
+ * (ring.c), so that detaching never waits on userspace.  The message
+ * protocol is in message.c, the ioctls of /dev/vduse/$NAME in ioctl.c.
+ *
+ * Locks (the whole order is at struct vduse_shim_dev): devs_lock guards the
+ * idr and names, and is taken before a device's lock; no lock of this file
+ * is held across anything that waits for the daemon.
  */
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
 
 #include <linux/ctype.h>
 #include <linux/dma-map-ops.h>
-#include <linux/eventfd.h>
-#include <linux/file.h>
 #include <linux/fs.h>
 #include <linux/idr.h>
 #include <linux/module.h>
-#include <linux/nospec.h>
-#include <linux/poll.h>
-#include <linux/sched/signal.h>
 #include <linux/slab.h>
-#include <linux/uio.h>
-#include <linux/virtio_ring.h>
 #include <uapi/linux/virtio_blk.h>
 #include <uapi/linux/virtio_config.h>
 #include <uapi/linux/virtio_ids.h>
@@ -38,524 +37,7 @@ static struct cdev ctrl_cdev;
 static struct cdev dev_cdev;
 static struct class *vduse_class;
 static struct device *ctrl_device;
-static struct workqueue_struct *shim_wq;
-
-static bool all_zero(const void *p, size_t len)
-{
-	return !memchr_inv(p, 0, len);
-}
-
-/* ------------------------------------------------------------------------ */
-/* Messages                                                                   */
-
-static void fail_msgs_locked(struct vduse_shim_dev *dev)
-{
-	struct vduse_shim_msg *msg, *tmp;
-
-	list_splice_init(&dev->recv_list, &dev->send_list);
-	list_for_each_entry_safe(msg, tmp, &dev->send_list, list) {
-		list_del(&msg->list);
-		msg->resp.result = VDUSE_REQ_RESULT_FAILED;
-		msg->completed = true;
-		complete(&msg->done);
-	}
-}
-
-static void fail_work_fn(struct work_struct *work);
-
-/*
- * The daemon is gone or does not answer: fail the pending messages, refuse
- * new ones, and fail the driver's in-flight requests from a work item.
- */
-void vduse_shim_go_dead(struct vduse_shim_dev *dev, const char *why)
-{
-	bool first;
-
-	spin_lock(&dev->msg_lock);
-	first = !dev->dead;
-	dev->dead = true;
-	dev->broken = true;
-	fail_msgs_locked(dev);
-	spin_unlock(&dev->msg_lock);
-	wake_up_all(&dev->waitq);
-	if (first)
-		pr_warn("%s: %s; failing its requests\n", dev->name, why);
-	mod_delayed_work(shim_wq, &dev->fail_work, 0);
-}
-
-static int msg_sync(struct vduse_shim_dev *dev, struct vduse_shim_msg *msg)
-{
-	long left;
-	int ret;
-
-	init_completion(&msg->done);
-	spin_lock(&dev->msg_lock);
-	if (dev->broken) {
-		spin_unlock(&dev->msg_lock);
-		return -EIO;
-	}
-	msg->req.request_id = dev->msg_next++;
-	list_add_tail(&msg->list, &dev->send_list);
-	spin_unlock(&dev->msg_lock);
-	wake_up(&dev->waitq);
-
-	left = READ_ONCE(vduse_shim_msg_timeout) * HZ;
-	left = wait_for_completion_killable_timeout(&msg->done, left);
-
-	spin_lock(&dev->msg_lock);
-	if (!msg->completed) {
-		list_del(&msg->list);
-		msg->resp.result = VDUSE_REQ_RESULT_FAILED;
-	}
-	ret = msg->resp.result == VDUSE_REQ_RESULT_OK ? 0 : -EIO;
-	spin_unlock(&dev->msg_lock);
-
-	if (!msg->completed && left == 0) {
-		atomic_long_inc(&vduse_shim_stats.msgs_timed_out);
-		vduse_shim_go_dead(dev, "message timed out");
-	}
-	return ret;
-}
-
-int vduse_shim_msg_set_status(struct vduse_shim_dev *dev, u8 status)
-{
-	struct vduse_shim_msg msg = { };
-
-	msg.req.type = VDUSE_SET_STATUS;
-	msg.req.s.status = status;
-	return msg_sync(dev, &msg);
-}
-
-int vduse_shim_msg_update_iotlb(struct vduse_shim_dev *dev, u64 start,
-				u64 last)
-{
-	struct vduse_shim_msg msg = { };
-
-	msg.req.type = VDUSE_UPDATE_IOTLB;
-	msg.req.iova.start = start;
-	msg.req.iova.last = last;
-	return msg_sync(dev, &msg);
-}
-
-static void domain_invalidate(void *priv, u64 start, u64 last)
-{
-	if (!vduse_shim_msg_update_iotlb(priv, start, last))
-		atomic_long_inc(&vduse_shim_stats.iotlb_updates);
-}
-
-/* The domain refused an unmap or sync: the daemon rewrote the ring. */
-static void domain_broken(void *priv)
-{
-	vduse_shim_go_dead(priv, "DMA unmap of a mapping that is not live");
-}
-
-static ssize_t dev_read_iter(struct kiocb *iocb, struct iov_iter *to)
-{
-	struct file *file = iocb->ki_filp;
-	struct vduse_shim_dev *dev = file->private_data;
-	struct vduse_dev_request req;
-	struct vduse_shim_msg *msg;
-	int ret;
-
-	if (iov_iter_count(to) < sizeof(req))
-		return -EINVAL;
-
-	spin_lock(&dev->msg_lock);
-	while (list_empty(&dev->send_list)) {
-		bool broken = dev->broken;
-
-		spin_unlock(&dev->msg_lock);
-		if (broken)
-			return -EIO;
-		if (file->f_flags & O_NONBLOCK)
-			return -EAGAIN;
-		ret = wait_event_interruptible_exclusive(dev->waitq,
-							 !list_empty(&dev->send_list) ||
-							 READ_ONCE(dev->broken));
-		if (ret)
-			return ret;
-		spin_lock(&dev->msg_lock);
-	}
-	msg = list_first_entry(&dev->send_list, struct vduse_shim_msg, list);
-	list_move_tail(&msg->list, &dev->recv_list);
-	/* The sender may give up once we unlock: work on a copy. */
-	req = msg->req;
-	spin_unlock(&dev->msg_lock);
-
-	if (copy_to_iter(&req, sizeof(req), to) == sizeof(req))
-		return sizeof(req);
-
-	spin_lock(&dev->msg_lock);
-	list_for_each_entry(msg, &dev->recv_list, list) {
-		if (msg->req.request_id == req.request_id) {
-			list_move(&msg->list, &dev->send_list);
-			break;
-		}
-	}
-	spin_unlock(&dev->msg_lock);
-	return -EFAULT;
-}
-
-static ssize_t dev_write_iter(struct kiocb *iocb, struct iov_iter *from)
-{
-	struct vduse_shim_dev *dev = iocb->ki_filp->private_data;
-	struct vduse_dev_response resp;
-	struct vduse_shim_msg *msg, *found = NULL;
-
-	if (iov_iter_count(from) != sizeof(resp))
-		return -EINVAL;
-	if (copy_from_iter(&resp, sizeof(resp), from) != sizeof(resp))
-		return -EFAULT;
-	if (!all_zero(resp.reserved, sizeof(resp.reserved)))
-		return -EINVAL;
-
-	spin_lock(&dev->msg_lock);
-	list_for_each_entry(msg, &dev->recv_list, list) {
-		if (msg->req.request_id == resp.request_id) {
-			found = msg;
-			break;
-		}
-	}
-	if (found) {
-		list_del(&found->list);
-		found->resp = resp;
-		found->completed = true;
-		complete(&found->done);
-	}
-	spin_unlock(&dev->msg_lock);
-
-	return found ? sizeof(resp) : -ENOENT;
-}
-
-static __poll_t dev_poll(struct file *file, poll_table *wait)
-{
-	struct vduse_shim_dev *dev = file->private_data;
-	__poll_t mask = 0;
-
-	poll_wait(file, &dev->waitq, wait);
-	spin_lock(&dev->msg_lock);
-	if (dev->broken)
-		mask |= EPOLLERR;
-	if (!list_empty(&dev->send_list))
-		mask |= EPOLLIN | EPOLLRDNORM;
-	if (!list_empty(&dev->recv_list))
-		mask |= EPOLLOUT | EPOLLWRNORM;
-	spin_unlock(&dev->msg_lock);
-	return mask;
-}
-
-/* ------------------------------------------------------------------------ */
-/* Virtqueues                                                                 */
-
-void vduse_shim_vq_kick(struct vduse_shim_vq *vq)
-{
-	unsigned long flags;
-
-	spin_lock_irqsave(&vq->kick_lock, flags);
-	if (vq->kickfd)
-		eventfd_signal(vq->kickfd, 1);
-	else
-		vq->kicked = true;
-	spin_unlock_irqrestore(&vq->kick_lock, flags);
-}
-
-static void kick_work_fn(struct work_struct *work)
-{
-	vduse_shim_vq_kick(container_of(work, struct vduse_shim_vq, kick_work));
-}
-
-/* Where an eventfd may not be signalled (nested in another's wake-up). */
-void vduse_shim_vq_kick_later(struct vduse_shim_vq *vq)
-{
-	queue_work(shim_wq, &vq->kick_work);
-}
-
-/*
- * The shadow of the split rings, and the answers of a dead device.
- *
- * Everything below reads rings the daemon can write.  Every walk is bounded
- * by a number the shim chose (shadow_num, the size the driver's ring was
- * created with, at most VDUSE_SHIM_MAX_VQ_SIZE), never by one read from the
- * ring:
- *
- *  - a sync follows at most shadow_num avail and shadow_num used entries;
- *    an index further than that past the shadow's cannot come from the
- *    driver (it never has more than the queue size outstanding) and is not
- *    followed;
- *  - a fail pass answers each head at most once, however often the avail
- *    ring names it: at most shadow_num answers per pass;
- *  - a chain walk visits at most shadow_num descriptors, indirect ones
- *    included (the virtio spec bounds a chain by the queue size); an index
- *    or an indirect table entry past its table, and an indirect descriptor
- *    inside a table, end it;
- *  - with interrupts off run only the syncs and the claiming of the heads
- *    to fail (O(shadow_num) each) and vring_interrupt(); the chain walks run
- *    under the queue's fail_lock mutex, preemptible, with interrupts on.
- *
- * A dead device owns the ring's notification fields: each fail pass clears
- * VRING_USED_F_NO_NOTIFY and points avail_event at the shadow's avail index,
- * so that the driver kicks for every new request whatever the daemon last
- * wrote there, and the pass runs again every DEAD_POLL while a ring is
- * live, in case a kick was suppressed anyway (a daemon that still has the
- * ring mapped can rewrite those fields).
- */
-#define DEAD_POLL	(HZ / 5)
-/* Saturation of a head's count; -1 is a use seen before its avail entry. */
-#define INFLIGHT_MAX	S16_MAX
-#define INFLIGHT_MIN	-1
-
-static void inflight_add(s16 *count, int delta)
-{
-	*count = clamp(*count + delta, INFLIGHT_MIN, INFLIGHT_MAX);
-}
-
-static void shadow_untrusted(struct vduse_shim_vq *vq, const char *which,
-			     u16 idx, u16 shadow)
-{
-	pr_warn_ratelimited("%s: vq %u: %s index %u is %u entries past %u, more than the ring holds: not followed\n",
-			    dev_name(&vq->vdev->dev), vq->index, which, idx,
-			    (u16)(idx - shadow), shadow);
-}
-
-/*
- * Follow the split ring, so that the shim knows which heads the daemon still
- * owes an answer for.  Counted per head, so the order in which new avail and
- * used entries are seen does not matter.
- */
-void vduse_shim_vq_shadow_sync(struct vduse_shim_vq *vq, bool used_too)
-{
-	struct virtio_device *vdev = vq->vdev;
-	u32 num = vq->shadow_num;
-	u16 idx, n;
-
-	lockdep_assert_held(&vq->shadow_lock);
-	if (!vq->inflight)
-		return;
-
-	/* Pairs with the driver's barrier before it publishes avail->idx. */
-	idx = virtio16_to_cpu(vdev, smp_load_acquire(&vq->avail_va->idx));
-	n = idx - vq->shadow_avail;
-	if (n > num)
-		shadow_untrusted(vq, "avail", idx, vq->shadow_avail);
-	for (; n && n <= num; n--) {
-		__virtio16 *slot = &vq->avail_va->ring[vq->shadow_avail % num];
-		u16 head = virtio16_to_cpu(vdev, READ_ONCE(*slot));
-
-		if (head < num)
-			inflight_add(&vq->inflight[array_index_nospec(head, num)],
-				     1);
-		vq->shadow_avail++;
-	}
-	if (!used_too)
-		return;
-	/* Pairs with the daemon's barrier before it publishes used->idx. */
-	idx = virtio16_to_cpu(vdev, smp_load_acquire(&vq->used_va->idx));
-	n = idx - vq->shadow_used;
-	if (n > num)
-		shadow_untrusted(vq, "used", idx, vq->shadow_used);
-	for (; n && n <= num; n--) {
-		struct vring_used_elem *elem;
-		u32 id;
-
-		elem = &vq->used_va->ring[vq->shadow_used % num];
-		id = virtio32_to_cpu(vdev, READ_ONCE(elem->id));
-		if (id < num)
-			inflight_add(&vq->inflight[array_index_nospec(id, num)],
-				     -1);
-		vq->shadow_used++;
-	}
-}
-
-static void read_desc(struct virtio_device *vdev, const struct vring_desc *d,
-		      u64 *addr, u32 *len, u16 *flags, u16 *next)
-{
-	*addr = virtio64_to_cpu(vdev, READ_ONCE(d->addr));
-	*len = virtio32_to_cpu(vdev, READ_ONCE(d->len));
-	*flags = virtio16_to_cpu(vdev, READ_ONCE(d->flags));
-	*next = virtio16_to_cpu(vdev, READ_ONCE(d->next));
-}
-
-/*
- * IOVA of the status byte: the last byte of the chain's last descriptor.
- * At most shadow_num descriptors are visited, indirect ones included.
- */
-static bool chain_status_iova(struct vduse_shim_dev *dev,
-			      struct vduse_shim_vq *vq, u16 head, u64 *iova)
-{
-	struct virtio_device *vdev = vq->vdev;
-	u32 num = vq->shadow_num, max = num, i = head, n, len;
-	u64 table = 0;		/* IOVA of an indirect table, 0 if none */
-	u16 flags, next;
-	u64 addr;
-
-	for (n = 0; n < num; n++) {
-		const struct vring_desc *d;
-
-		if (i >= max)
-			return false;
-		if (table) {
-			/* Descriptors are 16-byte aligned: never split. */
-			d = vduse_shim_domain_bounce_kaddr(dev->domain,
-							   table + (u64)i * sizeof(*d),
-							   sizeof(*d));
-			if (!d)
-				return false;
-		} else {
-			d = &vq->desc_va[array_index_nospec(i, num)];
-		}
-		read_desc(vdev, d, &addr, &len, &flags, &next);
-		if (flags & VRING_DESC_F_INDIRECT) {
-			if (table || !addr || !len || len % sizeof(*d) ||
-			    !IS_ALIGNED(addr, sizeof(*d)))
-				return false;
-			table = addr;
-			max = len / sizeof(*d);
-			i = 0;
-			continue;
-		}
-		if (!(flags & VRING_DESC_F_NEXT)) {
-			if (!(flags & VRING_DESC_F_WRITE) || !len)
-				return false;
-			*iova = addr + len - 1;
-			return true;
-		}
-		i = next;
-	}
-	return false;
-}
-
-/* Answer one head with VIRTIO_BLK_S_IOERR in used entry @idx. */
-static void fail_head(struct vduse_shim_dev *dev, struct vduse_shim_vq *vq,
-		      u16 head, u16 idx)
-{
-	struct virtio_device *vdev = vq->vdev;
-	struct vring_used_elem *elem;
-	u8 *status = NULL;
-	u64 iova;
-
-	if (chain_status_iova(dev, vq, head, &iova))
-		status = vduse_shim_domain_bounce_kaddr(dev->domain, iova, 1);
-	if (status)
-		*status = VIRTIO_BLK_S_IOERR;
-	else
-		pr_warn_ratelimited("%s: vq %u head %u: no status byte to fail\n",
-				    dev->name, vq->index, head);
-	elem = &vq->used_va->ring[idx % vq->shadow_num];
-	WRITE_ONCE(elem->id, cpu_to_virtio32(vdev, head));
-	WRITE_ONCE(elem->len, cpu_to_virtio32(vdev, 1));
-	atomic_long_inc(&vduse_shim_stats.reqs_failed_by_shim);
-}
-
-/*
- * Take the heads in flight off the shadow (each once) into fail_heads, and
- * take the notification fields over.  Returns how many; *again is set when
- * the driver made more available meanwhile.
- */
-static u32 vq_claim_inflight(struct vduse_shim_vq *vq, bool *again)
-{
-	struct virtio_device *vdev = vq->vdev;
-	u32 head, n = 0, ahead;
-	__virtio16 *avail_event;
-	u16 idx;
-
-	lockdep_assert_held(&vq->shadow_lock);
-	vduse_shim_vq_shadow_sync(vq, true);
-	for (head = 0; head < vq->shadow_num; head++) {
-		if (vq->inflight[head] > 0) {
-			vq->inflight[head] = 0;
-			vq->fail_heads[n++] = head;
-		}
-	}
-
-	avail_event = (__virtio16 *)&vq->used_va->ring[vq->shadow_num];
-	WRITE_ONCE(vq->used_va->flags, cpu_to_virtio16(vdev, 0));
-	WRITE_ONCE(*avail_event, cpu_to_virtio16(vdev, vq->shadow_avail));
-	/* Pairs with the driver's barrier between avail->idx and avail_event. */
-	smp_mb();
-	/* Not for an index the sync does not follow: that would spin. */
-	idx = virtio16_to_cpu(vdev, READ_ONCE(vq->avail_va->idx));
-	ahead = (u16)(idx - vq->shadow_avail);
-	*again = ahead && ahead <= vq->shadow_num;
-	return n;
-}
-
-/*
- * Answer every request the daemon still owes with VIRTIO_BLK_S_IOERR, as the
- * device would.  Returns whether anything was answered; *live tells whether
- * the queue has a ring, *again whether to run again at once.
- */
-static bool vq_fail_inflight(struct vduse_shim_dev *dev,
-			     struct vduse_shim_vq *vq, bool *live, bool *again)
-{
-	unsigned long flags;
-	u32 i, n = 0;
-	u16 idx = 0;
-
-	mutex_lock(&vq->fail_lock);
-	spin_lock_irqsave(&vq->shadow_lock, flags);
-	if (vq->inflight) {
-		*live = true;
-		n = vq_claim_inflight(vq, again);
-		idx = vq->shadow_used;
-	}
-	spin_unlock_irqrestore(&vq->shadow_lock, flags);
-
-	/* The ring stays mapped while fail_lock is held. */
-	for (i = 0; i < n; i++) {
-		fail_head(dev, vq, vq->fail_heads[i], idx++);
-		cond_resched();
-	}
-
-	if (n) {
-		spin_lock_irqsave(&vq->shadow_lock, flags);
-		vq->shadow_used = idx;
-		/* The entries are written before the driver can see them. */
-		smp_store_release(&vq->used_va->idx,
-				  cpu_to_virtio16(vq->vdev, idx));
-		spin_unlock_irqrestore(&vq->shadow_lock, flags);
-	}
-	mutex_unlock(&vq->fail_lock);
-	return n;
-}
-
-bool vduse_shim_dev_dead(struct vduse_shim_dev *dev)
-{
-	return READ_ONCE(dev->dead);
-}
-
-void vduse_shim_dev_fail_inflight(struct vduse_shim_dev *dev)
-{
-	mod_delayed_work(shim_wq, &dev->fail_work, 0);
-}
-
-static void fail_work_fn(struct work_struct *work)
-{
-	struct vduse_shim_dev *dev = container_of(to_delayed_work(work),
-						  struct vduse_shim_dev,
-						  fail_work);
-	bool live = false, again = false;
-	unsigned long flags;
-	u32 i;
-
-	for (i = 0; i < dev->vq_num; i++) {
-		struct vduse_shim_vq *vq = &dev->vqs[i];
-
-		if (!vq_fail_inflight(dev, vq, &live, &again))
-			continue;
-		spin_lock_irqsave(&vq->irq_lock, flags);
-		if (vq->ready && vq->vq &&
-		    (READ_ONCE(dev->status) & VIRTIO_CONFIG_S_DRIVER_OK))
-			vring_interrupt(0, vq->vq);
-		spin_unlock_irqrestore(&vq->irq_lock, flags);
-	}
-	/* New requests of a dead device fail even if no kick comes. */
-	if (!READ_ONCE(dev->dead) || !live)
-		return;
-	if (again)
-		mod_delayed_work(shim_wq, &dev->fail_work, 0);
-	else
-		queue_delayed_work(shim_wq, &dev->fail_work, DEAD_POLL);
-}
+struct workqueue_struct *vduse_shim_wq;
 
 static void dead_work_fn(struct work_struct *work)
 {
@@ -577,314 +59,6 @@ static void gone_work_fn(struct work_struct *work)
 	if (!dev->connected && (dev->vdev || dev->attaching))
 		vduse_shim_go_dead(dev, "no daemon reopened it within reconnect_timeout");
 	mutex_unlock(&dev->lock);
-}
-
-static void vq_clear_kickfd(struct vduse_shim_vq *vq)
-{
-	unsigned long flags;
-
-	spin_lock_irqsave(&vq->kick_lock, flags);
-	if (vq->kickfd)
-		eventfd_ctx_put(vq->kickfd);
-	vq->kickfd = NULL;
-	vq->kicked = false;
-	spin_unlock_irqrestore(&vq->kick_lock, flags);
-}
-
-/* Device reset, driver side: forget everything the driver set up. */
-void vduse_shim_dev_reset(struct vduse_shim_dev *dev)
-{
-	unsigned long flags;
-	u32 i;
-
-	dev->status = 0;
-	dev->driver_features = 0;
-	dev->generation++;
-	for (i = 0; i < dev->vq_num; i++) {
-		struct vduse_shim_vq *vq = &dev->vqs[i];
-
-		spin_lock_irqsave(&vq->irq_lock, flags);
-		vq->ready = false;
-		vq->num = 0;
-		vq->desc_addr = 0;
-		vq->driver_addr = 0;
-		vq->device_addr = 0;
-		spin_unlock_irqrestore(&vq->irq_lock, flags);
-		vq_clear_kickfd(vq);
-		flush_work(&vq->kick_work);
-	}
-}
-
-static int vq_setup_kickfd(struct vduse_shim_dev *dev,
-			   struct vduse_vq_eventfd *efd)
-{
-	struct eventfd_ctx *ctx = NULL;
-	struct vduse_shim_vq *vq;
-	unsigned long flags;
-
-	if (efd->index >= dev->vq_num)
-		return -EINVAL;
-	vq = &dev->vqs[array_index_nospec(efd->index, dev->vq_num)];
-	if (efd->fd >= 0) {
-		ctx = eventfd_ctx_fdget(efd->fd);
-		if (IS_ERR(ctx))
-			return PTR_ERR(ctx);
-	} else if (efd->fd != VDUSE_EVENTFD_DEASSIGN) {
-		return -EINVAL;
-	}
-
-	spin_lock_irqsave(&vq->kick_lock, flags);
-	if (vq->kickfd)
-		eventfd_ctx_put(vq->kickfd);
-	vq->kickfd = ctx;
-	/* A kick that came before the eventfd is not lost. */
-	if (ctx && vq->kicked) {
-		eventfd_signal(ctx, 1);
-		vq->kicked = false;
-	}
-	spin_unlock_irqrestore(&vq->kick_lock, flags);
-	return 0;
-}
-
-static int vq_inject_irq(struct vduse_shim_dev *dev, u32 index)
-{
-	struct vduse_shim_vq *vq;
-	unsigned long flags;
-	int ret = -EINVAL;
-
-	if (index >= dev->vq_num)
-		return -EINVAL;
-	vq = &dev->vqs[array_index_nospec(index, dev->vq_num)];
-
-	spin_lock_irqsave(&vq->irq_lock, flags);
-	if (vq->ready && vq->vq &&
-	    (READ_ONCE(dev->status) & VIRTIO_CONFIG_S_DRIVER_OK)) {
-		spin_lock(&vq->shadow_lock);
-		vduse_shim_vq_shadow_sync(vq, true);
-		spin_unlock(&vq->shadow_lock);
-		vring_interrupt(0, vq->vq);
-		ret = 0;
-	}
-	spin_unlock_irqrestore(&vq->irq_lock, flags);
-	return ret;
-}
-
-/*
- * The avail index a daemon resumes the ring from: that of the oldest request
- * the driver made available and the daemon has not used, or the shadow's
- * avail index when none is in flight (0 for a new ring).  Every request
- * below it has been completed, so a daemon that completes in order and
- * reopens the device after a crash pops each request in flight again and
- * none that the driver already got back.  A daemon that completes out of
- * order needs its own record of what it took (libvduse's in-flight log).
- *
- * A head counted n times in flight is in flight from its n newest avail
- * entries: the walk goes back from the shadow's avail index over at most
- * shadow_num entries (the ring holds no more), under fail_lock, preemptible.
- */
-static int vq_resume_index(struct vduse_shim_vq *vq, u16 *index)
-{
-	unsigned long flags;
-	u32 num, i, pending = 0;
-	u16 avail, oldest;
-	s16 *left;
-
-	*index = 0;
-	mutex_lock(&vq->fail_lock);
-	num = vq->shadow_num;
-	if (!vq->inflight || !num) {
-		mutex_unlock(&vq->fail_lock);
-		return 0;
-	}
-	left = kmalloc_array(num, sizeof(*left), GFP_KERNEL);
-	if (!left) {
-		mutex_unlock(&vq->fail_lock);
-		return -ENOMEM;
-	}
-	spin_lock_irqsave(&vq->shadow_lock, flags);
-	vduse_shim_vq_shadow_sync(vq, true);
-	memcpy(left, vq->inflight, num * sizeof(*left));
-	avail = vq->shadow_avail;
-	spin_unlock_irqrestore(&vq->shadow_lock, flags);
-
-	for (i = 0; i < num; i++)
-		if (left[i] > 0)
-			pending += left[i];
-	oldest = avail;
-	for (i = 1; i <= num && pending; i++) {
-		u16 a = avail - i;
-		__virtio16 *slot = &vq->avail_va->ring[a % num];
-		u16 head = virtio16_to_cpu(vq->vdev, READ_ONCE(*slot));
-
-		if (head >= num)
-			continue;
-		head = array_index_nospec(head, num);
-		if (left[head] > 0) {
-			left[head]--;
-			pending--;
-			oldest = a;
-		}
-	}
-	mutex_unlock(&vq->fail_lock);
-	kfree(left);
-	*index = oldest;
-	return 0;
-}
-
-static int vq_get_info(struct vduse_shim_dev *dev, struct vduse_vq_info *info)
-{
-	struct vduse_shim_vq *vq;
-	unsigned long flags;
-	u32 index = info->index;
-
-	if (index >= dev->vq_num)
-		return -EINVAL;
-	vq = &dev->vqs[array_index_nospec(index, dev->vq_num)];
-
-	memset(info, 0, sizeof(*info));
-	info->index = index;
-	spin_lock_irqsave(&vq->irq_lock, flags);
-	info->num = vq->num;
-	info->desc_addr = vq->desc_addr;
-	info->driver_addr = vq->driver_addr;
-	info->device_addr = vq->device_addr;
-	info->ready = vq->ready;
-	spin_unlock_irqrestore(&vq->irq_lock, flags);
-	return vq_resume_index(vq, &info->split.avail_index);
-}
-
-/* ------------------------------------------------------------------------ */
-/* /dev/vduse/$NAME                                                           */
-
-static int dev_set_config(struct vduse_shim_dev *dev, void __user *argp)
-{
-	struct vduse_config_data hdr;
-	unsigned long flags;
-	void *buf;
-
-	if (copy_from_user(&hdr, argp, sizeof(hdr)))
-		return -EFAULT;
-	if (!hdr.length || hdr.offset > dev->config_size ||
-	    hdr.length > dev->config_size - hdr.offset)
-		return -EINVAL;
-	buf = memdup_user(argp + sizeof(hdr), hdr.length);
-	if (IS_ERR(buf))
-		return PTR_ERR(buf);
-	spin_lock_irqsave(&dev->config_lock, flags);
-	memcpy(dev->config + hdr.offset, buf, hdr.length);
-	spin_unlock_irqrestore(&dev->config_lock, flags);
-	kfree(buf);
-	return 0;
-}
-
-static long dev_iotlb_get_fd(struct vduse_shim_dev *dev, void __user *argp)
-{
-	struct vduse_iotlb_entry entry;
-	struct file *f = NULL;
-	int ret;
-
-	if (copy_from_user(&entry, argp, sizeof(entry)))
-		return -EFAULT;
-	if (entry.start > entry.last)
-		return -EINVAL;
-
-	mutex_lock(&dev->lock);
-	ret = -EINVAL;
-	if (dev->domain) {
-		ret = vduse_shim_domain_lookup(dev->domain, &entry);
-		if (!ret) {
-			f = vduse_shim_domain_open(dev->domain);
-			if (IS_ERR(f))
-				ret = PTR_ERR(f);
-		}
-	}
-	mutex_unlock(&dev->lock);
-	if (ret)
-		return ret;
-
-	if (copy_to_user(argp, &entry, sizeof(entry))) {
-		fput(f);
-		return -EFAULT;
-	}
-	ret = receive_fd(f, O_CLOEXEC);
-	fput(f);
-	return ret;
-}
-
-static long dev_ioctl(struct file *file, unsigned int cmd, unsigned long arg)
-{
-	struct vduse_shim_dev *dev = file->private_data;
-	void __user *argp = (void __user *)arg;
-
-	if (READ_ONCE(dev->broken))
-		return -EIO;
-
-	switch (cmd) {
-	case VDUSE_IOTLB_GET_FD:
-		return dev_iotlb_get_fd(dev, argp);
-	case VDUSE_DEV_GET_FEATURES:
-		return put_user(dev->driver_features, (u64 __user *)argp);
-	case VDUSE_DEV_SET_CONFIG:
-		return dev_set_config(dev, argp);
-	case VDUSE_DEV_INJECT_CONFIG_IRQ:
-		if (!(READ_ONCE(dev->status) & VIRTIO_CONFIG_S_DRIVER_OK))
-			return -EINVAL;
-		mutex_lock(&dev->lock);
-		vduse_shim_vdev_config_changed(dev);
-		mutex_unlock(&dev->lock);
-		return 0;
-	case VDUSE_VQ_SETUP: {
-		struct vduse_vq_config cfg;
-		int ret = 0;
-
-		if (copy_from_user(&cfg, argp, sizeof(cfg)))
-			return -EFAULT;
-		if (cfg.index >= dev->vq_num ||
-		    !all_zero(cfg.reserved, sizeof(cfg.reserved)) ||
-		    !cfg.max_size || !is_power_of_2(cfg.max_size) ||
-		    cfg.max_size > VDUSE_SHIM_MAX_VQ_SIZE)
-			return -EINVAL;
-		mutex_lock(&dev->lock);
-		if (dev->vdev || dev->attaching)
-			ret = -EBUSY;
-		else
-			dev->vqs[array_index_nospec(cfg.index,
-					dev->vq_num)].num_max = cfg.max_size;
-		mutex_unlock(&dev->lock);
-		return ret;
-	}
-	case VDUSE_VQ_GET_INFO: {
-		struct vduse_vq_info info;
-		int ret;
-
-		if (copy_from_user(&info, argp, sizeof(info)))
-			return -EFAULT;
-		ret = vq_get_info(dev, &info);
-		if (ret)
-			return ret;
-		return copy_to_user(argp, &info, sizeof(info)) ? -EFAULT : 0;
-	}
-	case VDUSE_VQ_SETUP_KICKFD: {
-		struct vduse_vq_eventfd efd;
-
-		if (copy_from_user(&efd, argp, sizeof(efd)))
-			return -EFAULT;
-		return vq_setup_kickfd(dev, &efd);
-	}
-	case VDUSE_VQ_INJECT_IRQ: {
-		u32 index;
-
-		if (get_user(index, (u32 __user *)argp))
-			return -EFAULT;
-		return vq_inject_irq(dev, index);
-	}
-	case VDUSE_IOTLB_REG_UMEM:
-	case VDUSE_IOTLB_DEREG_UMEM:
-	case VDUSE_IOTLB_GET_INFO:
-		return -EOPNOTSUPP;
-	default:
-		return -ENOTTY;
-	}
 }
 
 /*
@@ -922,8 +96,6 @@ static int dev_open(struct inode *inode, struct file *file)
 	return ret;
 }
 
-static void vq_clear_kickfd(struct vduse_shim_vq *vq);
-
 static int dev_release(struct inode *inode, struct file *file)
 {
 	struct vduse_shim_dev *dev = file->private_data;
@@ -944,7 +116,7 @@ static int dev_release(struct inode *inode, struct file *file)
 		struct vduse_shim_vq *vq = &dev->vqs[i];
 		bool ready;
 
-		vq_clear_kickfd(vq);
+		vduse_shim_vq_clear_kickfd(vq);
 		spin_lock_irqsave(&vq->irq_lock, flags);
 		ready = vq->ready;
 		spin_unlock_irqrestore(&vq->irq_lock, flags);
@@ -956,7 +128,7 @@ static int dev_release(struct inode *inode, struct file *file)
 	dev->connected = false;
 	/* A restarted daemon has reconnect_timeout to come back. */
 	if (dev->vdev || dev->attaching)
-		mod_delayed_work(shim_wq, &dev->gone_work,
+		mod_delayed_work(vduse_shim_wq, &dev->gone_work,
 				 (unsigned long)READ_ONCE(vduse_shim_reconnect_timeout) * HZ);
 	mutex_unlock(&dev->lock);
 	vduse_shim_dev_put(dev);
@@ -967,10 +139,10 @@ static const struct file_operations dev_fops = {
 	.owner		= THIS_MODULE,
 	.open		= dev_open,
 	.release	= dev_release,
-	.read_iter	= dev_read_iter,
-	.write_iter	= dev_write_iter,
-	.poll		= dev_poll,
-	.unlocked_ioctl	= dev_ioctl,
+	.read_iter	= vduse_shim_dev_read_iter,
+	.write_iter	= vduse_shim_dev_write_iter,
+	.poll		= vduse_shim_dev_poll,
+	.unlocked_ioctl	= vduse_shim_dev_ioctl,
 	.compat_ioctl	= compat_ptr_ioctl,
 	.llseek		= noop_llseek,
 };
@@ -1013,7 +185,7 @@ static void dev_free(struct vduse_shim_dev *dev)
 
 	if (dev->vqs) {
 		for (i = 0; i < dev->vq_num; i++)
-			vq_clear_kickfd(&dev->vqs[i]);
+			vduse_shim_vq_clear_kickfd(&dev->vqs[i]);
 		kfree(dev->vqs);
 	}
 	if (dev->domain)
@@ -1053,7 +225,7 @@ static bool config_valid(const struct vduse_dev_config *cfg)
 {
 	if (!name_valid(cfg->name))
 		return false;
-	if (!all_zero(cfg->reserved, sizeof(cfg->reserved)))
+	if (!vduse_shim_all_zero(cfg->reserved, sizeof(cfg->reserved)))
 		return false;
 	if (cfg->device_id != VIRTIO_ID_BLOCK)
 		return false;
@@ -1092,7 +264,7 @@ static int create_dev(struct vduse_dev_config *cfg, void *config)
 	init_waitqueue_head(&dev->waitq);
 	INIT_DELAYED_WORK(&dev->dead_work, dead_work_fn);
 	INIT_DELAYED_WORK(&dev->gone_work, gone_work_fn);
-	INIT_DELAYED_WORK(&dev->fail_work, fail_work_fn);
+	INIT_DELAYED_WORK(&dev->fail_work, vduse_shim_fail_work_fn);
 	dev->device_id = cfg->device_id;
 	dev->vendor_id = cfg->vendor_id;
 	dev->device_features = cfg->features;
@@ -1114,7 +286,7 @@ static int create_dev(struct vduse_dev_config *cfg, void *config)
 		spin_lock_init(&vq->irq_lock);
 		mutex_init(&vq->fail_lock);
 		spin_lock_init(&vq->shadow_lock);
-		INIT_WORK(&vq->kick_work, kick_work_fn);
+		INIT_WORK(&vq->kick_work, vduse_shim_kick_work_fn);
 	}
 
 	mutex_lock(&devs_lock);
@@ -1219,8 +391,8 @@ int vduse_shim_attach(const char *name)
 	ret = 0;
 	if (!dev->domain) {
 		domain = vduse_shim_domain_create(vduse_shim_bounce_size,
-						  domain_invalidate,
-						  domain_broken, dev);
+						  vduse_shim_msg_invalidate,
+						  vduse_shim_msg_broken, dev);
 		if (IS_ERR(domain))
 			ret = PTR_ERR(domain);
 		else
@@ -1299,7 +471,7 @@ int vduse_shim_detach(const char *name)
 	if (!connected)
 		vduse_shim_go_dead(dev, "detached without a daemon");
 	else
-		mod_delayed_work(shim_wq, &dev->dead_work,
+		mod_delayed_work(vduse_shim_wq, &dev->dead_work,
 				 (unsigned long)vduse_shim_msg_timeout * HZ);
 
 	vduse_shim_vdev_unregister(sv);
@@ -1434,8 +606,8 @@ int vduse_shim_dev_init(void)
 	 * Failing a dead device's requests and deferred kicks are on the
 	 * way of memory reclaim (writeback to the disk): a rescuer thread.
 	 */
-	shim_wq = alloc_workqueue("vduse-shim", WQ_UNBOUND | WQ_MEM_RECLAIM, 0);
-	if (!shim_wq)
+	vduse_shim_wq = alloc_workqueue("vduse-shim", WQ_UNBOUND | WQ_MEM_RECLAIM, 0);
+	if (!vduse_shim_wq)
 		return -ENOMEM;
 
 	vduse_class = class_create(THIS_MODULE, "vduse");
@@ -1480,7 +652,7 @@ err_region:
 err_class:
 	class_destroy(vduse_class);
 err_wq:
-	destroy_workqueue(shim_wq);
+	destroy_workqueue(vduse_shim_wq);
 	return ret;
 }
 
@@ -1522,5 +694,5 @@ void vduse_shim_dev_exit(void)
 	cdev_del(&ctrl_cdev);
 	unregister_chrdev_region(vduse_devt, VDUSE_SHIM_MAX_DEVICES);
 	class_destroy(vduse_class);
-	destroy_workqueue(shim_wq);
+	destroy_workqueue(vduse_shim_wq);
 }

@@ -16,6 +16,7 @@
 #include <linux/kref.h>
 #include <linux/list.h>
 #include <linux/mutex.h>
+#include <linux/poll.h>
 #include <linux/spinlock.h>
 #include <linux/types.h>
 #include <linux/virtio.h>
@@ -55,6 +56,13 @@ extern struct vduse_shim_stats vduse_shim_stats;
 extern unsigned int vduse_shim_msg_timeout;
 extern unsigned int vduse_shim_reconnect_timeout;
 extern unsigned long vduse_shim_bounce_size;
+/* Fail work, deferred kicks, timeouts; WQ_MEM_RECLAIM (device.c). */
+extern struct workqueue_struct *vduse_shim_wq;
+
+static inline bool vduse_shim_all_zero(const void *p, size_t len)
+{
+	return !memchr_inv(p, 0, len);
+}
 
 /* ---- IOVA domain (domain.c) ---- */
 
@@ -97,7 +105,7 @@ int vduse_shim_domain_selftest(char *buf, size_t len);
 int vduse_shim_domain_init(void);
 void vduse_shim_domain_exit(void);
 
-/* ---- devices (device.c) ---- */
+/* ---- devices (device.c: lifecycle; message.c, ring.c, ioctl.c) ---- */
 
 struct vduse_shim_vq {
 	u32 index;
@@ -202,6 +210,7 @@ struct vduse_shim_dev {
 	struct delayed_work fail_work;	/* re-arms itself while dead */
 };
 
+/* device.c: control device, create, destroy, attach, detach, open, close */
 int vduse_shim_dev_init(void);
 void vduse_shim_dev_exit(void);
 int vduse_shim_attach(const char *name);
@@ -213,17 +222,34 @@ int vduse_shim_with_attached(const char *name,
 			     void *arg);
 u16 vduse_shim_dev_max_vq_size(struct vduse_shim_dev *dev);
 
+void vduse_shim_dev_put(struct vduse_shim_dev *dev);
+
+/* message.c: SET_STATUS and UPDATE_IOTLB round trips, read/write/poll */
 int vduse_shim_msg_set_status(struct vduse_shim_dev *dev, u8 status);
 int vduse_shim_msg_update_iotlb(struct vduse_shim_dev *dev, u64 start,
 				u64 last);
-void vduse_shim_dev_reset(struct vduse_shim_dev *dev);
-void vduse_shim_vq_kick(struct vduse_shim_vq *vq);
-void vduse_shim_vq_kick_later(struct vduse_shim_vq *vq);
+void vduse_shim_msg_invalidate(void *priv, u64 start, u64 last);
+void vduse_shim_msg_broken(void *priv);
 void vduse_shim_go_dead(struct vduse_shim_dev *dev, const char *why);
+ssize_t vduse_shim_dev_read_iter(struct kiocb *iocb, struct iov_iter *to);
+ssize_t vduse_shim_dev_write_iter(struct kiocb *iocb, struct iov_iter *from);
+__poll_t vduse_shim_dev_poll(struct file *file, poll_table *wait);
+
+/* ring.c: the shadow of the rings, a dead device's answers */
 void vduse_shim_vq_shadow_sync(struct vduse_shim_vq *vq, bool used_too);
 bool vduse_shim_dev_dead(struct vduse_shim_dev *dev);
 void vduse_shim_dev_fail_inflight(struct vduse_shim_dev *dev);
-void vduse_shim_dev_put(struct vduse_shim_dev *dev);
+void vduse_shim_fail_work_fn(struct work_struct *work);
+int vduse_shim_vq_resume_index(struct vduse_shim_vq *vq, u16 *index);
+
+/* ioctl.c: the ioctls of /dev/vduse/$NAME, kicks, reset */
+long vduse_shim_dev_ioctl(struct file *file, unsigned int cmd,
+			  unsigned long arg);
+void vduse_shim_dev_reset(struct vduse_shim_dev *dev);
+void vduse_shim_vq_kick(struct vduse_shim_vq *vq);
+void vduse_shim_vq_kick_later(struct vduse_shim_vq *vq);
+void vduse_shim_kick_work_fn(struct work_struct *work);
+void vduse_shim_vq_clear_kickfd(struct vduse_shim_vq *vq);
 
 /* ---- virtio transport (virtio.c) ---- */
 
