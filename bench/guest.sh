@@ -2,83 +2,159 @@
 # SPDX-License-Identifier: MIT
 #
 # The benchmark inside the VM (run as /test.sh by tests/vm/guest/init.sh).
-# For each contender (kernel loop device, the example vduse-blk, and
-# qemu-storage-daemon's vduse-blk export, the last two with 1 and 2 queues)
-# on a fresh file on tmpfs, run each fio workload BENCH_REPS times and print
-#   BENCH <contender> <queues> <workload> <rep> <iops> <bw KiB/s>
-# bench/report.sh turns those lines into the table.
+# Every contender is set up first, each on its own file on tmpfs, and stays
+# up for the whole run:
+#   loop        the kernel loop device (buffered: the file's tmpfs pages)
+#   vduse-blk   the example, 1 and 2 queues (buffered io_uring on the file)
+#   qsd         qemu-storage-daemon's vduse-blk export, 1 and 2 queues
+#               (aio=io_uring, cache.direct=on)
+# Then the runs are interleaved, repetition -> workload -> contender, so
+# that a change in the host's load hits every contender alike. Each run
+# prints
+#   BENCH <contender> <queues> <workload> <rep> <iops> <bw KiB/s> <p50 us> <p99 us>
+# (p50/p99: completion latency). bench/report.sh turns them into tables.
 
 . /lib/vmtest.sh
-. /lib/vmtest-blk.sh
 
 RUNTIME=${BENCH_RUNTIME:-10}
 REPS=${BENCH_REPS:-3}
 SIZE_MB=${BENCH_SIZE_MB:-256}
-FILE=/tmp/bench.img
+DIR=/mnt/bench
+WORKLOADS="randread randwrite seqread qd1read"
+# "name queues": the contenders, in the order each workload runs them
+CONTENDERS="loop:1 vduse-blk:1 vduse-blk:2 qsd:1 qsd:2"
 
-info "bench: fio ${RUNTIME}s x $REPS per workload, ${SIZE_MB} MiB file on tmpfs, $(nproc) vCPUs"
+info "bench: fio ${RUNTIME}s x $REPS per workload, ${SIZE_MB} MiB files on tmpfs, $(nproc) vCPUs"
 
-# fio_run DEV WORKLOAD: one fio run; prints "<iops> <bw KiB/s>".
+# fio_run DEV WORKLOAD: one fio run; prints "<iops> <bw KiB/s> <p50> <p99>".
 fio_run() {
 	case $2 in
 	randread) _args="--rw=randread --bs=4k --iodepth=32" ;;
 	randwrite) _args="--rw=randwrite --bs=4k --iodepth=32" ;;
 	seqread) _args="--rw=read --bs=1M --iodepth=8" ;;
+	qd1read) _args="--rw=randread --bs=4k --iodepth=1" ;;
 	esac
+	# Terse v3: the read section is fields 6-46, the write section 47-87;
+	# in each, iops is the 3rd field, bandwidth the 2nd and the 20 clat
+	# percentiles ("P%=usec") fields 13-32.
 	# shellcheck disable=SC2086
 	fio --name="$2" --filename="$1" --thread --direct=1 --ioengine=io_uring \
 		--numjobs=1 --time_based --runtime="$RUNTIME" --ramp_time=1 \
 		--eta=never --output-format=terse --terse-version=3 $_args |
 		awk -F';' -v wl="$2" '
 			$5 != 0 { exit 1 }
-			{ if (wl == "randwrite") print $49, $48; else print $8, $7; ok = 1 }
+			{
+				b = wl == "randwrite" ? 41 : 0
+				p50 = p99 = "-"
+				for (i = 18 + b; i <= 37 + b; i++) {
+					split($i, kv, "=")
+					if (kv[1] == "50.000000%") p50 = kv[2]
+					if (kv[1] == "99.000000%") p99 = kv[2]
+				}
+				print $(8 + b), $(7 + b), p50, p99; ok = 1
+			}
 			END { if (!ok) exit 1 }'
 }
 
-# bench_dev CONTENDER QUEUES DEV: all workloads and repetitions.
-bench_dev() {
-	for _wl in randread randwrite seqread; do
-		_rep=1
-		while [ "$_rep" -le "$REPS" ]; do
-			if ! _r=$(fio_run "$3" "$_wl"); then
-				fail "bench-$1-q$2" "fio $_wl failed on $3"
-				return 1
-			fi
-			echo "BENCH $1 $2 $_wl $_rep $_r"
-			_rep=$((_rep + 1))
-		done
+# The block device of vdpa device $1, if it has one.
+vdpa_disk() {
+	for _d in /sys/bus/vdpa/devices/"$1"/virtio*/block/*; do
+		[ -e "$_d" ] && echo "/dev/${_d##*/}" && return 0
 	done
-	pass "bench-$1-q$2"
+	return 1
 }
 
-fresh_file() {
-	rm -f "$FILE"
-	dd if=/dev/zero of="$FILE" bs=1M count="$SIZE_MB" 2>/dev/null
+# srv_start SERVER QUEUES NAME FILE: start a VDUSE server in the background
+# and set SRV_DEV to its block device. Its pid goes to /run/bench.NAME.pid,
+# its output to /run/bench.NAME.log.
+srv_start() {
+	_log=/run/bench.$3.log
+	case $1 in
+	vduse-blk)
+		vduse-blk --name "$3" --queues "$2" "$4" >"$_log" 2>&1 &
+		echo $! >"/run/bench.$3.pid"
+		;;
+	qsd)
+		qemu-storage-daemon \
+			--blockdev "driver=file,node-name=file0,filename=$4,aio=io_uring,cache.direct=on" \
+			--export "type=vduse-blk,id=vduse0,node-name=file0,name=$3,num-queues=$2,queue-size=256,writable=on" \
+			>"$_log" 2>&1 &
+		echo $! >"/run/bench.$3.pid"
+		wait_for 60 test -e "/dev/vduse/$3" &&
+			vdpa dev add name "$3" mgmtdev vduse >>"$_log" 2>&1
+		;;
+	esac
+	SRV_DEV=
+	wait_for 60 vdpa_disk "$3" >/dev/null && SRV_DEV=$(vdpa_disk "$3")
 }
 
-# The kernel's loop device: the reference.
-fresh_file
-if losetup /dev/loop0 "$FILE"; then
-	bench_dev loop 1 /dev/loop0
-	losetup -d /dev/loop0
-else
-	fail bench-loop-q1 "losetup failed"
+srv_stop() {
+	[ "$1" = qsd ] && vdpa dev del "$2" >>"/run/bench.$2.log" 2>&1
+	_pid=$(cat "/run/bench.$2.pid")
+	kill -TERM "$_pid" 2>/dev/null
+	wait "$_pid"
+}
+
+mkdir -p "$DIR"
+if ! mount -t tmpfs -o size=$((SIZE_MB * 5 + 64))m tmpfs "$DIR"; then
+	fail bench-setup "cannot mount a tmpfs on $DIR"
+	exit 0
 fi
 
-for server in example qsd; do
-	label=$server
-	[ "$server" = example ] && label=vduse-blk
-	for queues in 1 2; do
-		fresh_file
-		if blk_start "$server" bench0 "$queues" rw "$FILE"; then
-			bench_dev "$label" "$queues" /dev/vda
-			{ blk_stop "$server" bench0 && wait_for 10 blk_no_vda; } ||
-				fail "bench-$label-q$queues-stop" "server did not stop cleanly"
-		else
-			fail "bench-$label-q$queues" "device did not appear"
-			show_log "$BLK_LOG"
-		fi
-	done
+# Set up every contender; DEV_<n> is the device of contender number n.
+n=0
+ready=
+for c in $CONTENDERS; do
+	n=$((n + 1))
+	name=${c%:*} queues=${c#*:}
+	file=$DIR/$name-q$queues.img
+	dd if=/dev/zero of="$file" bs=1M count="$SIZE_MB" 2>/dev/null
+	case $name in
+	loop) dev=/dev/loop0; losetup "$dev" "$file" || dev= ;;
+	*) srv_start "$name" "$queues" "b$n" "$file"; dev=$SRV_DEV ;;
+	esac
+	if [ -b "$dev" ]; then
+		eval "DEV_$n=$dev"
+		ready="$ready $n"
+		info "bench: $name with $queues queue(s) is $dev"
+	else
+		fail "bench-$name-q$queues" "device did not appear"
+		[ "$name" != loop ] && show_log "/run/bench.b$n.log"
+	fi
 done
-rm -f "$FILE"
+
+rep=1
+while [ "$rep" -le "$REPS" ]; do
+	for wl in $WORKLOADS; do
+		n=0
+		for c in $CONTENDERS; do
+			n=$((n + 1))
+			case " $ready " in *" $n "*) ;; *) continue ;; esac
+			name=${c%:*} queues=${c#*:}
+			eval "dev=\$DEV_$n"
+			if r=$(fio_run "$dev" "$wl"); then
+				echo "BENCH $name $queues $wl $rep $r"
+			else
+				fail "bench-$name-q$queues" "fio $wl failed on $dev"
+				ready=$(echo " $ready " | sed "s/ $n / /")
+			fi
+		done
+	done
+	rep=$((rep + 1))
+done
+
+n=0
+for c in $CONTENDERS; do
+	n=$((n + 1))
+	name=${c%:*} queues=${c#*:}
+	eval "dev=\${DEV_$n:-}"
+	[ -n "$dev" ] || continue
+	case $name in
+	loop) losetup -d "$dev" || fail bench-loop-stop "losetup -d failed" ;;
+	*) srv_stop "$name" "b$n" ||
+		fail "bench-$name-q$queues-stop" "server did not stop cleanly" ;;
+	esac
+	case " $ready " in *" $n "*) pass "bench-$name-q$queues" ;; esac
+done
+umount "$DIR"
 exit 0

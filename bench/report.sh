@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: MIT
 #
-# Turn the guest's "BENCH <contender> <queues> <workload> <rep> <iops> <bw>"
-# console lines into a table: the median of the repetitions, the spread, and
+# Turn the guest's
+#   BENCH <contender> <queues> <workload> <rep> <iops> <bw> [<p50> <p99>]
+# console lines into tables: the median of the repetitions, the spread, and
 # each figure's ratio to the loop device. Each vduse contender is shown at
-# its best queue count (highest geometric mean of its IOPS ratios to loop),
-# then every queue count measured.
+# its best queue count (highest geometric mean of its IOPS ratios to loop
+# over the throughput workloads), then every queue count measured, then the
+# completion latency at iodepth 1 (workload qd1read), median p50 and p99 in
+# microseconds.
 #
 #   bench/report.sh CONSOLE-LOG
 set -euo pipefail
@@ -20,11 +23,19 @@ function median(key,   n, i, j, t, v) {
 	lo[key] = v[1]; hi[key] = v[n]
 	return n % 2 ? v[(n + 1) / 2] : (v[n / 2] + v[n / 2 + 1]) / 2
 }
-function row(c, q, w,   k, ratio) {
+function ratio(k, w) {
+	return (("loop" SUBSEP 1 SUBSEP w) in iops && iops["loop", 1, w] > 0) ? sprintf("%.2fx", iops[k] / iops["loop", 1, w]) : "-"
+}
+function row(c, q, w,   k) {
 	k = c SUBSEP q SUBSEP w
-	ratio = (("loop" SUBSEP 1 SUBSEP w) in iops && iops["loop", 1, w] > 0) ? sprintf("%.2fx", iops[k] / iops["loop", 1, w]) : "-"
 	printf "%-10s %6s  %-9s %10.0f %9.1f  %-17s %7s\n", c, q, w, iops[k], bw[k] / 1024,
-		sprintf("%.0f-%.0f", lo[k SUBSEP "i"], hi[k SUBSEP "i"]), ratio
+		sprintf("%.0f-%.0f", lo[k SUBSEP "i"], hi[k SUBSEP "i"]), ratio(k, w)
+}
+function latrow(c, q, w,   k) {
+	k = c SUBSEP q SUBSEP w
+	printf "%-10s %6s  %10.0f %7s  %8.0f %-13s %8.0f %-13s\n", c, q, iops[k], ratio(k, w),
+		p50[k], sprintf("(%.0f-%.0f)", lo[k SUBSEP "p50"], hi[k SUBSEP "p50"]),
+		p99[k], sprintf("(%.0f-%.0f)", lo[k SUBSEP "p99"], hi[k SUBSEP "p99"])
 }
 {
 	k = $2 SUBSEP $3 SUBSEP $4
@@ -34,20 +45,29 @@ function row(c, q, w,   k, ratio) {
 	if (!($4 in ws)) { ws[$4] = 1; wl[++nw] = $4 }
 	cnt[k SUBSEP "i"]++; val[k SUBSEP "i", cnt[k SUBSEP "i"]] = $6
 	cnt[k SUBSEP "b"]++; val[k SUBSEP "b", cnt[k SUBSEP "b"]] = $7
+	if (NF >= 9 && $8 != "-") {
+		cnt[k SUBSEP "p50"]++; val[k SUBSEP "p50", cnt[k SUBSEP "p50"]] = $8
+		cnt[k SUBSEP "p99"]++; val[k SUBSEP "p99", cnt[k SUBSEP "p99"]] = $9
+	}
 }
 END {
 	if (nk == 0) { print "no BENCH lines in the log" > "/dev/stderr"; exit 1 }
 	for (i = 1; i <= nk; i++) {
 		iops[order[i]] = median(order[i] SUBSEP "i")
 		bw[order[i]] = median(order[i] SUBSEP "b")
+		if (cnt[order[i] SUBSEP "p50"]) {
+			p50[order[i]] = median(order[i] SUBSEP "p50")
+			p99[order[i]] = median(order[i] SUBSEP "p99")
+		}
 	}
-	# best queue count per contender
+	# best queue count per contender, on the throughput workloads
 	for (c = 1; c <= nc; c++) {
 		name = cl[c]; n = split(substr(qs[name], 2), qlist, " ")
 		best[name] = qlist[1]; bestscore = -1
 		for (i = 1; i <= n; i++) {
 			s = 0; m = 0
 			for (w = 1; w <= nw; w++) {
+				if (wl[w] == "qd1read") continue
 				k = name SUBSEP qlist[i] SUBSEP wl[w]
 				if ((k in iops) && (("loop" SUBSEP 1 SUBSEP wl[w]) in iops) && iops[k] > 0 && iops["loop", 1, wl[w]] > 0) {
 					s += log(iops[k] / iops["loop", 1, wl[w]]); m++
@@ -62,9 +82,23 @@ END {
 	print hdr
 	for (c = 1; c <= nc; c++)
 		for (w = 1; w <= nw; w++)
-			if ((cl[c] SUBSEP best[cl[c]] SUBSEP wl[w]) in iops) row(cl[c], best[cl[c]], wl[w])
+			if (wl[w] != "qd1read" && (cl[c] SUBSEP best[cl[c]] SUBSEP wl[w]) in iops) row(cl[c], best[cl[c]], wl[w])
 	print ""
 	print "Every queue count measured:"
 	print hdr
-	for (i = 1; i <= nk; i++) { split(order[i], p, SUBSEP); row(p[1], p[2], p[3]) }
+	for (c = 1; c <= nc; c++) {
+		n = split(substr(qs[cl[c]], 2), qlist, " ")
+		for (i = 1; i <= n; i++)
+			for (w = 1; w <= nw; w++)
+				if (wl[w] != "qd1read" && (cl[c] SUBSEP qlist[i] SUBSEP wl[w]) in iops) row(cl[c], qlist[i], wl[w])
+	}
+	if (!("qd1read" in ws)) exit 0
+	print ""
+	print "4 KiB random read at iodepth 1: completion latency in us, median (min-max):"
+	printf "%-10s %6s  %10s %7s  %8s %-13s %8s %-13s\n", "device", "queues", "IOPS", "vs loop", "p50", "", "p99", ""
+	for (c = 1; c <= nc; c++) {
+		n = split(substr(qs[cl[c]], 2), qlist, " ")
+		for (i = 1; i <= n; i++)
+			if (cnt[cl[c] SUBSEP qlist[i] SUBSEP "qd1read" SUBSEP "p50"]) latrow(cl[c], qlist[i], "qd1read")
+	}
 }'

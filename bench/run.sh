@@ -2,10 +2,15 @@
 # SPDX-License-Identifier: MIT
 #
 # Benchmark, in one boot of the trixie (6.12) VM, the kernel loop device,
-# the example vduse-blk and qemu-storage-daemon's vduse-blk export, each on a
-# file on tmpfs, with fio (4 KiB random read and write at iodepth 32, 1 MiB
-# sequential read), and print a table of IOPS, bandwidth and ratio to loop.
+# the example vduse-blk and qemu-storage-daemon's vduse-blk export (1 and 2
+# queues each), each on a file on tmpfs, with fio (4 KiB random read and
+# write at iodepth 32, 1 MiB sequential read at iodepth 8, 4 KiB random read
+# at iodepth 1 for latency), runs interleaved repetition -> workload ->
+# contender (bench/guest.sh), and print tables of IOPS, bandwidth, ratio to
+# loop and qd1 latency, with the host's load average before and after.
 # Figures from TCG emulation: compare them within a run, as ratios.
+# --build DIR takes vduse-blk and libvduse from DIR, so an older commit's
+# build can be measured with this script.
 #
 #   bench/run.sh [--build DIR] [--no-build] [--runtime SECONDS] [--reps N]
 #       [--size-mb MB]
@@ -29,8 +34,8 @@ if [[ $do_build == yes ]]; then
 	"$top/scripts/build.sh" "$build"
 fi
 
-# 3 workloads x reps x (runtime + ramp), 5 contenders, plus slack
-limit=$((5 * 3 * reps * (runtime + 3) + 300))
+# 4 workloads x reps x (runtime + ramp + start-up), 5 contenders, plus slack
+limit=$((5 * 4 * reps * (runtime + 4) + 300))
 initrd=$build/vm/bench.cpio
 log=$build/vm/bench.log
 "$top/tests/vm/mkinitramfs.sh" --flavor trixie --build "$build" \
@@ -38,12 +43,19 @@ log=$build/vm/bench.log
 	--env "BENCH_RUNTIME=$runtime" --env "BENCH_REPS=$reps" \
 	--env "BENCH_SIZE_MB=$size_mb" --env "VMTEST_GUEST_TIMEOUT=$limit"
 rc=0
+load_before=$(uptime)
+# 5 files of size_mb on a tmpfs of the guest's own (bench/guest.sh)
 "$top/tests/vm/run-vm.sh" --flavor trixie --initrd "$initrd" --log "$log" \
+	--mem "$((size_mb * 5 + 1024))" \
 	--timeout "$((limit + 60))" >/dev/null || rc=$?
+load_after=$(uptime)
 
 echo
-echo "fio, io_uring, direct=1, ${runtime} s per run, $reps runs each; Linux" \
+echo "fio, io_uring, direct=1, ${runtime} s per run, $reps runs each, interleaved; Linux" \
 	"$(sed -n 's/.*VMTEST START [^ ]* [^ ]* //p' "$log") under QEMU TCG, 2 vCPUs"
+echo "vduse-blk from $build ($(git -C "$build" rev-parse --short HEAD 2>/dev/null || echo '?'))"
+echo "host load before:$load_before"
+echo "host load after: $load_after"
 "$top/bench/report.sh" "$log"
 if ((rc != 0)); then
 	echo "bench: some contenders failed; see $log" >&2
