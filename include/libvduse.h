@@ -217,7 +217,9 @@ int vduse_device_process(struct vduse_device *dev);
  * other than the one calling vduse_device_process().  Detach returns
  * -ENODEV, logged only at debug level, when the device is not on the bus
  * (never attached, or attached and detached by someone else, e.g. with
- * iproute2's `vdpa dev del`).
+ * iproute2's `vdpa dev del`).  Attach returns -EEXIST, logged at info
+ * level, when the device is on the bus already (a device reopened with
+ * vduse_device_open() whose driver is still there).
  */
 int vduse_device_attach(struct vduse_device *dev);
 int vduse_device_detach(struct vduse_device *dev);

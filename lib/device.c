@@ -132,8 +132,9 @@ static int create_in_kernel(struct vduse_device *dev)
 
 	ret = vduse_sys->ioctl(dev->control_fd, VDUSE_CREATE_DEV, kc);
 	free(kc);
-	if (ret == -EEXIST)
-		vduse_err("a VDUSE device named %s exists already", dev->name);
+	if (ret == -EEXIST)	/* not always a failure: see vduse_device_open() */
+		vduse_info("a VDUSE device named %s exists already",
+			   dev->name);
 	else if (ret < 0)
 		vduse_err("%s: VDUSE_CREATE_DEV (device id %u, features 0x%llx): %s",
 			  dev->name, dev->device_id,
@@ -415,6 +416,12 @@ int vduse_device_attach(struct vduse_device *dev)
 	if (dev->attached)
 		return -EALREADY;
 	ret = vduse_sys->vdpa_dev_add(dev->name, "vduse");
+	if (ret == -EEXIST) {
+		/* A reconnected device the driver still has. */
+		vduse_info("%s: already attached", dev->name);
+		dev->attached = true;
+		return ret;
+	}
 	if (ret < 0) {
 		vduse_err("%s: attaching to the vDPA bus failed: %s",
 			  dev->name, strerror(-ret));

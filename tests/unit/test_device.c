@@ -312,6 +312,15 @@ static void test_attach_detach(void **state)
 	assert_int_equal(vduse_device_attach(dev), 0);
 	assert_int_equal(fk_vdpa_added(), 2);
 	assert_int_equal(vduse_device_detach(dev), 0);
+
+	/* On the bus already (a reconnected device): -EEXIST, not an error,
+	 * and the handle counts as attached. */
+	fk_fail(FK_DEV_ADD, -EEXIST, 0);
+	tu_log_clear();
+	assert_int_equal(vduse_device_attach(dev), -EEXIST);
+	assert_true(tu_log_contains("already attached"));
+	assert_int_equal(vduse_device_attach(dev), -EALREADY);
+	assert_int_equal(vduse_device_detach(dev), 0);
 	assert_int_equal(vduse_device_attach(NULL), -EINVAL);
 	assert_int_equal(vduse_device_detach(NULL), -EINVAL);
 
