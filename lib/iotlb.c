@@ -57,22 +57,6 @@ void vduse_iotlb_destroy(struct vduse_iotlb *t)
 	pthread_mutex_destroy(&t->lock);
 }
 
-/* Index of the first map whose last >= iova (t->nr if none). */
-static unsigned int find_slot(const struct vduse_iotlb *t, uint64_t iova)
-{
-	unsigned int lo = 0, hi = t->nr;
-
-	while (lo < hi) {
-		unsigned int mid = lo + (hi - lo) / 2;
-
-		if (t->maps[mid]->last < iova)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	return lo;
-}
-
 static void remove_range(struct vduse_iotlb *t, unsigned int from,
 			 unsigned int to)
 {
@@ -93,7 +77,7 @@ static void remove_range(struct vduse_iotlb *t, unsigned int from,
 void vduse_iotlb_invalidate(struct vduse_iotlb *t, uint64_t start,
 			    uint64_t last)
 {
-	unsigned int from = find_slot(t, start), to = from;
+	unsigned int from = vduse_iotlb_find_slot(t, start), to = from;
 
 	while (to < t->nr && t->maps[to]->start <= last)
 		to++;
@@ -166,7 +150,7 @@ static int insert(struct vduse_iotlb *t, struct vduse_iotlb_map *m)
 	}
 	/* Whatever the cache still holds of this range is stale. */
 	vduse_iotlb_invalidate(t, m->start, m->last);
-	pos = find_slot(t, m->start);
+	pos = vduse_iotlb_find_slot(t, m->start);
 	memmove(&t->maps[pos + 1], &t->maps[pos],
 		(t->nr - pos) * sizeof(t->maps[0]));
 	t->maps[pos] = m;
@@ -304,7 +288,7 @@ int vduse_iotlb_lookup(struct vduse_iotlb *t, uint64_t iova,
 		       unsigned int perm, void **ptr, uint64_t *avail)
 {
 	struct vduse_iotlb_map *m = NULL;
-	unsigned int pos = find_slot(t, iova);
+	unsigned int pos = vduse_iotlb_find_slot(t, iova);
 	int ret;
 
 	if (pos < t->nr && t->maps[pos]->start <= iova) {

@@ -116,6 +116,27 @@ void vduse_iotlb_reclaim(struct vduse_iotlb *t);
  */
 bool vduse_iotlb_transient(int err);
 
+/*
+ * Index of the first mapping whose last byte is at or above @iova (t->nr
+ * if none): the one that holds @iova if any holds it.  Inline for the
+ * mapping cache's miss path (lib/vq_split.c).
+ */
+static inline unsigned int vduse_iotlb_find_slot(const struct vduse_iotlb *t,
+						 uint64_t iova)
+{
+	unsigned int lo = 0, hi = t->nr;
+
+	while (lo < hi) {
+		unsigned int mid = lo + (hi - lo) / 2;
+
+		if (t->maps[mid]->last < iova)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
 /* Locking wrappers. */
 static inline void vduse_iotlb_lock(struct vduse_iotlb *t)
 {

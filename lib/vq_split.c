@@ -225,19 +225,11 @@ map_cache_add(struct vduse_vq *vq, uint64_t iova)
 {
 	struct vduse_vq_fast *f = &vq->fast;
 	const struct vduse_iotlb *t = &vq->iotlb;
-	unsigned int lo = 0, hi = t->nr;
+	unsigned int lo = vduse_iotlb_find_slot(t, iova);
 
 	if (f->map_gen != t->gen) {
 		memset(f->maps, 0, sizeof(f->maps));
 		f->map_gen = t->gen;
-	}
-	while (lo < hi) {
-		unsigned int mid = lo + (hi - lo) / 2;
-
-		if (t->maps[mid]->last < iova)
-			lo = mid + 1;
-		else
-			hi = mid;
 	}
 	if (lo < t->nr && t->maps[lo]->start <= iova) {
 		const struct vduse_iotlb_map *m = t->maps[lo];
