@@ -190,3 +190,18 @@ struct vduse_vq_elem *tu_pop(struct vduse_vq *vq)
 	assert_non_null(elem);
 	return elem;
 }
+
+void tu_fill(uint64_t iova, uint8_t seed, size_t len)
+{
+	uint8_t *p = fk_iova_ptr(iova);
+
+	assert_non_null(p);
+	for (size_t i = 0; i < len; i++)
+		p[i] = (uint8_t)(seed + i * 7);
+}
+
+void tu_assert_iov_is(const struct iovec *iov, uint64_t iova, size_t len)
+{
+	assert_int_equal(iov->iov_len, len);
+	assert_memory_equal(iov->iov_base, fk_iova_ptr(iova), len);
+}

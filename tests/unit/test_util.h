@@ -9,6 +9,7 @@
 #include <setjmp.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/uio.h>
 #include <cmocka.h>
 
 #include "libvduse.h"
@@ -72,5 +73,10 @@ void tu_env_free(struct tu_env *e);
 
 /* Pop one element of the standard size (assert success). */
 struct vduse_vq_elem *tu_pop(struct vduse_vq *vq);
+
+/* Fill @len bytes of guest memory at @iova with a pattern seeded by @seed. */
+void tu_fill(uint64_t iova, uint8_t seed, size_t len);
+/* An iovec is @len bytes long and its bytes equal guest memory at @iova. */
+void tu_assert_iov_is(const struct iovec *iov, uint64_t iova, size_t len);
 
 #endif

@@ -14,22 +14,6 @@
 
 #define POP_SZ	sizeof(struct vduse_vq_elem)
 
-static void fill(uint64_t iova, uint8_t seed, size_t len)
-{
-	uint8_t *p = fk_iova_ptr(iova);
-
-	assert_non_null(p);
-	for (size_t i = 0; i < len; i++)
-		p[i] = (uint8_t)(seed + i * 7);
-}
-
-/* The bytes of an iovec equal guest memory at @iova. */
-static void assert_iov_is(const struct iovec *iov, uint64_t iova, size_t len)
-{
-	assert_int_equal(iov->iov_len, len);
-	assert_memory_equal(iov->iov_base, fk_iova_ptr(iova), len);
-}
-
 /* One request with a readable and a writable buffer, completed. */
 static void roundtrip_one(struct tu_env *e, unsigned int q, uint8_t seed)
 {
@@ -41,14 +25,14 @@ static void roundtrip_one(struct tu_env *e, unsigned int q, uint8_t seed)
 	uint16_t head;
 	uint32_t id, len;
 
-	fill(b[0].addr, seed, 32);
+	tu_fill(b[0].addr, seed, 32);
 	head = sim_add_chain(&e->s[q], b, 2);
 	sim_publish(&e->s[q], head);
 	elem = tu_pop(e->vq[q]);
 	assert_int_equal(elem->id, head);
 	assert_int_equal(elem->out_num, 1);
 	assert_int_equal(elem->in_num, 1);
-	assert_iov_is(&elem->out_sg[0], b[0].addr, 32);
+	tu_assert_iov_is(&elem->out_sg[0], b[0].addr, 32);
 	memset(elem->in_sg[0].iov_base, seed, 16);
 	assert_int_equal(vduse_vq_push(e->vq[q], elem, 16), 0);
 	free(elem);
@@ -73,8 +57,8 @@ static void test_normal_path(void **state)
 	uint32_t id, len;
 
 	tu_env_start(&e, tu_base_features(), 0);
-	fill(b[0].addr, 1, 16);
-	fill(b[1].addr, 50, 100);
+	tu_fill(b[0].addr, 1, 16);
+	tu_fill(b[1].addr, 50, 100);
 	memset(fk_iova_ptr(b[2].addr), 0, 64);
 	head = sim_add_chain(&e.s[0], b, 4);
 	sim_publish(&e.s[0], head);
@@ -90,8 +74,8 @@ static void test_normal_path(void **state)
 	assert_int_equal((uintptr_t)r->elem.out_sg % _Alignof(struct iovec), 0);
 	assert_ptr_equal(r->elem.in_sg, r->elem.out_sg + 2);
 	memset(r->tail, 0x5a, sizeof(r->tail));	/* ours to use (ASan) */
-	assert_iov_is(&r->elem.out_sg[0], b[0].addr, 16);
-	assert_iov_is(&r->elem.out_sg[1], b[1].addr, 100);
+	tu_assert_iov_is(&r->elem.out_sg[0], b[0].addr, 16);
+	tu_assert_iov_is(&r->elem.out_sg[1], b[1].addr, 100);
 	assert_int_equal(r->elem.in_sg[0].iov_len, 64);
 	assert_int_equal(r->elem.in_sg[1].iov_len, 1);
 	assert_int_equal(vduse_vq_inflight(e.vq[0]), 1);
@@ -138,14 +122,14 @@ static void test_indirect(void **state)
 	uint16_t head;
 
 	tu_env_start(&e, tu_base_features(), 0);
-	fill(b[0].addr, 9, 40);
+	tu_fill(b[0].addr, 9, 40);
 	head = sim_add_indirect(&e.s[0], TU_DATA + 0x10000, b, 3);
 	sim_publish(&e.s[0], head);
 	elem = tu_pop(e.vq[0]);
 	assert_int_equal(elem->id, head);
 	assert_int_equal(elem->out_num, 1);
 	assert_int_equal(elem->in_num, 2);
-	assert_iov_is(&elem->out_sg[0], b[0].addr, 40);
+	tu_assert_iov_is(&elem->out_sg[0], b[0].addr, 40);
 	memset(elem->in_sg[1].iov_base, 0x77, 8);
 	assert_int_equal(((uint8_t *)fk_iova_ptr(b[2].addr))[7], 0x77);
 	assert_int_equal(vduse_vq_push(e.vq[0], elem, 8), 0);
@@ -325,14 +309,14 @@ static void run_wrap(uint64_t features)
 				{ TU_DATA + 0x1000 + 0x40 * i, 16, true },
 			};
 
-			fill(b[0].addr, (uint8_t)(done + i), 16);
+			tu_fill(b[0].addr, (uint8_t)(done + i), 16);
 			heads[i] = sim_add_chain(&e.s[0], b, 2);
 			sim_publish(&e.s[0], heads[i]);
 		}
 		for (i = 0; i < batch; i++) {
 			elem[i] = tu_pop(e.vq[0]);
 			assert_int_equal(elem[i]->id, heads[i]);
-			assert_iov_is(&elem[i]->out_sg[0], TU_DATA + 0x40 * i, 16);
+			tu_assert_iov_is(&elem[i]->out_sg[0], TU_DATA + 0x40 * i, 16);
 		}
 		assert_int_equal(vduse_vq_pop(e.vq[0], POP_SZ, &p), -EAGAIN);
 		for (i = 0; i < batch; i++) {
@@ -385,14 +369,14 @@ static void test_cross_region(void **state)
 	for (int i = 0; i < 3; i++)
 		assert_int_equal(fk_region_add(RA + 0x1000 * i, 0x1000,
 					       VDUSE_ACCESS_RW), 0);
-	fill(RA + 0xf00, 3, 0x100);
-	fill(RA + 0x1000, 4, 0x100);
+	tu_fill(RA + 0xf00, 3, 0x100);
+	tu_fill(RA + 0x1000, 4, 0x100);
 	sim_publish(&e.s[0], sim_add_chain(&e.s[0], b, 2));
 	elem = tu_pop(e.vq[0]);
 	assert_int_equal(elem->out_num, 2);
 	assert_int_equal(elem->in_num, 2);
-	assert_iov_is(&elem->out_sg[0], RA + 0xf00, 0x100);
-	assert_iov_is(&elem->out_sg[1], RA + 0x1000, 0x100);
+	tu_assert_iov_is(&elem->out_sg[0], RA + 0xf00, 0x100);
+	tu_assert_iov_is(&elem->out_sg[1], RA + 0x1000, 0x100);
 	assert_int_equal(elem->in_sg[0].iov_len, 0x80);
 	assert_int_equal(elem->in_sg[1].iov_len, 0x80);
 	memset(elem->in_sg[0].iov_base, 0xaa, 0x80);
@@ -507,13 +491,13 @@ static void pop_touching(struct tu_env *e, const uint64_t *addrs, int n)
 
 	for (int i = 0; i < n; i++) {
 		b[i] = (struct sim_buf){ addrs[i], 8, false };
-		fill(addrs[i], (uint8_t)(i + 0x30), 8);
+		tu_fill(addrs[i], (uint8_t)(i + 0x30), 8);
 	}
 	sim_publish(&e->s[0], sim_add_chain(&e->s[0], b, n));
 	elem = tu_pop(e->vq[0]);
 	assert_int_equal(elem->out_num, n);
 	for (int i = 0; i < n; i++)
-		assert_iov_is(&elem->out_sg[i], addrs[i], 8);
+		tu_assert_iov_is(&elem->out_sg[i], addrs[i], 8);
 	assert_int_equal(vduse_vq_push(e->vq[0], elem, 0), 0);
 	free(elem);
 }
@@ -596,7 +580,7 @@ static void test_iotlb_changed_under_walk(void **state)
 	uint16_t head;
 
 	tu_env_start(&e, tu_base_features(), 0);
-	fill(b[0].addr, 9, 24);
+	tu_fill(b[0].addr, 9, 24);
 	head = sim_add_chain(&e.s[0], b, 2);
 	sim_publish(&e.s[0], head);
 	assert_int_equal(fk_live_maps_in(TU_RING_BASE, TU_RING_BASE), 2);
@@ -620,7 +604,7 @@ static void test_iotlb_changed_under_walk(void **state)
 	assert_int_equal(elem->id, head);
 	assert_int_equal(elem->out_num, 1);
 	assert_int_equal(elem->in_num, 1);
-	assert_iov_is(&elem->out_sg[0], b[0].addr, 24);
+	tu_assert_iov_is(&elem->out_sg[0], b[0].addr, 24);
 	memset(elem->in_sg[0].iov_base, 0x77, 40);
 	assert_int_equal(*(uint8_t *)fk_iova_ptr(b[1].addr + 39), 0x77);
 	assert_int_equal(vduse_vq_push(e.vq[0], elem, 40), 0);

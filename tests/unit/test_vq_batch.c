@@ -24,21 +24,6 @@
 #define POP_SZ	sizeof(struct vduse_vq_elem)
 #define RA	0x1000000ull	/* extra regions, 4 KiB each */
 
-static void fill(uint64_t iova, uint8_t seed, size_t len)
-{
-	uint8_t *p = fk_iova_ptr(iova);
-
-	assert_non_null(p);
-	for (size_t i = 0; i < len; i++)
-		p[i] = (uint8_t)(seed + i * 7);
-}
-
-static void assert_iov_is(const struct iovec *iov, uint64_t iova, size_t len)
-{
-	assert_int_equal(iov->iov_len, len);
-	assert_memory_equal(iov->iov_base, fk_iova_ptr(iova), len);
-}
-
 static bool kick_pending(struct vduse_vq *vq)
 {
 	struct pollfd p = { .fd = vduse_vq_kick_fd(vq), .events = POLLIN };
@@ -93,7 +78,7 @@ static void test_pop_push(void **state)
 	int i, n;
 
 	tu_env_start(&e, tu_base_features(), 0);
-	fill(b[0].addr, 3, 16);
+	tu_fill(b[0].addr, 3, 16);
 	heads[0] = sim_add_chain(&e.s[0], b, 3);
 	sim_publish(&e.s[0], heads[0]);
 	for (i = 1; i < 5; i++) {
@@ -115,7 +100,7 @@ static void test_pop_push(void **state)
 	}
 	assert_int_equal(el[0]->out_num, 1);
 	assert_int_equal(el[0]->in_num, 2);
-	assert_iov_is(&el[0]->out_sg[0], b[0].addr, 16);
+	tu_assert_iov_is(&el[0]->out_sg[0], b[0].addr, 16);
 	assert_ptr_equal(el[0]->in_sg, el[0]->out_sg + 1);
 	assert_int_equal(el[0]->in_sg[0].iov_len, 100);
 	assert_int_equal(el[0]->in_sg[1].iov_len, 1);
@@ -366,7 +351,7 @@ static void check_long(struct tu_env *e, unsigned int nbufs, bool indirect)
 	for (unsigned int i = 0; i < nbufs; i++) {
 		b[i] = (struct sim_buf){ TU_DATA + 0x1000 * i, 16 + i,
 					 i >= 2 };
-		fill(b[i].addr, (uint8_t)(nbufs + i), 16 + i);
+		tu_fill(b[i].addr, (uint8_t)(nbufs + i), 16 + i);
 	}
 	head = indirect ? sim_add_indirect(&e->s[0], TU_DATA + 0x80000, b,
 					   nbufs) :
@@ -377,7 +362,7 @@ static void check_long(struct tu_env *e, unsigned int nbufs, bool indirect)
 	assert_int_equal(el->out_num, 2);
 	assert_int_equal(el->in_num, nbufs - 2);
 	for (unsigned int i = 0; i < nbufs; i++)
-		assert_iov_is(&el->out_sg[i], b[i].addr, 16 + i);
+		tu_assert_iov_is(&el->out_sg[i], b[i].addr, 16 + i);
 	assert_ptr_equal(el->in_sg, el->out_sg + 2);
 	push_all(e->vq[0], &el, 1, 0);
 }
@@ -418,7 +403,7 @@ static void test_slot_bound_cached(void **state)
 	push_all(e.vq[0], el, 1, 0);
 	for (unsigned int i = 0; i < n; i++) {
 		b[i] = (struct sim_buf){ TU_DATA + 0x100 * i, 8 + i, true };
-		fill(b[i].addr, (uint8_t)i, 8 + i);
+		tu_fill(b[i].addr, (uint8_t)i, 8 + i);
 	}
 	head = sim_add_indirect(&e.s[0], TU_DATA + 0x80000, b, n);
 	sim_publish(&e.s[0], head);
@@ -427,7 +412,7 @@ static void test_slot_bound_cached(void **state)
 	assert_int_equal(el[1]->id, el[0]->id + 1);
 	assert_int_equal(el[0]->in_num, n);
 	for (unsigned int i = 0; i < n; i++)
-		assert_iov_is(&el[0]->in_sg[i], b[i].addr, 8 + i);
+		tu_assert_iov_is(&el[0]->in_sg[i], b[i].addr, 8 + i);
 	push_all(e.vq[0], el, 2, 0);
 	tu_env_free(&e);
 }
@@ -555,7 +540,7 @@ static void test_cache_permission(void **state)
 	tu_env_start(&e, tu_base_features(), 0);
 	assert_int_equal(fk_region_add(RA, 0x1000, VDUSE_ACCESS_RO), 0);
 	assert_int_equal(pop_one(&e, RA + 0x10, 8, false, &el), 1);
-	assert_iov_is(&el->out_sg[0], RA + 0x10, 8);
+	tu_assert_iov_is(&el->out_sg[0], RA + 0x10, 8);
 	push_all(e.vq[0], &el, 1, 0);
 	assert_int_equal(pop_one(&e, RA + 0x20, 8, false, &el), 1);
 	push_all(e.vq[0], &el, 1, 0);
@@ -593,21 +578,21 @@ static void test_cache_length(void **state)
 	assert_int_equal(fk_region_add(RA, 0x1000, VDUSE_ACCESS_RW), 0);
 	assert_int_equal(fk_region_add(RA + 0x1000, 0x1000, VDUSE_ACCESS_RW),
 			 0);
-	fill(RA + 0xf00, 1, 0x100);
-	fill(RA + 0x1000, 2, 0x100);
+	tu_fill(RA + 0xf00, 1, 0x100);
+	tu_fill(RA + 0x1000, 2, 0x100);
 	/* Fill the cache with RA's mapping. */
 	assert_int_equal(pop_one(&e, RA, 8, false, &el), 1);
 	push_all(e.vq[0], &el, 1, 0);
 
 	assert_int_equal(pop_one(&e, RA + 0xff0, 0x10, false, &el), 1);
 	assert_int_equal(el->out_num, 1);
-	assert_iov_is(&el->out_sg[0], RA + 0xff0, 0x10);
+	tu_assert_iov_is(&el->out_sg[0], RA + 0xff0, 0x10);
 	push_all(e.vq[0], &el, 1, 0);
 
 	assert_int_equal(pop_one(&e, RA + 0xff0, 0x11, false, &el), 1);
 	assert_int_equal(el->out_num, 2);
-	assert_iov_is(&el->out_sg[0], RA + 0xff0, 0x10);
-	assert_iov_is(&el->out_sg[1], RA + 0x1000, 1);
+	tu_assert_iov_is(&el->out_sg[0], RA + 0xff0, 0x10);
+	tu_assert_iov_is(&el->out_sg[1], RA + 0x1000, 1);
 	push_all(e.vq[0], &el, 1, 0);
 
 	/* A zero-length buffer yields no iovec, cached or not. */
@@ -631,19 +616,19 @@ static void test_cache_invalidation(void **state)
 
 	tu_env_start(&e, tu_base_features(), 0);
 	assert_int_equal(fk_region_add(RA, 0x1000, VDUSE_ACCESS_RW), 0);
-	fill(RA, 0x11, 64);
+	tu_fill(RA, 0x11, 64);
 	assert_int_equal(pop_one(&e, RA, 64, false, &old), 1);
-	assert_iov_is(&old->out_sg[0], RA, 64);
+	tu_assert_iov_is(&old->out_sg[0], RA, 64);
 	before = old->out_sg[0].iov_base;
 
 	fk_region_del(RA, RA);
 	assert_int_equal(fk_region_add(RA, 0x1000, VDUSE_ACCESS_RW), 0);
-	fill(RA, 0x22, 64);
+	tu_fill(RA, 0x22, 64);
 	assert_int_equal(sim_update_iotlb(e.dev, RA, RA + 0xfff),
 			 VDUSE_REQ_RESULT_OK);
 	assert_int_equal(pop_one(&e, RA, 64, false, &el), 1);
 	assert_ptr_not_equal(el->out_sg[0].iov_base, before);
-	assert_iov_is(&el->out_sg[0], RA, 64);
+	tu_assert_iov_is(&el->out_sg[0], RA, 64);
 	assert_int_equal(((uint8_t *)old->out_sg[0].iov_base)[0], 0x11);
 	push_all(e.vq[0], &el, 1, 0);
 	push_all(e.vq[0], &old, 1, 0);
