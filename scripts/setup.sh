@@ -21,6 +21,8 @@ packages=(
 	cpio gzip xz-utils zstd kmod coreutils
 	# bookworm kernel (6.1) for the shim flavor, and headers to build the shim
 	linux-image-amd64 linux-headers-amd64
+	# the shim's static check (kernel/meson.build: shim-sparse)
+	sparse
 	# to fetch the trixie kernel
 	apt debian-archive-keyring dpkg
 )
