@@ -8,7 +8,8 @@
  *
  * Guest memory is the fake kernel's memfd and the log a file, so both are
  * shared by a forked child and its parent; the parent plays the driver
- * and the successor.
+ * and the successor.  The driver, the successor's loop and the crash at
+ * every point are shared with test_recovery_batch.c (recovery_drv.c).
  */
 #define _GNU_SOURCE
 #include <endian.h>
@@ -28,80 +29,7 @@
 
 #include "fake_kernel.h"
 #include "internal.h"
-#include "test_util.h"
-
-#define QS		16u	/* ring size */
-#define MAX_OUT		(QS / 2)	/* two descriptors a request */
-#define NREQ		64u
-#define BUF(r)		(TU_DATA + 64ull * (r))
-#define DONE_MARK(r)	(0x5eed0000u + (r))
-
-static char log_path[64];
-
-/* ---- the driver (always in the parent) ---- */
-
-struct drv {
-	struct sim_vq s;
-	int head_req[QS];		/* request on a head, -1: free */
-	unsigned int completions[NREQ];
-	unsigned int next_req, outstanding, done;
-};
-
-static struct drv drv;
-
-static void drv_init(uint16_t start)
-{
-	unsigned int i;
-
-	memset(&drv, 0, sizeof(drv));
-	for (i = 0; i < QS; i++)
-		drv.head_req[i] = -1;
-	sim_vq_init_at(&drv.s, 0, QS, TU_RING0, start);
-}
-
-/* Publish request r on a free even head: out (r), then in (8 bytes). */
-static bool drv_submit(void)
-{
-	unsigned int h, r = drv.next_req;
-	uint32_t *out;
-
-	if (r == NREQ || drv.outstanding == MAX_OUT)
-		return false;
-	for (h = 0; drv.head_req[h] >= 0; h += 2)
-		;
-	out = fk_iova_ptr(BUF(r));
-	out[0] = r;
-	out[8] = 0;	/* the device writes the in buffer at +32 */
-	sim_set_desc(&drv.s, h, BUF(r), 4, VRING_DESC_F_NEXT, h + 1);
-	sim_set_desc(&drv.s, h + 1, BUF(r) + 32, 8, VRING_DESC_F_WRITE, 0);
-	drv.head_req[h] = (int)r;
-	drv.next_req++;
-	drv.outstanding++;
-	sim_publish(&drv.s, h);
-	return true;
-}
-
-/* Take every used entry; each must complete an outstanding request. */
-static void drv_collect(void)
-{
-	uint32_t id, len;
-
-	while (sim_get_used(&drv.s, &id, &len)) {
-		uint32_t *in;
-		int r;
-
-		assert_true(id < QS);
-		r = drv.head_req[id];
-		assert_true(r >= 0);	/* a head that is not in flight */
-		assert_int_equal(len, 8);
-		in = fk_iova_ptr(BUF(r) + 32);
-		assert_int_equal(in[0], DONE_MARK(r));
-		drv.completions[r]++;
-		drv.head_req[id] = -1;
-		drv.outstanding--;
-		drv.done++;
-	}
-}
+#include "recovery_drv.h"
 
 /* A used index the driver finds (as if the ring had been scribbled). */
 static void sim_set_used_idx(struct sim_vq *s, uint16_t v)
@@ -111,31 +39,13 @@ static void sim_set_used_idx(struct sim_vq *s, uint16_t v)
 	__atomic_store_n(p, htole16(v), __ATOMIC_RELEASE);
 }
 
-static void drv_check_all_once(void)
-{
-	unsigned int r;
-
-	for (r = 0; r < drv.next_req; r++)
-		assert_int_equal(drv.completions[r], 1);
-	assert_int_equal(drv.outstanding, 0);
-	assert_int_equal((uint16_t)(sim_used_idx(&drv.s) - 0),
-			 (uint16_t)drv.done);
-}
-
 /* ---- the device (child or successor) ---- */
-
-/* Request number of an element (from its out buffer). */
-static uint32_t elem_req(const struct vduse_vq_elem *e)
-{
-	return *(const uint32_t *)e->out_sg[0].iov_base;
-}
 
 static int dev_complete(struct vduse_vq *vq, struct vduse_vq_elem *e)
 {
-	uint32_t mark = DONE_MARK(elem_req(e));
 	int ret;
 
-	memcpy(e->in_sg[0].iov_base, &mark, sizeof(mark));
+	rec_mark_done(e);
 	ret = vduse_vq_push(vq, e, 8);
 	free(e);
 	return ret;
@@ -144,66 +54,6 @@ static int dev_complete(struct vduse_vq *vq, struct vduse_vq_elem *e)
 /* What the backend serves: its config space and its log_id. */
 static uint8_t rec_space[8] = { 1, 2, 3, 4, 5, 6, 7, 8 };
 static const char rec_id[] = "backing file 8:1 inode 12";
-
-static struct vduse_device_config rec_config(void)
-{
-	struct vduse_device_config c = tu_config("rec", 1, QS);
-
-	c.log_path = log_path;
-	c.config = rec_space;
-	c.config_size = sizeof(rec_space);
-	c.log_id = rec_id;
-	c.log_id_size = sizeof(rec_id);
-	return c;
-}
-
-static int setup(void **state)
-{
-	int fd;
-
-	tu_setup(state);
-	snprintf(log_path, sizeof(log_path), "/tmp/vduse-rec-XXXXXX");
-	fd = mkstemp(log_path);
-	assert_true(fd >= 0);
-	close(fd);
-	return 0;
-}
-
-static int teardown(void **state)
-{
-	unlink(log_path);
-	return tu_teardown(state);
-}
-
-/* A fresh fake kernel with the device created and the driver live. */
-static struct vduse_device *first_start(uint64_t features)
-{
-	struct vduse_device_config c = rec_config();
-	struct vduse_device *dev;
-
-	fk_setup();
-	assert_int_equal(fk_region_add(TU_RING_BASE, TU_RING_SIZE,
-				       VDUSE_ACCESS_RW), 0);
-	assert_int_equal(fk_region_add(TU_DATA, TU_DATA_SIZE,
-				       VDUSE_ACCESS_RW), 0);
-	assert_int_equal(vduse_device_new(&c, &dev), 0);
-	drv_init(0);
-	assert_int_equal(sim_driver_ok(dev, features), VDUSE_REQ_RESULT_OK);
-	assert_true(vduse_vq_started(vduse_device_vq(dev, 0)));
-	return dev;
-}
-
-/* The successor: reopen and recover. */
-static struct vduse_device *reopen(void)
-{
-	struct vduse_device_config c = rec_config();
-	struct vduse_device *dev;
-
-	assert_int_equal(vduse_device_open(&c, &dev), 0);
-	assert_true(vduse_device_process(dev) >= 0);
-	assert_true(vduse_vq_started(vduse_device_vq(dev, 0)));
-	return dev;
-}
 
 /* Reopen and process once, without asking for a started queue. */
 static struct vduse_device *reopen_quiet(void)
@@ -217,46 +67,23 @@ static struct vduse_device *reopen_quiet(void)
 	return dev;
 }
 
-/*
- * The successor serves until the driver has made and seen every request:
- * its pops must come in avail order (what it pops again first, then new
- * requests), and never a request that was already completed.
- */
-static void serve_to_end(struct vduse_device *dev)
+/* The successor pops one element at a time and pushes it. */
+static int serve_pop(struct vduse_vq *vq, struct vduse_vq_elem **el)
 {
-	struct vduse_vq *vq = vduse_device_vq(dev, 0);
-	int last = -1;
+	void *p;
+	int ret = vduse_vq_pop(vq, sizeof(**el), &p);
 
-	for (;;) {
-		struct vduse_vq_elem *e;
-		void *p;
-		int ret;
+	if (ret)
+		return ret;
+	el[0] = p;
+	return 1;
+}
 
-		while (drv_submit())
-			;
-		ret = vduse_vq_pop(vq, sizeof(*e), &p);
-		if (ret == -EAGAIN) {
-			unsigned int before = drv.done;
-
-			drv_collect();
-			if (drv.next_req == NREQ && !drv.outstanding)
-				break;
-			/* Nothing to pop, nothing came back: lost requests. */
-			if (drv.done == before && !drv_submit())
-				fail_msg("%u requests never complete",
-					 drv.outstanding);
-			continue;
-		}
-		assert_int_equal(ret, 0);
-		e = p;
-		assert_true((int)elem_req(e) > last);
-		assert_int_equal(drv.completions[elem_req(e)], 0);
-		last = (int)elem_req(e);
-		assert_int_equal(dev_complete(vq, e), 0);
-		drv_collect();
-	}
-	assert_int_equal(vduse_vq_inflight(vq), 0);
-	drv_check_all_once();
+static void serve_complete(struct vduse_vq *vq, struct vduse_vq_elem **el,
+			   unsigned int n)
+{
+	assert_int_equal(n, 1);
+	assert_int_equal(dev_complete(vq, el[0]), 0);
 }
 
 /*
@@ -266,7 +93,7 @@ static void serve_to_end(struct vduse_device *dev)
 static void child_script(struct vduse_vq *vq)
 {
 	static const char script[] = "ppp1p00pp2p0";
-	struct vduse_vq_elem *held[QS];
+	struct vduse_vq_elem *held[REC_QS];
 	unsigned int n = 0, i, k;
 
 	for (i = 0; script[i]; i++) {
@@ -291,86 +118,25 @@ static void child_script(struct vduse_vq *vq)
 	/* Killed with these in flight: nothing is freed. */
 }
 
-static unsigned long *shared_points;
-
-/* Fork the first process; it dies at crash point @at (0: after the
- * script).  Returns how it ended (waitpid status). */
-static int run_child(struct vduse_device *dev, unsigned long at)
-{
-	pid_t pid;
-	int status;
-
-	pid = fork();
-	assert_true(pid >= 0);
-	if (pid == 0) {
-		vduse_crash_points = 0;
-		vduse_crash_countdown = at;
-		child_script(vduse_device_vq(dev, 0));
-		*shared_points = vduse_crash_points;
-		_exit(0);
-	}
-	assert_int_equal(waitpid(pid, &status, 0), pid);
-	return status;
-}
-
-static void crash_everywhere(uint64_t features)
-{
-	unsigned long at, points;
-
-	shared_points = mmap(NULL, sizeof(*shared_points),
-			     PROT_READ | PROT_WRITE,
-			     MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-	assert_true(shared_points != MAP_FAILED);
-
-	for (at = 0;; at++) {
-		struct vduse_device *dev = first_start(features);
-		unsigned int published;
-		int status;
-
-		for (published = 0; published < 7 && drv_submit(); published++)
-			;
-		status = run_child(dev, at);
-		if (at == 0) {
-			/* The dry run counts the points. */
-			assert_int_equal(status, 0);
-			points = *shared_points;
-			assert_true(points > 20);
-		} else if (at <= points) {
-			assert_true(WIFSIGNALED(status));
-			assert_int_equal(WTERMSIG(status), SIGKILL);
-		} else {
-			assert_int_equal(status, 0);
-		}
-		/* The parent's handle is as stale as the dead child's. */
-		vduse_device_forget(dev);
-		drv_collect();	/* what the child published */
-		dev = reopen();
-		serve_to_end(dev);
-		vduse_device_free(dev);
-		assert_int_equal(fk_live_fds(), 0);
-		assert_int_equal(fk_live_maps(), 0);
-		if (at > points)
-			break;
-	}
-	munmap(shared_points, sizeof(*shared_points));
-}
-
-static void test_crash_at_every_point(void **state)
-{
-	(void)state;
-	crash_everywhere(tu_base_features());
-}
-
-static void test_crash_at_every_point_event_idx(void **state)
-{
-	(void)state;
-	crash_everywhere(tu_base_features() | tu_event_idx_feature());
-}
+const struct rec_params rec_params = {
+	.name = "rec",
+	.nreq = 64,
+	.mark = 0x5eed0000u,
+	.config = rec_space,
+	.config_size = sizeof(rec_space),
+	.log_id = rec_id,
+	.log_id_size = sizeof(rec_id),
+	.pop = serve_pop,
+	.complete = serve_complete,
+	.child_script = child_script,
+	.prefill = 7,
+	.min_points = 20,
+};
 
 /* A first process that serves for ever, completing out of order. */
 static void child_serve_forever(struct vduse_vq *vq)
 {
-	struct vduse_vq_elem *held[QS];
+	struct vduse_vq_elem *held[REC_QS];
 	unsigned int n;
 
 	for (;;) {
@@ -398,7 +164,7 @@ static void test_sigkill_at_random(void **state)
 	(void)state;
 	srand(8);
 	for (round = 0; round < 40; round++) {
-		struct vduse_device *dev = first_start(tu_base_features());
+		struct vduse_device *dev = rec_first_start(tu_base_features());
 		unsigned int k = (unsigned int)rand() % 40;
 		struct timespec ts = { 0, (rand() % 200) * 1000 };
 		pid_t pid;
@@ -408,19 +174,19 @@ static void test_sigkill_at_random(void **state)
 		assert_true(pid >= 0);
 		if (pid == 0)
 			child_serve_forever(vduse_device_vq(dev, 0));
-		while (drv.done < k) {
-			while (drv_submit())
+		while (rec_drv.done < k) {
+			while (rec_submit())
 				;
-			drv_collect();
+			rec_collect();
 		}
 		nanosleep(&ts, NULL);
 		assert_int_equal(kill(pid, SIGKILL), 0);
 		assert_int_equal(waitpid(pid, &status, 0), pid);
 		assert_true(WIFSIGNALED(status));
 		vduse_device_forget(dev);
-		drv_collect();
-		dev = reopen();
-		serve_to_end(dev);
+		rec_collect();
+		dev = rec_reopen();
+		rec_serve_to_end(dev);
 		vduse_device_free(dev);
 		assert_int_equal(fk_live_fds(), 0);
 	}
@@ -429,7 +195,7 @@ static void test_sigkill_at_random(void **state)
 /* Map the log to read or damage it as a test. */
 static struct vduse_ilog_header *map_log(size_t *size)
 {
-	int fd = open(log_path, O_RDWR);
+	int fd = open(rec_log_path, O_RDWR);
 	off_t end;
 	void *p;
 
@@ -453,21 +219,21 @@ static struct vduse_ilog_vq *log_vq0(struct vduse_ilog_header *h)
 /* A first process left two requests in flight and died (in-process). */
 static void crash_with_two_in_flight(void)
 {
-	struct vduse_device *dev = first_start(tu_base_features());
+	struct vduse_device *dev = rec_first_start(tu_base_features());
 	struct vduse_vq *vq = vduse_device_vq(dev, 0);
 	struct vduse_vq_elem *e[3];
 	unsigned int i;
 
 	for (i = 0; i < 3; i++)
-		assert_true(drv_submit());
+		assert_true(rec_submit());
 	for (i = 0; i < 3; i++)
 		e[i] = tu_pop(vq);
 	assert_int_equal(dev_complete(vq, e[1]), 0);
 	free(e[0]);
 	free(e[2]);
 	vduse_device_forget(dev);
-	drv_collect();
-	assert_int_equal(drv.done, 1);
+	rec_collect();
+	assert_int_equal(rec_drv.done, 1);
 }
 
 static void expect_open(struct vduse_device_config *c, int err,
@@ -492,7 +258,7 @@ static void test_replay_order_and_vq_state(void **state)
 	(void)state;
 	crash_with_two_in_flight();
 	tu_cb.queue_start = 0;
-	dev = reopen();
+	dev = rec_reopen();
 	vq = vduse_device_vq(dev, 0);
 	assert_int_equal(tu_cb.queue_start, 1);
 	assert_true(tu_log_contains("2 requests to pop again"));
@@ -508,10 +274,10 @@ static void test_replay_order_and_vq_state(void **state)
 			 VDUSE_REQ_RESULT_OK);
 	assert_int_equal(tu_cb.queue_start, 1);
 	e = tu_pop(vq);
-	assert_int_equal(elem_req(e), 0);
+	assert_int_equal(rec_elem_req(e), 0);
 	assert_int_equal(vduse_vq_inflight(vq), 1);
 	assert_int_equal(dev_complete(vq, e), 0);
-	serve_to_end(dev);
+	rec_serve_to_end(dev);
 	vduse_device_free(dev);
 }
 
@@ -528,9 +294,9 @@ static void test_interrupt_after_reconnect(void **state)
 	(void)state;
 	crash_with_two_in_flight();
 	before = fk_vq_irqs(0);
-	dev = reopen();
+	dev = rec_reopen();
 	assert_int_equal(fk_vq_irqs(0), before + 1);
-	serve_to_end(dev);
+	rec_serve_to_end(dev);
 	vduse_device_free(dev);
 }
 
@@ -600,7 +366,7 @@ static void test_refusals(void **state)
 	c.num_queues = 2;
 	expect_open(&c, -EINVAL, "queue count 1 does not match 2");
 	c = rec_config();
-	c.queue_size = QS * 2;
+	c.queue_size = REC_QS * 2;
 	expect_open(&c, -EINVAL, "queue size 16 does not match 32");
 	c = rec_config();
 	c.device_id = 1;
@@ -634,10 +400,10 @@ static void test_refusals(void **state)
 	h->magic[0] ^= 1;
 	expect_open(&c, -EINVAL, "bad magic");
 	h->magic[0] ^= 1;
-	assert_int_equal(truncate(log_path, (off_t)size - 8), 0);
+	assert_int_equal(truncate(rec_log_path, (off_t)size - 8), 0);
 	expect_open(&c, -EINVAL, "size");
-	assert_int_equal(truncate(log_path, (off_t)size), 0);
-	assert_int_equal(truncate(log_path, 64), 0);
+	assert_int_equal(truncate(rec_log_path, (off_t)size), 0);
+	assert_int_equal(truncate(rec_log_path, 64), 0);
 	expect_open(&c, -EINVAL, "too short for a header");
 	munmap(h, size);
 }
@@ -650,7 +416,7 @@ static void test_device_gone_or_busy(void **state)
 
 	(void)state;
 	/* The log is held: a second process would get -EBUSY. */
-	dev = first_start(tu_base_features());
+	dev = rec_first_start(tu_base_features());
 	expect_open(&c, -EBUSY, "in use by another process");
 	vduse_device_free(dev);
 	/* A clean exit destroyed the device: nothing to reconnect to. */
@@ -681,7 +447,7 @@ static void test_driver_changed(void **state)
 	(void)state;
 	/* The driver set the queue up elsewhere: refuse, do not guess. */
 	crash_with_two_in_flight();
-	fk_set_vq_info(0, QS, TU_RING1, TU_RING1 + 0x100, TU_RING1 + 0x200,
+	fk_set_vq_info(0, REC_QS, TU_RING1, TU_RING1 + 0x100, TU_RING1 + 0x200,
 		       0, true);
 	dev = reopen_quiet();
 	assert_false(vduse_vq_started(vduse_device_vq(dev, 0)));
@@ -690,7 +456,7 @@ static void test_driver_changed(void **state)
 
 	/* Not ready any more (reset): the logged requests are dropped. */
 	crash_with_two_in_flight();
-	fk_set_vq_info(0, QS, TU_RING0, 0, 0, 0, false);
+	fk_set_vq_info(0, REC_QS, TU_RING0, 0, 0, 0, false);
 	dev = reopen_quiet();
 	assert_false(vduse_vq_started(vduse_device_vq(dev, 0)));
 	assert_true(tu_log_contains("the requests its in-flight log held are dropped"));
@@ -701,7 +467,7 @@ static void test_driver_changed(void **state)
 
 	/* used->idx ahead of what the log can explain. */
 	crash_with_two_in_flight();
-	sim_set_used_idx(&drv.s, 3);
+	sim_set_used_idx(&rec_drv.s, 3);
 	dev = reopen_quiet();
 	assert_false(vduse_vq_started(vduse_device_vq(dev, 0)));
 	assert_true(tu_log_contains("used index 3 in the ring does not follow the in-flight log's 1"));
@@ -720,26 +486,19 @@ static void test_driver_changed(void **state)
 
 int main(void)
 {
+#define REC_TEST(f) cmocka_unit_test_setup_teardown(f, rec_setup, rec_teardown)
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(test_crash_at_every_point,
-						setup, teardown),
-		cmocka_unit_test_setup_teardown(
-			test_crash_at_every_point_event_idx, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_sigkill_at_random, setup,
-						teardown),
-		cmocka_unit_test_setup_teardown(test_replay_order_and_vq_state,
-						setup, teardown),
-		cmocka_unit_test_setup_teardown(test_interrupt_after_reconnect,
-						setup, teardown),
-		cmocka_unit_test_setup_teardown(test_runner_recovers_at_start,
-						setup, teardown),
-		cmocka_unit_test_setup_teardown(test_refusals, setup,
-						teardown),
-		cmocka_unit_test_setup_teardown(test_device_gone_or_busy,
-						setup, teardown),
-		cmocka_unit_test_setup_teardown(test_driver_changed, setup,
-						teardown),
+		REC_TEST(rec_test_crash_at_every_point),
+		REC_TEST(rec_test_crash_at_every_point_event_idx),
+		REC_TEST(test_sigkill_at_random),
+		REC_TEST(test_replay_order_and_vq_state),
+		REC_TEST(test_interrupt_after_reconnect),
+		REC_TEST(test_runner_recovers_at_start),
+		REC_TEST(test_refusals),
+		REC_TEST(test_device_gone_or_busy),
+		REC_TEST(test_driver_changed),
 	};
+#undef REC_TEST
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
