@@ -6,6 +6,7 @@
 # up for the whole run:
 #   loop        the kernel loop device (buffered: the file's tmpfs pages)
 #   vduse-blk   the example, 1 and 2 queues (buffered io_uring on the file)
+#               (and vduse-blk-base, an older build of it, with BENCH_COMPARE)
 #   qsd         qemu-storage-daemon's vduse-blk export, 1 and 2 queues
 #               (aio=io_uring, cache.direct=on)
 # Then the runs are interleaved, repetition -> workload -> contender, so
@@ -21,8 +22,12 @@ REPS=${BENCH_REPS:-3}
 SIZE_MB=${BENCH_SIZE_MB:-256}
 DIR=/mnt/bench
 WORKLOADS="randread randwrite seqread qd1read"
-# "name queues": the contenders, in the order each workload runs them
+# "name:queues": the contenders, in the order each workload runs them
 CONTENDERS="loop:1 vduse-blk:1 vduse-blk:2 qsd:1 qsd:2"
+# bench/run.sh --compare: an older build's vduse-blk as well
+[ -n "${BENCH_COMPARE:-}" ] &&
+	CONTENDERS="$CONTENDERS vduse-blk-base:1 vduse-blk-base:2"
+NCONT=$(echo "$CONTENDERS" | wc -w)
 
 info "bench: fio ${RUNTIME}s x $REPS per workload, ${SIZE_MB} MiB files on tmpfs, $(nproc) vCPUs"
 
@@ -70,8 +75,8 @@ vdpa_disk() {
 srv_start() {
 	_log=/run/bench.$3.log
 	case $1 in
-	vduse-blk)
-		vduse-blk --name "$3" --queues "$2" "$4" >"$_log" 2>&1 &
+	vduse-blk*)
+		"$1" --name "$3" --queues "$2" "$4" >"$_log" 2>&1 &
 		echo $! >"/run/bench.$3.pid"
 		;;
 	qsd)
@@ -96,7 +101,7 @@ srv_stop() {
 }
 
 mkdir -p "$DIR"
-if ! mount -t tmpfs -o size=$((SIZE_MB * 5 + 64))m tmpfs "$DIR"; then
+if ! mount -t tmpfs -o size=$((SIZE_MB * NCONT + 64))m tmpfs "$DIR"; then
 	fail bench-setup "cannot mount a tmpfs on $DIR"
 	exit 0
 fi

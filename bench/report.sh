@@ -4,11 +4,12 @@
 # Turn the guest's
 #   BENCH <contender> <queues> <workload> <rep> <iops> <bw> [<p50> <p99>]
 # console lines into tables: the median of the repetitions, the spread, and
-# each figure's ratio to the loop device. Each vduse contender is shown at
-# its best queue count (highest geometric mean of its IOPS ratios to loop
-# over the throughput workloads), then every queue count measured, then the
-# completion latency at iodepth 1 (workload qd1read), median p50 and p99 in
-# microseconds.
+# the ratio to the loop device (the median over the repetitions of the
+# ratio to loop's run in the same repetition, and its range). Each vduse
+# contender is shown at its best queue count (highest geometric mean of its
+# ratios to loop over the throughput workloads), then every queue count
+# measured, then the completion latency at iodepth 1 (workload qd1read),
+# median p50 and p99 in microseconds.
 #
 #   bench/report.sh CONSOLE-LOG
 set -euo pipefail
@@ -23,17 +24,23 @@ function median(key,   n, i, j, t, v) {
 	lo[key] = v[1]; hi[key] = v[n]
 	return n % 2 ? v[(n + 1) / 2] : (v[n / 2] + v[n / 2 + 1]) / 2
 }
+# The ratio to loop: the median over the repetitions of the IOPS over
+# those of the loop run in the same repetition (a change in the load of
+# the host between repetitions cancels out), with its min-max.
 function ratio(k, w) {
-	return (("loop" SUBSEP 1 SUBSEP w) in iops && iops["loop", 1, w] > 0) ? sprintf("%.2fx", iops[k] / iops["loop", 1, w]) : "-"
+	return (k SUBSEP "r") in cnt ? sprintf("%.2fx", rmed[k]) : "-"
+}
+function ratio_range(k) {
+	return (k SUBSEP "r") in cnt ? sprintf("%.2f-%.2f", lo[k SUBSEP "r"], hi[k SUBSEP "r"]) : ""
 }
 function row(c, q, w,   k) {
 	k = c SUBSEP q SUBSEP w
-	printf "%-10s %6s  %-9s %10.0f %9.1f  %-17s %7s\n", c, q, w, iops[k], bw[k] / 1024,
-		sprintf("%.0f-%.0f", lo[k SUBSEP "i"], hi[k SUBSEP "i"]), ratio(k, w)
+	printf "%-14s %6s  %-9s %10.0f %9.1f  %-13s %7s %-11s\n", c, q, w, iops[k], bw[k] / 1024,
+		sprintf("%.0f-%.0f", lo[k SUBSEP "i"], hi[k SUBSEP "i"]), ratio(k, w), ratio_range(k)
 }
 function latrow(c, q, w,   k) {
 	k = c SUBSEP q SUBSEP w
-	printf "%-10s %6s  %10.0f %7s  %8.0f %-13s %8.0f %-13s\n", c, q, iops[k], ratio(k, w),
+	printf "%-14s %6s  %10.0f %7s  %8.0f %-13s %8.0f %-13s\n", c, q, iops[k], ratio(k, w),
 		p50[k], sprintf("(%.0f-%.0f)", lo[k SUBSEP "p50"], hi[k SUBSEP "p50"]),
 		p99[k], sprintf("(%.0f-%.0f)", lo[k SUBSEP "p99"], hi[k SUBSEP "p99"])
 }
@@ -44,6 +51,7 @@ function latrow(c, q, w,   k) {
 	if (!($2 in cs)) { cs[$2] = 1; cl[++nc] = $2 }
 	if (!($4 in ws)) { ws[$4] = 1; wl[++nw] = $4 }
 	cnt[k SUBSEP "i"]++; val[k SUBSEP "i", cnt[k SUBSEP "i"]] = $6
+	rep[k, $5] = $6; reps[k] = reps[k] " " $5
 	cnt[k SUBSEP "b"]++; val[k SUBSEP "b", cnt[k SUBSEP "b"]] = $7
 	if (NF >= 9 && $8 != "-") {
 		cnt[k SUBSEP "p50"]++; val[k SUBSEP "p50", cnt[k SUBSEP "p50"]] = $8
@@ -55,6 +63,15 @@ END {
 	for (i = 1; i <= nk; i++) {
 		iops[order[i]] = median(order[i] SUBSEP "i")
 		bw[order[i]] = median(order[i] SUBSEP "b")
+		split(order[i], p, SUBSEP)
+		n = split(substr(reps[order[i]], 2), rl, " ")
+		for (j = 1; j <= n; j++) {
+			l = "loop" SUBSEP 1 SUBSEP p[3] SUBSEP rl[j]
+			if (!(l in rep) || rep[l] <= 0) continue
+			kr = order[i] SUBSEP "r"
+			cnt[kr]++; val[kr, cnt[kr]] = rep[order[i], rl[j]] / rep[l]
+		}
+		if ((order[i] SUBSEP "r") in cnt) rmed[order[i]] = median(order[i] SUBSEP "r")
 		if (cnt[order[i] SUBSEP "p50"]) {
 			p50[order[i]] = median(order[i] SUBSEP "p50")
 			p99[order[i]] = median(order[i] SUBSEP "p99")
@@ -69,15 +86,15 @@ END {
 			for (w = 1; w <= nw; w++) {
 				if (wl[w] == "qd1read") continue
 				k = name SUBSEP qlist[i] SUBSEP wl[w]
-				if ((k in iops) && (("loop" SUBSEP 1 SUBSEP wl[w]) in iops) && iops[k] > 0 && iops["loop", 1, wl[w]] > 0) {
-					s += log(iops[k] / iops["loop", 1, wl[w]]); m++
+				if ((k in rmed) && rmed[k] > 0) {
+					s += log(rmed[k]); m++
 				}
 			}
 			score = m ? exp(s / m) : 0
 			if (score > bestscore) { bestscore = score; best[name] = qlist[i] }
 		}
 	}
-	hdr = sprintf("%-10s %6s  %-9s %10s %9s  %-17s %7s", "device", "queues", "workload", "IOPS", "MiB/s", "IOPS min-max", "vs loop")
+	hdr = sprintf("%-14s %6s  %-9s %10s %9s  %-13s %7s %-11s", "device", "queues", "workload", "IOPS", "MiB/s", "IOPS min-max", "vs loop", "(min-max)")
 	print "Each contender at its best queue count (median of the repetitions):"
 	print hdr
 	for (c = 1; c <= nc; c++)
@@ -95,7 +112,7 @@ END {
 	if (!("qd1read" in ws)) exit 0
 	print ""
 	print "4 KiB random read at iodepth 1: completion latency in us, median (min-max):"
-	printf "%-10s %6s  %10s %7s  %8s %-13s %8s %-13s\n", "device", "queues", "IOPS", "vs loop", "p50", "", "p99", ""
+	printf "%-14s %6s  %10s %7s  %8s %-13s %8s %-13s\n", "device", "queues", "IOPS", "vs loop", "p50", "", "p99", ""
 	for (c = 1; c <= nc; c++) {
 		n = split(substr(qs[cl[c]], 2), qlist, " ")
 		for (i = 1; i <= n; i++)

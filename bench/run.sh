@@ -12,12 +12,16 @@
 # --build DIR takes vduse-blk and libvduse from DIR, so an older commit's
 # build can be measured with this script.
 #
+# --compare DIR adds DIR's vduse-blk (an older commit's build) as a
+# contender of its own, "vduse-blk-base" with 1 and 2 queues, in the same
+# boot; in the guest it uses this build's libvduse.
+#
 #   bench/run.sh [--build DIR] [--no-build] [--runtime SECONDS] [--reps N]
-#       [--size-mb MB]
+#       [--size-mb MB] [--compare DIR]
 set -euo pipefail
 
 top=$(cd "$(dirname "$0")/.." && pwd)
-build=$top/build runtime=10 reps=3 size_mb=256 do_build=yes
+build=$top/build runtime=10 reps=3 size_mb=256 do_build=yes compare=
 while (($#)); do
 	case $1 in
 	--build) build=$2; shift 2 ;;
@@ -25,7 +29,8 @@ while (($#)); do
 	--runtime) runtime=$2; shift 2 ;;
 	--reps) reps=$2; shift 2 ;;
 	--size-mb) size_mb=$2; shift 2 ;;
-	*) echo "usage: $0 [--build DIR] [--no-build] [--runtime S] [--reps N] [--size-mb MB]" >&2; exit 2 ;;
+	--compare) compare=$2; shift 2 ;;
+	*) echo "usage: $0 [--build DIR] [--no-build] [--runtime S] [--reps N] [--size-mb MB] [--compare DIR]" >&2; exit 2 ;;
 	esac
 done
 
@@ -34,19 +39,32 @@ if [[ $do_build == yes ]]; then
 	"$top/scripts/build.sh" "$build"
 fi
 
-# 4 workloads x reps x (runtime + ramp + start-up), 5 contenders, plus slack
-limit=$((5 * 4 * reps * (runtime + 4) + 300))
+ncont=5 extra=()
+if [[ -n $compare ]]; then
+	# $ORIGIN/../lib: beside a lib/ holding its libvduse for ldd here; in
+	# the guest /usr/local/lib, this build's.
+	cmp=$(mktemp -d "${TMPDIR:-/tmp}/vduse-bench.XXXXXX")
+	trap 'rm -rf "$cmp"' EXIT
+	mkdir -p "$cmp/bin" "$cmp/lib"
+	cp -L "$compare/examples/vduse-blk" "$cmp/bin/vduse-blk-base"
+	cp -a "$compare"/lib/libvduse.so* "$cmp/lib/"
+	extra=(--bin "$cmp/bin/vduse-blk-base" --env BENCH_COMPARE=1)
+	ncont=7
+fi
+# 4 workloads x reps x (runtime + ramp + start-up), per contender, plus slack
+limit=$((ncont * 4 * reps * (runtime + 4) + 300))
 initrd=$build/vm/bench.cpio
 log=$build/vm/bench.log
 "$top/tests/vm/mkinitramfs.sh" --flavor trixie --build "$build" \
 	--guest "$top/bench/guest.sh" --out "$initrd" --bin qemu-storage-daemon \
 	--env "BENCH_RUNTIME=$runtime" --env "BENCH_REPS=$reps" \
-	--env "BENCH_SIZE_MB=$size_mb" --env "VMTEST_GUEST_TIMEOUT=$limit"
+	--env "BENCH_SIZE_MB=$size_mb" --env "VMTEST_GUEST_TIMEOUT=$limit" \
+	"${extra[@]}"
 rc=0
 load_before=$(uptime)
 # 5 files of size_mb on a tmpfs of the guest's own (bench/guest.sh)
 "$top/tests/vm/run-vm.sh" --flavor trixie --initrd "$initrd" --log "$log" \
-	--mem "$((size_mb * 5 + 1024))" \
+	--mem "$((size_mb * ncont + 1024))" \
 	--timeout "$((limit + 60))" >/dev/null || rc=$?
 load_after=$(uptime)
 
@@ -54,6 +72,8 @@ echo
 echo "fio, io_uring, direct=1, ${runtime} s per run, $reps runs each, interleaved; Linux" \
 	"$(sed -n 's/.*VMTEST START [^ ]* [^ ]* //p' "$log") under QEMU TCG, 2 vCPUs"
 echo "vduse-blk from $build ($(git -C "$build" rev-parse --short HEAD 2>/dev/null || echo '?'))"
+[[ -z $compare ]] ||
+	echo "vduse-blk-base from $compare ($(git -C "$compare" rev-parse --short HEAD 2>/dev/null || echo '?'))"
 echo "host load before:$load_before"
 echo "host load after: $load_after"
 "$top/bench/report.sh" "$log"
