@@ -9,6 +9,7 @@
 #define _GNU_SOURCE
 #include <endian.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -18,6 +19,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+
+#include <sys/mman.h>
 
 #include <cmocka.h>
 
@@ -145,6 +148,8 @@ static void t_ring(struct t_env *e, unsigned int entries)
 	assert_int_equal(blk_ring_init(&e->ring, &e->be, entries, 0, t_done,
 				       e), 0);
 	e->ring.submit = t_submit;
+	/* Through the ring, wherever TMPDIR is (test_sync_rw does the rest). */
+	e->ring.sync_rw = false;
 }
 
 /* A request of @type at @sector with @len bytes of out data (or none). */
@@ -507,6 +512,62 @@ static void test_reap_ready(void **state)
 	blk_ring_exit(&e->ring);
 }
 
+/*
+ * A memory-backed file: blk_ring_memory_backed() says so for a memfd and
+ * not for procfs, and with sync_rw a READ or WRITE is done inside
+ * blk_ring_start(), even while the kernel refuses every submit.
+ */
+static void test_sync_rw(void **state)
+{
+	struct t_env *e = *state;
+	struct t_io *w, *rd;
+	int mfd, pfd;
+
+	mfd = memfd_create("test-blk-ring", MFD_CLOEXEC);
+	assert_true(mfd >= 0);
+	assert_true(blk_ring_memory_backed(mfd));
+	pfd = open("/proc/self/stat", O_RDONLY | O_CLOEXEC);
+	assert_true(pfd >= 0);
+	assert_false(blk_ring_memory_backed(pfd));
+	close(pfd);
+	assert_int_equal(ftruncate(mfd, DISK_BYTES), 0);
+	close(e->fd);
+	e->fd = mfd;
+	e->be.fd = mfd;
+
+	assert_int_equal(blk_ring_init(&e->ring, &e->be, 4, 0, t_done, e), 0);
+	e->ring.submit = t_submit;
+	assert_true(e->ring.sync_rw);
+	e->fail_err = -EBUSY;
+	e->fail_left = -1;
+
+	w = t_write(e, 3, 0x5a);
+	blk_ring_start(&e->ring, &w->io);
+	assert_int_equal(w->ndone, 1);
+	assert_int_equal(w->done_status, VIRTIO_BLK_S_OK);
+	t_check_sector(e, 3, 0x5a);
+
+	rd = t_io_new(e, VIRTIO_BLK_T_IN, 3, NULL, 0);
+	/* t_io_new() gives a READ no data buffer: add one before parsing. */
+	rd->in[0] = (struct iovec){ rd->data, 512 };
+	rd->in[1] = (struct iovec){ &rd->status, 1 };
+	assert_int_equal(blk_req_parse(&e->disk, rd->out, 1, rd->in, 2,
+				       &rd->io.req), 0);
+	blk_ring_start(&e->ring, &rd->io);
+	assert_int_equal(rd->ndone, 1);
+	assert_int_equal(rd->status, VIRTIO_BLK_S_OK);
+	assert_int_equal(rd->data[0], 0x5a);
+	assert_int_equal(rd->data[511], 0x5a);
+
+	blk_ring_submit(&e->ring);
+	assert_int_equal(e->ring.inflight, 0);
+	assert_int_equal(e->submits, 0);
+	assert_int_equal(e->ndone, 2);
+	free(w);
+	free(rd);
+	blk_ring_exit(&e->ring);
+}
+
 /* blk_ring_wake(): the poll fd is readable with nothing in flight, once. */
 static void test_wake(void **state)
 {
@@ -543,6 +604,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_reap_ready, t_setup,
 						t_teardown),
 		cmocka_unit_test_setup_teardown(test_wake, t_setup,
+						t_teardown),
+		cmocka_unit_test_setup_teardown(test_sync_rw, t_setup,
 						t_teardown),
 	};
 

@@ -9,7 +9,10 @@
  *    finishes it through the owner's callback;
  *  - a step that finds no SQE waits on the pending list, a step the kernel
  *    does not take stays in the SQ; both are retried on the next event,
- *    and the retry timer makes sure there is one.
+ *    and the retry timer makes sure there is one;
+ *  - on a memory-backed file (tmpfs, ramfs) a READ or WRITE is a copy done
+ *    at once with preadv()/pwritev(): io_uring has no non-blocking path
+ *    for those files and would pass every one to a worker thread.
  *
  * A request has at most one operation in flight.
  */
@@ -22,11 +25,13 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/ioctl.h>
+#include <sys/statfs.h>
 #include <sys/timerfd.h>
 #include <time.h>
 #include <unistd.h>
 
 #include <linux/fs.h>
+#include <linux/magic.h>
 
 #include "blk_log.h"
 #include "blk_ring.h"
@@ -115,6 +120,26 @@ static struct io_uring_sqe *blk_ring_get_sqe(struct blk_ring *r)
 	return io_uring_get_sqe(&r->ring);
 }
 
+static void blk_io_rw_done(struct blk_ring *r, struct blk_io *io, int res);
+
+/*
+ * READ or WRITE on a memory-backed file (r->sync_rw), right here: the
+ * kernel has no non-blocking path for these, so io_uring would hand each
+ * one to a worker thread only to do the same copy there.
+ */
+static void blk_io_sync_rw(struct blk_ring *r, struct blk_io *io)
+{
+	unsigned int nr = io->iov_cnt < IOV_MAX ? io->iov_cnt : IOV_MAX;
+	ssize_t n;
+
+	if (io->req.op == BLK_OP_READ)
+		n = preadv(r->be->fd, io->iov, (int)nr, (off_t)io->off);
+	else
+		n = pwritev(r->be->fd, io->iov, (int)nr, (off_t)io->off);
+	/* -EINTR, -EAGAIN: blk_io_rw_done() queues it again. */
+	blk_io_rw_done(r, io, n < 0 ? -errno : (int)n);
+}
+
 /*
  * Queue the request's next operation.  This never fails: without an SQE
  * it waits on the pending list, behind the requests already there, until
@@ -123,6 +148,15 @@ static struct io_uring_sqe *blk_ring_get_sqe(struct blk_ring *r)
 static void blk_io_queue(struct blk_ring *r, struct blk_io *io)
 {
 	struct io_uring_sqe *sqe = NULL;
+
+	if (r->sync_rw && !r->sync_depth &&
+	    (io->req.op == BLK_OP_READ || io->req.op == BLK_OP_WRITE)) {
+		/* A retry or the rest of a short transfer goes to the ring. */
+		r->sync_depth++;
+		blk_io_sync_rw(r, io);
+		r->sync_depth--;
+		return;
+	}
 
 	if (!r->pending && r->inflight < r->ring.cq.ring_entries) {
 		sqe = io_uring_get_sqe(&r->ring);
@@ -443,6 +477,15 @@ void blk_ring_poll(struct blk_ring *r)
 /* ------------------------------------------------------------------------ */
 /* Set-up and tear-down                                                      */
 
+bool blk_ring_memory_backed(int fd)
+{
+	struct statfs sfs;
+
+	if (fstatfs(fd, &sfs) < 0)
+		return false;
+	return sfs.f_type == TMPFS_MAGIC || sfs.f_type == RAMFS_MAGIC;
+}
+
 int blk_ring_init(struct blk_ring *r, const struct blk_backend *be,
 		  unsigned int entries, unsigned int index,
 		  blk_ring_done_fn *done, void *priv)
@@ -471,6 +514,7 @@ int blk_ring_init(struct blk_ring *r, const struct blk_backend *be,
 		blk_err("queue %u: timerfd_create: %s", index, strerror(errno));
 		goto err;
 	}
+	r->sync_rw = blk_ring_memory_backed(be->fd);
 	ret = io_uring_queue_init(entries, &r->ring, 0);
 	if (ret < 0) {
 		blk_err("queue %u: io_uring_queue_init: %s", index,

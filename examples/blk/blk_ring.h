@@ -74,6 +74,14 @@ struct blk_ring {
 	unsigned int npending;
 	bool retry_armed;
 	bool stuck;			/* the kernel refused; logged once */
+	/*
+	 * READ and WRITE with preadv()/pwritev() in the caller's thread, set
+	 * by blk_ring_init() for a memory-backed file (blk_ring_memory_backed());
+	 * a retry after -EINTR/-EAGAIN and the rest of a short transfer still
+	 * go through the ring (sync_depth).  The tests may change it.
+	 */
+	bool sync_rw;
+	unsigned int sync_depth;
 	/* io_uring_submit(); the tests replace it to inject failures. */
 	int (*submit)(struct io_uring *ring);
 };
@@ -84,6 +92,12 @@ struct blk_ring {
 int blk_ring_init(struct blk_ring *r, const struct blk_backend *be,
 		  unsigned int entries, unsigned int index,
 		  blk_ring_done_fn *done, void *priv);
+
+/*
+ * Is @fd a file on tmpfs or ramfs?  Copying to or from it never waits for
+ * a device, and io_uring cannot do it without a worker thread.
+ */
+bool blk_ring_memory_backed(int fd);
 
 /* Release the ring; call blk_ring_drain() first. */
 void blk_ring_exit(struct blk_ring *r);
