@@ -34,6 +34,19 @@
  * unmap claims its record with cmpxchg, so two unmaps of one mapping cannot
  * both free it.  Copies never go past the recorded length.
  *
+ * The driver areas of a ring (descriptor table and avail ring) are read-only
+ * to userspace: a device only reads them, and a daemon that rewrote them
+ * could hide requests from the driver and from the shim (avail->idx moved
+ * past the ring) or make the driver's own chain walks run away (NEXT flags).
+ * The shim says which coherent allocation is a ring, and how many queue
+ * entries it holds, before virtio_ring allocates it (domain_expect_ring), so
+ * the allocation is read-only up to the used ring (on a page of its own)
+ * from the moment userspace can see it.  IOTLB_GET_FD reports the two parts
+ * as two regions (VDUSE_ACCESS_RO, then RW), and the mapping refuses writes
+ * to the first part with SIGBUS: a write fault on a page not mapped yet, and
+ * a write to a page mapped for reading (page_mkwrite: the mapping is
+ * write-notified, so every page starts read-only in the page tables).
+ *
  * A FROM_DEVICE mapping starts zeroed in the bounce pages, so a reader gets
  * zeros where the device wrote nothing, never what earlier requests left in
  * the page; the reader's buffer is not copied in (the daemon must not see
@@ -53,6 +66,7 @@
 #include <linux/log2.h>
 #include <linux/mm.h>
 #include <linux/mman.h>
+#include <linux/pagemap.h>
 #include <linux/slab.h>
 #include <linux/uaccess.h>
 #include <linux/vmalloc.h>
@@ -90,6 +104,10 @@ struct vduse_shim_domain {
 	void *priv;
 	bool broken;
 
+	/* The next ring's entries and alignment (domain_expect_ring); 0: none. */
+	unsigned int ring_num;
+	unsigned int ring_align;
+
 	/* put_iova_domain() only after iova_domain_init_rcaches() worked. */
 	bool stream_rcaches;
 	bool coherent_rcaches;
@@ -99,6 +117,7 @@ struct vduse_shim_coherent {
 	struct interval_tree_node node;	/* IOVA range */
 	void *vaddr;
 	size_t size;
+	size_t ro_len;			/* bytes userspace may only read */
 	bool exposed;			/* returned by IOTLB_GET_FD */
 };
 
@@ -330,10 +349,48 @@ void vduse_shim_domain_sync(struct vduse_shim_domain *domain,
 	bounce_range(domain, iova, size, for_device);
 }
 
+/*
+ * The shim is about to create a ring of at most @num entries, its used ring
+ * aligned to @align: the coherent allocation of a ring's size that follows
+ * is that ring.  @num 0 ends this.
+ */
+void vduse_shim_domain_expect_ring(struct vduse_shim_domain *domain,
+				   unsigned int num, unsigned int align)
+{
+	spin_lock(&domain->lock);
+	domain->ring_num = num;
+	domain->ring_align = align;
+	spin_unlock(&domain->lock);
+}
+
+/*
+ * The read-only part of an allocation of @size bytes: the whole pages
+ * before the used ring when it is the expected ring.  virtio_ring (6.1)
+ * allocates vring_size(n, align) bytes, halving n from the queue size
+ * while the allocation fails.
+ */
+static size_t ring_ro_len(struct vduse_shim_domain *domain, size_t size)
+{
+	unsigned int n, num, align;
+
+	spin_lock(&domain->lock);
+	num = domain->ring_num;
+	align = domain->ring_align;
+	spin_unlock(&domain->lock);
+	for (n = num; n; n /= 2) {
+		if (vring_size(n, align) == size)
+			return round_down(ALIGN(sizeof(struct vring_desc) * n +
+						sizeof(__virtio16) * (3 + n),
+						align), PAGE_SIZE);
+	}
+	return 0;
+}
+
 void *vduse_shim_domain_alloc_coherent(struct vduse_shim_domain *domain,
 				       size_t size, dma_addr_t *iova,
 				       gfp_t gfp)
 {
+	size_t ro_len = ring_ro_len(domain, size);
 	struct vduse_shim_coherent *c;
 	unsigned long pfn, n;
 
@@ -347,6 +404,7 @@ void *vduse_shim_domain_alloc_coherent(struct vduse_shim_domain *domain,
 	if (!c)
 		return NULL;
 	c->size = size;
+	c->ro_len = ro_len;
 	c->vaddr = alloc_pages_exact(size, gfp | __GFP_ZERO);
 	if (!c->vaddr)
 		goto err_free;
@@ -461,15 +519,41 @@ int vduse_shim_domain_lookup(struct vduse_shim_domain *domain,
 	node = interval_tree_iter_first(&domain->coherent, entry->start,
 					entry->last);
 	if (node) {
-		to_coherent(node)->exposed = true;
-		entry->offset = node->start;
-		entry->start = node->start;
-		entry->last = node->last;
-		entry->perm = VDUSE_ACCESS_RW;
+		struct vduse_shim_coherent *c = to_coherent(node);
+		u64 rw = node->start + c->ro_len;
+
+		c->exposed = true;
+		/* A ring: its driver areas, then its used ring. */
+		if (c->ro_len && entry->start < rw) {
+			entry->start = node->start;
+			entry->last = rw - 1;
+			entry->perm = VDUSE_ACCESS_RO;
+		} else {
+			entry->start = c->ro_len ? rw : node->start;
+			entry->last = node->last;
+			entry->perm = VDUSE_ACCESS_RW;
+		}
+		entry->offset = entry->start;
 		ret = 0;
 	}
 	spin_unlock(&domain->lock);
 	return ret;
+}
+
+/* May userspace write the page at @iova (a ring's driver areas: no)? */
+static bool domain_writable(struct vduse_shim_domain *domain, u64 iova)
+{
+	struct interval_tree_node *node;
+	bool ok = true;
+
+	if (iova < domain->bounce_size)
+		return true;
+	spin_lock(&domain->lock);
+	node = interval_tree_iter_first(&domain->coherent, iova, iova);
+	if (node && iova - node->start < to_coherent(node)->ro_len)
+		ok = false;
+	spin_unlock(&domain->lock);
+	return ok;
 }
 
 static vm_fault_t domain_fault(struct vm_fault *vmf)
@@ -477,6 +561,9 @@ static vm_fault_t domain_fault(struct vm_fault *vmf)
 	struct vduse_shim_domain *domain = vmf->vma->vm_private_data;
 	u64 iova = (u64)vmf->pgoff << PAGE_SHIFT;
 	struct page *page = NULL;
+
+	if ((vmf->flags & FAULT_FLAG_WRITE) && !domain_writable(domain, iova))
+		return VM_FAULT_SIGBUS;
 
 	if (iova < domain->bounce_size) {
 		if (bounce_populate(domain, iova, PAGE_SIZE, GFP_KERNEL))
@@ -501,8 +588,25 @@ static vm_fault_t domain_fault(struct vm_fault *vmf)
 	return 0;
 }
 
+/*
+ * A write to a page mapped for reading.  Having this makes the mapping
+ * write-notified: pages are mapped read-only first, whatever the mmap's
+ * protection, and come here before they become writable.  The page is
+ * returned locked, as do_page_mkwrite() wants (our pages have no mapping).
+ */
+static vm_fault_t domain_page_mkwrite(struct vm_fault *vmf)
+{
+	struct vduse_shim_domain *domain = vmf->vma->vm_private_data;
+
+	if (!domain_writable(domain, (u64)vmf->pgoff << PAGE_SHIFT))
+		return VM_FAULT_SIGBUS;
+	lock_page(vmf->page);
+	return VM_FAULT_LOCKED;
+}
+
 static const struct vm_operations_struct domain_vm_ops = {
 	.fault = domain_fault,
+	.page_mkwrite = domain_page_mkwrite,
 };
 
 static int domain_mmap(struct file *file, struct vm_area_struct *vma)
@@ -840,6 +944,76 @@ static int st_refuse(struct selftest *st)
 	return 0;
 }
 
+/*
+ * A ring's driver areas are read-only to the daemon and its used ring is
+ * not: a write to the descriptor table (page not mapped yet) and to the
+ * last byte of the avail ring (page mapped for reading first) faults and
+ * changes nothing; one to the first byte of the used ring goes through;
+ * IOTLB_GET_FD reports the two parts as two regions.
+ */
+static int st_ring(struct selftest *st)
+{
+	const unsigned int num = 256;
+	const size_t rsize = vring_size(num, PAGE_SIZE);
+	const size_t used = ALIGN(sizeof(struct vring_desc) * num +
+				  sizeof(__virtio16) * (3 + num), PAGE_SIZE);
+	struct vduse_iotlb_entry e;
+	struct file *file;
+	unsigned long ua;
+	dma_addr_t iova;
+	u8 *va, x = 0;
+	bool ok;
+
+	vduse_shim_domain_expect_ring(st->domain, num, PAGE_SIZE);
+	va = vduse_shim_domain_alloc_coherent(st->domain, rsize, &iova,
+					      GFP_KERNEL);
+	vduse_shim_domain_expect_ring(st->domain, 0, 0);
+	if (!va)
+		return -ENOMEM;
+	file = vduse_shim_domain_open(st->domain);
+	if (IS_ERR(file)) {
+		vduse_shim_domain_free_coherent(st->domain, rsize, va, iova);
+		return PTR_ERR(file);
+	}
+	ua = vm_mmap(file, 0, PAGE_ALIGN(rsize), PROT_READ | PROT_WRITE,
+		     MAP_SHARED, iova);
+	fput(file);
+	if (IS_ERR_VALUE(ua)) {
+		vduse_shim_domain_free_coherent(st->domain, rsize, va, iova);
+		return (int)ua;
+	}
+
+	x = 0x77;
+	st_report(st, "ring-desc-write-refused",
+		  copy_to_user((void __user *)ua, &x, 1) && !va[0]);
+	ok = !copy_from_user(&x, (void __user *)(ua + used - 1), 1);
+	x = 0x77;
+	st_report(st, "ring-avail-write-refused",
+		  ok && copy_to_user((void __user *)(ua + used - 1), &x, 1) &&
+		  !va[used - 1]);
+	ok = !copy_from_user(&x, (void __user *)(ua + used), 1);
+	x = 0x77;
+	st_report(st, "ring-used-writable",
+		  ok && !copy_to_user((void __user *)(ua + used), &x, 1) &&
+		  va[used] == 0x77);
+
+	e = (struct vduse_iotlb_entry){ .start = iova + 1, .last = iova + 1 };
+	ok = !vduse_shim_domain_lookup(st->domain, &e) && e.start == iova &&
+	     e.offset == iova && e.last == iova + used - 1 &&
+	     e.perm == VDUSE_ACCESS_RO;
+	e = (struct vduse_iotlb_entry){ .start = iova + used,
+					.last = iova + used };
+	ok = ok && !vduse_shim_domain_lookup(st->domain, &e) &&
+	     e.start == iova + used && e.offset == iova + used &&
+	     e.last == iova + PAGE_ALIGN(rsize) - 1 &&
+	     e.perm == VDUSE_ACCESS_RW;
+	st_report(st, "ring-iotlb-ro-then-rw", ok);
+
+	vm_munmap(ua, PAGE_ALIGN(rsize));
+	vduse_shim_domain_free_coherent(st->domain, rsize, va, iova);
+	return 0;
+}
+
 /* The owner's "device broken" callback: count the calls (refuse() locks). */
 static void st_broken(void *priv)
 {
@@ -852,7 +1026,8 @@ static void st_broken(void *priv)
  * reads as zeros before any data was bounced into it; two mappings sharing
  * a bounce page each get their own data back when the "device" writes
  * through the mapping; a reader sees only what the device wrote; an unmap
- * or sync that matches no live mapping is refused.
+ * or sync that matches no live mapping is refused; a ring's driver areas
+ * refuse the daemon's writes and its used ring takes them.
  */
 int vduse_shim_domain_selftest(char *buf, size_t len)
 {
@@ -958,6 +1133,8 @@ int vduse_shim_domain_selftest(char *buf, size_t len)
 	ret = st_stale(&st);
 	if (!ret)
 		ret = st_refuse(&st);
+	if (!ret)
+		ret = st_ring(&st);
 	if (!ret) {
 		st.off += scnprintf(buf + st.off, len - st.off,
 				    "refused-broken-callback: %d\n", broken);

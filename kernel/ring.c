@@ -2,6 +2,11 @@
 /*
  * vduse_shim: the shadow of the split rings, and a dead device's answers.
  *
+ * The descriptor table and the avail ring are read-only to the daemon
+ * (domain.c), so only the used ring is its to write; the bounds below are
+ * kept all the same, as a second line (indirect tables live in the bounce
+ * region, which the daemon writes).
+ *
  * Everything below reads rings the daemon can write.  Every walk is bounded
  * by a number the shim chose (shadow_num, the size the driver's ring was
  * created with, at most VDUSE_SHIM_MAX_VQ_SIZE), never by one read from the

@@ -91,6 +91,8 @@ void vduse_shim_domain_unmap(struct vduse_shim_domain *domain,
 			     enum dma_data_direction dir, bool copy);
 void vduse_shim_domain_sync(struct vduse_shim_domain *domain,
 			    dma_addr_t iova, size_t size, bool for_device);
+void vduse_shim_domain_expect_ring(struct vduse_shim_domain *domain,
+				   unsigned int num, unsigned int align);
 void *vduse_shim_domain_alloc_coherent(struct vduse_shim_domain *domain,
 				       size_t size, dma_addr_t *iova,
 				       gfp_t gfp);

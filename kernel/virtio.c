@@ -285,9 +285,16 @@ static int shim_setup_vq(struct virtio_device *vdev, unsigned int index,
 	u16 *fail_heads;
 	s16 *inflight;
 
-	vq = vring_create_virtqueue(index, svq->num_max, dev->vq_align,
+	/*
+	 * The used ring on a page of its own, whatever vq_align says (the
+	 * daemon learns the rings' addresses from VQ_GET_INFO), so that the
+	 * pages before it, the driver's, are read-only to the daemon.
+	 */
+	vduse_shim_domain_expect_ring(domain, svq->num_max, PAGE_SIZE);
+	vq = vring_create_virtqueue(index, svq->num_max, PAGE_SIZE,
 				    vdev, true, true, ctx,
 				    shim_notify, callback, name);
+	vduse_shim_domain_expect_ring(domain, 0, 0);
 	if (!vq)
 		return -ENOMEM;
 	num = virtqueue_get_vring_size(vq);

@@ -3,15 +3,18 @@
 #
 # Guest script (bookworm-shim): the shim-specific checks.
 #   - a hostile daemon (shim-test hostile) suppresses kicks under a mounted
-#     ext4, rewrites in-flight chains (self-loops, a cycle, 4 GiB indirect
-#     tables), then exits: I/O fails, detach, destroy and rmmod complete,
-#     no lockup, stall or hung task
+#     ext4, tries to rewrite in-flight chains (self-loops, a cycle, 4 GiB
+#     indirect tables) and avail->idx, which the shim maps read-only (the
+#     write faults), then exits: I/O fails, detach, destroy and rmmod
+#     complete, no lockup, stall or hung task
 #   - malformed ioctls are refused (shim-test bad-ioctls)
 #   - bounce pages start zeroed; two mappings sharing a bounce page each get
 #     their own data; a reader gets zeros where the device wrote nothing,
 #     not what earlier requests left in the bounce pages; an unmap or sync
 #     that matches no live mapping is refused, warned about once, copies
-#     and frees nothing (the module's debugfs selftest)
+#     and frees nothing; a ring's descriptor table and avail ring refuse
+#     the daemon's writes, its used ring takes them (the module's debugfs
+#     selftest)
 #   - a daemon that never answers: attach gives up after msg_timeout, the
 #     device is broken (POLLERR, ioctls fail), detach and destroy work
 #   - a daemon SIGKILLed with requests in flight and a second one that
@@ -131,11 +134,13 @@ kernel_calm() {
 # the daemon dies with an ext4 full of dirty pages mounted: detaching
 # (del_gendisk writes them back) and unloading must not wait for kicks.
 # SHIM_HOSTILE: the cases to run (all by default).
-# Not by default: inflate:256 (avail->idx moved past the ring with every
-# request in flight hides them from the shim until the driver writes the
-# index again, which it does only for a new request: detach then waits for
-# ever; see docs/kernel-shim.md).
-HOSTILE=${SHIM_HOSTILE:-noevent selfloop:256 longchain:1024 indirect:256}
+# inflate:256 moves avail->idx past the ring with every request in flight:
+# where the daemon can write the avail ring, that hides them from the shim
+# until the driver writes the index again, which it does only for a new
+# request, and detach waits for ever (docs/kernel-shim.md).  The shim maps
+# the descriptor table and the avail ring read-only, so every rewrite but
+# noevent's (the used ring, the device's own) must fault in the daemon.
+HOSTILE=${SHIM_HOSTILE:-noevent selfloop:256 longchain:1024 indirect:256 inflate:256}
 [ "$HOSTILE" = none ] && HOSTILE=
 case " $HOSTILE " in *" noevent "*) run_noevent=1 ;; *) run_noevent= ;; esac
 if [ -z "$run_noevent" ]; then
@@ -146,6 +151,7 @@ elif hostile_start h0 noevent 256; then
 		dd if=/dev/zero of=/mnt/dirty bs=1M count=24 2>/dev/null
 	info "dirty: $(awk '/^Dirty:/ { print $2 }' /proc/meminfo) kB"
 	check noevent-daemon hostile_stop
+	check noevent-used-writable sh -c '! grep -q "write refused" /tmp/hostile.log'
 	bounded $((TIMEOUT + 20)) noevent-detach vdpa dev del h0
 	umount -l /mnt
 	check noevent-vda-gone wait_for 10 no_vda
@@ -168,6 +174,7 @@ for m in $HOSTILE; do
 		start_fio
 		sleep 3
 		check "$mode-daemon" hostile_stop
+		check "$mode-write-refused" grep -q "$mode: ring write refused" /tmp/hostile.log
 		t0=$(now)
 		check "$mode-fio-ends" wait_fio $((TIMEOUT + 20))
 		info "$mode: fio ended $(($(now) - t0)) s after the daemon died"
@@ -311,6 +318,12 @@ for k in unmap-size+1 unmap-size-1 unmap-iova+1 unmap-iova+granule \
 	check "refuse-$k" grep -qx "refuse-$k: ok" /tmp/selftest.txt
 done
 check sync-exact grep -qx 'sync-exact: ok' /tmp/selftest.txt
+# A ring's descriptor table and avail ring are read-only to the daemon, its
+# used ring is not (both sides of the boundary), in two IOTLB regions.
+for k in ring-desc-write-refused ring-avail-write-refused ring-used-writable \
+	ring-iotlb-ro-then-rw; do
+	check "$k" grep -qx "$k: ok" /tmp/selftest.txt
+done
 check unmap-exact-after-refusals grep -qx 'unmap-exact-after-refusals: ok' /tmp/selftest.txt
 check refuse-broken-once grep -qx 'refused-broken-callback: 1' /tmp/selftest.txt
 check refuse-warned-once test $(($(dmesg | grep -c 'matches no live mapping') - refused0)) = 1
