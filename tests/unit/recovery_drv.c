@@ -259,13 +259,13 @@ static void crash_everywhere(uint64_t features)
 	munmap(shared_points, sizeof(*shared_points));
 }
 
-void rec_test_crash_at_every_point(void **state)
+void test_crash_at_every_point(void **state)
 {
 	(void)state;
 	crash_everywhere(tu_base_features());
 }
 
-void rec_test_crash_at_every_point_event_idx(void **state)
+void test_crash_at_every_point_event_idx(void **state)
 {
 	(void)state;
 	crash_everywhere(tu_base_features() | tu_event_idx_feature());

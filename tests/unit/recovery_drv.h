@@ -36,7 +36,7 @@ struct rec_params {
 	void (*complete)(struct vduse_vq *vq, struct vduse_vq_elem **el,
 			 unsigned int n);
 
-	/* rec_test_crash_at_every_point(): */
+	/* test_crash_at_every_point(): */
 	void (*child_script)(struct vduse_vq *vq);	/* the first process */
 	unsigned int prefill;		/* requests published before it */
 	unsigned long min_points;	/* crash points it passes, more than */
@@ -88,8 +88,9 @@ struct vduse_device *rec_reopen(void);
 void rec_serve_to_end(struct vduse_device *dev);
 
 /* The first process is killed at every crash point of its script in
- * turn; a successor serves every request to the end each time. */
-void rec_test_crash_at_every_point(void **state);
-void rec_test_crash_at_every_point_event_idx(void **state);
+ * turn; a successor serves every request to the end each time.  Named
+ * test_* like every case (mutate.py reads the failed cases' names). */
+void test_crash_at_every_point(void **state);
+void test_crash_at_every_point_event_idx(void **state);
 
 #endif

@@ -488,8 +488,8 @@ int main(void)
 {
 #define REC_TEST(f) cmocka_unit_test_setup_teardown(f, rec_setup, rec_teardown)
 	const struct CMUnitTest tests[] = {
-		REC_TEST(rec_test_crash_at_every_point),
-		REC_TEST(rec_test_crash_at_every_point_event_idx),
+		REC_TEST(test_crash_at_every_point),
+		REC_TEST(test_crash_at_every_point_event_idx),
 		REC_TEST(test_sigkill_at_random),
 		REC_TEST(test_replay_order_and_vq_state),
 		REC_TEST(test_interrupt_after_reconnect),

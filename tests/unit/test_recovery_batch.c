@@ -112,10 +112,10 @@ const struct rec_params rec_params = {
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(rec_test_crash_at_every_point,
+		cmocka_unit_test_setup_teardown(test_crash_at_every_point,
 						rec_setup, rec_teardown),
 		cmocka_unit_test_setup_teardown(
-			rec_test_crash_at_every_point_event_idx, rec_setup,
+			test_crash_at_every_point_event_idx, rec_setup,
 			rec_teardown),
 	};
 
