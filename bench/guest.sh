@@ -5,7 +5,8 @@
 # Every contender is set up first, each on its own file on tmpfs, and stays
 # up for the whole run:
 #   loop        the kernel loop device (buffered: the file's tmpfs pages)
-#   vduse-blk   the example, 1 and 2 queues (buffered io_uring on the file)
+#   vduse-blk   the example, 1 and 2 queues (buffered: on tmpfs it copies
+#               with preadv/pwritev in the queue thread)
 #               (and vduse-blk-base, an older build of it, with BENCH_COMPARE)
 #   qsd         qemu-storage-daemon's vduse-blk export, 1 and 2 queues
 #               (aio=io_uring, cache.direct=on)
