@@ -9,9 +9,10 @@
  *  - finished requests collect in q->done and go back with one
  *    vduse_vq_push_batch(VDUSE_VQ_PUSH_NOTIFY): one used->idx store and one
  *    interrupt decision per batch;
- *  - a file on tmpfs or in the page cache often completes inside the
- *    submit: those completions are reaped and pushed in the same event,
- *    without waiting for the ring's poll fd;
+ *  - a read or write that hits the page cache completes inside the
+ *    submit (and on tmpfs blk_ring.c does it at once, without io_uring):
+ *    those completions are reaped and pushed in the same event, without
+ *    waiting for the ring's poll fd;
  *  - while requests are in flight kicks are off (vduse_vq_disable_kicks()):
  *    each completion event looks at the ring itself.  When the queue runs
  *    idle, kicks go back on before the thread sleeps, and
