@@ -12,15 +12,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "internal.h"
 #include "log.h"
 #include "sys.h"
-
-/* Memory shared with the driver: read and write each field exactly once. */
-#define RING_LOAD(x)		__atomic_load_n(&(x), __ATOMIC_RELAXED)
-#define RING_LOAD_ACQ(x)	__atomic_load_n(&(x), __ATOMIC_ACQUIRE)
-#define RING_STORE(x, v)	__atomic_store_n(&(x), (v), __ATOMIC_RELAXED)
-#define RING_STORE_REL(x, v)	__atomic_store_n(&(x), (v), __ATOMIC_RELEASE)
+#include "vq_split.h"
 
 static size_t desc_size(unsigned int num)
 {
@@ -37,16 +31,6 @@ static size_t avail_size(unsigned int num)
 static size_t used_size(unsigned int num)
 {
 	return sizeof(uint16_t) * 3 + sizeof(struct vring_used_elem) * num;
-}
-
-static uint16_t *used_event(struct vduse_vq *vq)
-{
-	return (uint16_t *)&vq->avail->ring[vq->num];
-}
-
-static uint16_t *avail_event(struct vduse_vq *vq)
-{
-	return (uint16_t *)&vq->used->ring[vq->num];
 }
 
 /* Called with the queue's iotlb lock held. */
@@ -96,58 +80,13 @@ void vduse_split_kicks_reset(struct vduse_vq *vq)
 		RING_STORE(vq->used->flags, 0);
 }
 
-/* Put one completion in the used ring (used->idx is stored later). */
-static inline __attribute__((always_inline)) void
-put_used(struct vduse_vq *vq, uint32_t id, uint32_t len)
-{
-	struct vring_used_elem *u = &vq->used->ring[vq->used_idx % vq->num];
-
-	if (vq->ilog)
-		vduse_crash_point();
-	RING_STORE(u->id, htole32(id));
-	if (vq->ilog) {
-		vduse_crash_point();
-		RING_STORE(u->len, htole32(len));
-		vduse_ilog_done(vq->ilog, id, vq->used_idx);
-	} else {
-		RING_STORE(u->len, htole32(len));
-	}
-	vq->used_idx++;
-}
-
-/* Make the used entries written so far visible to the driver. */
-static void publish_used(struct vduse_vq *vq)
-{
-	if (vq->ilog)
-		vduse_crash_point();
-	RING_STORE_REL(vq->used->idx, htole16(vq->used_idx));
-	if (vq->ilog)
-		vduse_ilog_used(vq->ilog, vq->used_idx);
-}
-
-/* Publish the pushes the used ring could not take when they were made. */
-static void flush_deferred(struct vduse_vq *vq)
-{
-	unsigned int i;
-
-	for (i = 0; i < vq->nr_deferred; i++)
-		put_used(vq, le32toh(vq->deferred[i].id),
-			 le32toh(vq->deferred[i].len));
-	publish_used(vq);
-	/* The log kept them in flight until now. */
-	for (i = 0; vq->ilog && i < vq->nr_deferred; i++)
-		vduse_ilog_free(vq->ilog, le32toh(vq->deferred[i].id));
-	vq->nr_deferred = 0;
-	vq->flushed = true;	/* the driver may be waiting for an interrupt */
-}
-
 /*
  * Re-translate the rings if an UPDATE_IOTLB dropped mappings.  Locked.
  * Returns 0, -EIO when the queue is stopped, -ENOMEM for a shortage that
  * may pass (the queue stays usable), or another -errno after breaking the
  * queue.
  */
-static int remap_rings(struct vduse_vq *vq)
+int vduse_split_remap_rings(struct vduse_vq *vq)
 {
 	int ret = vduse_split_map_rings(vq);
 
@@ -161,18 +100,8 @@ static int remap_rings(struct vduse_vq *vq)
 	if (vq->rings_pending)
 		vduse_split_init_used(vq);
 	if (vq->nr_deferred)
-		flush_deferred(vq);
+		vduse_split_flush_deferred(vq);
 	return 0;
-}
-
-static inline int rings_valid(struct vduse_vq *vq)
-{
-	if (!vq->started)
-		return -EIO;
-	if (__builtin_expect(!vq->rings_pending &&
-			     vq->ring_gen == vq->iotlb.gen, 1))
-		return 0;
-	return remap_rings(vq);
 }
 
 /* Walks of one chain before giving up on an IOTLB that keeps changing. */
@@ -420,47 +349,6 @@ static int walk_chain(struct vduse_vq *vq, unsigned int head, struct chain *c)
 	}
 }
 
-static bool inflight_test(const struct vduse_vq *vq, unsigned int id)
-{
-	return vq->inflight_map[id / 64] & (1ULL << (id % 64));
-}
-
-static void inflight_flip(struct vduse_vq *vq, unsigned int id)
-{
-	vq->inflight_map[id / 64] ^= 1ULL << (id % 64);
-}
-
-/* vduse_iotlb_pin(), inline. */
-static inline unsigned int pin(struct vduse_iotlb *t)
-{
-	t->pins[t->slot]++;
-	return t->slot;
-}
-
-/*
- * vduse_iotlb_unpin() without its reclaim: unlock_and_report() reclaims
- * once per call, before the lock is dropped.
- */
-static inline void unpin(struct vduse_iotlb *t, unsigned int slot)
-{
-	if (t->pins[slot & 1])
-		t->pins[slot & 1]--;
-}
-
-/* Locked.  Returns the available index, or -EIO if the driver is lying. */
-static int read_avail_idx(struct vduse_vq *vq)
-{
-	uint16_t idx = le16toh(RING_LOAD_ACQ(vq->avail->idx));
-
-	if ((uint16_t)(idx - vq->last_avail_idx) > vq->num) {
-		vduse_vq_fail(vq, -EINVAL,
-			      "available index jumped from %u to %u (size %u)",
-			      vq->last_avail_idx, idx, vq->num);
-		return -EIO;
-	}
-	return idx;
-}
-
 /*
  * The head at last_avail_idx, or -EAGAIN when the ring is empty (kicks are
  * re-armed first, unless the backend turned them off), or -EIO.  *avail is
@@ -529,12 +417,6 @@ static int take_chain(struct vduse_vq *vq, unsigned int head, struct chain *c)
 		if (ret < 0)
 			return ret == -ENOMEM ? ret : -EIO;
 	}
-}
-
-/* Is a reconnect's list of requests to pop again not done yet? */
-static bool replaying(const struct vduse_vq *vq)
-{
-	return vq->ilog && vq->replay_pos < vq->nr_replay;
 }
 
 /*
@@ -690,34 +572,6 @@ static unsigned int pop_batch_locked(struct vduse_vq *vq,
 	return n;
 }
 
-/*
- * After a call that found a shortage: make sure the caller comes back.  A
- * kick that arrived meanwhile may have been consumed already, and with
- * EVENT_IDX the driver does not kick again for what it made available.
- */
-static void retry_later(struct vduse_vq *vq, const char *what)
-{
-	vduse_dbg("%s: queue %u: %s: out of memory or fds, will retry",
-		  vq->dev->name, vq->index, what);
-	vduse_vq_self_kick(vq);
-}
-
-/* What every data-path call does on its way out of the lock. */
-static inline __attribute__((always_inline)) void
-unlock_and_report(struct vduse_vq *vq, bool *notify)
-{
-	int err = vq->fail_err ? vduse_vq_take_failure(vq) : 0;
-
-	*notify = vq->flushed;
-	vq->flushed = false;
-	/* Nothing retired (the common case): nothing to reclaim. */
-	if (vq->iotlb.retired || vq->iotlb.grace)
-		vduse_iotlb_reclaim(&vq->iotlb);
-	vduse_iotlb_unlock(&vq->iotlb);
-	if (err)
-		vduse_vq_report_failure(vq, err);
-}
-
 int vduse_vq_pop(struct vduse_vq *vq, size_t sz, void **elem)
 {
 	bool notify;
@@ -733,7 +587,7 @@ int vduse_vq_pop(struct vduse_vq *vq, size_t sz, void **elem)
 	ret = pop_locked(vq, sz, elem);
 	unlock_and_report(vq, &notify);
 	if (ret == -ENOMEM)
-		retry_later(vq, "pop");
+		vduse_split_retry_later(vq, "pop");
 	if (notify)
 		vduse_vq_notify(vq);
 	return ret;
@@ -752,257 +606,20 @@ int vduse_vq_pop_batch(struct vduse_vq *vq, struct vduse_vq_elem **elems,
 	n = pop_batch_locked(vq, elems, max, &err);
 	unlock_and_report(vq, &notify);
 	if (err == -ENOMEM)
-		retry_later(vq, "pop");
+		vduse_split_retry_later(vq, "pop");
 	if (notify)
 		vduse_vq_notify(vq);
 	return n ? (int)n : err;
 }
 
-/* Does the driver want an interrupt for what was pushed?  Locked. */
-static inline __attribute__((always_inline)) bool
-need_interrupt(struct vduse_vq *vq)
-{
-	uint16_t old = vq->signalled_used, now = vq->used_idx;
-
-	/* Order our used->idx store before reading the driver's wishes. */
-	__atomic_thread_fence(__ATOMIC_SEQ_CST);
-	vq->signalled_used = now;
-	if (vq->irq_pending) {
-		vq->irq_pending = false;
-		return true;
-	}
-	if (old == now)
-		return false;
-	if (!vq->event_idx)
-		return !(le16toh(RING_LOAD(vq->avail->flags)) &
-			 VRING_AVAIL_F_NO_INTERRUPT);
-	return vring_need_event(le16toh(RING_LOAD(*used_event(vq))), now, old);
-}
-
-/* Unlocked.  1 when injected; a failure is kept for the next notify. */
-static int inject_irq(struct vduse_vq *vq)
-{
-	uint32_t index = vq->index;
-	int ret;
-
-	ret = vduse_sys->ioctl(vq->dev->dev_fd, VDUSE_VQ_INJECT_IRQ, &index);
-	if (ret < 0) {
-		vduse_err("%s: queue %u: VDUSE_VQ_INJECT_IRQ: %s",
-			  vq->dev->name, vq->index, strerror(-ret));
-		/* Not lost: the next notify injects it again. */
-		vduse_iotlb_lock(&vq->iotlb);
-		vq->irq_pending = true;
-		vduse_iotlb_unlock(&vq->iotlb);
-		return ret;
-	}
-	return 1;
-}
-
-/* Take @n ids out of flight, or none of them (-EINVAL).  Locked. */
-static int take_ids(struct vduse_vq *vq, struct vduse_vq_elem *const *elems,
-		    unsigned int n)
-{
-	unsigned int i;
-
-	for (i = 0; i < n; i++) {
-		uint32_t id = elems[i]->id;
-
-		/* A second push of an id in this batch fails here too. */
-		if (id >= vq->num || !inflight_test(vq, id)) {
-			vduse_err("%s: queue %u: push of id %u that is not in flight",
-				  vq->dev->name, vq->index, id);
-			while (i--)
-				inflight_flip(vq, elems[i]->id);
-			return -EINVAL;
-		}
-		inflight_flip(vq, id);
-	}
-	return 0;
-}
-
-/* The element of @id is done: release its pin and spare iovecs. */
-static void release_id(struct vduse_vq *vq, uint32_t id)
-{
-	struct vduse_vq_fast *f = &vq->fast;
-	struct vduse_vq_slot *s = &f->slots[id];
-
-	vq->inflight--;
-	unpin(&vq->iotlb, vq->head_slot[id]);
-	if (s->big && f->spare_bytes > VDUSE_VQ_SPARE_IOV_BYTES) {
-		f->spare_bytes -= s->big_cap * sizeof(*s->big);
-		free(s->big);
-		s->big = NULL;
-		s->big_cap = 0;
-	}
-}
-
 /*
- * Push @n completions: every used entry, one used->idx store, then the
- * log's frees (docs/recovery.md, "Write order").  *deferred: the used
- * ring could not be mapped and they wait in vq->deferred.  Locked.
+ * After a call that found a shortage: make sure the caller comes back.  A
+ * kick that arrived meanwhile may have been consumed already, and with
+ * EVENT_IDX the driver does not kick again for what it made available.
  */
-static int push_locked(struct vduse_vq *vq, struct vduse_vq_elem *const *elems,
-		       const uint32_t *lens, unsigned int n, bool *deferred)
+void vduse_split_retry_later(struct vduse_vq *vq, const char *what)
 {
-	unsigned int i;
-	int ret;
-
-	if (!vq->started)
-		return -EIO;
-	ret = take_ids(vq, elems, n);
-	if (ret < 0)
-		return ret;
-	ret = rings_valid(vq);
-	if (ret == -ENOMEM && vq->nr_deferred + n <= vq->num) {
-		/* The library owns the retry: publish on a later call. */
-		for (i = 0; i < n; i++) {
-			vq->deferred[vq->nr_deferred].id = htole32(elems[i]->id);
-			vq->deferred[vq->nr_deferred].len = htole32(lens[i]);
-			vq->nr_deferred++;
-		}
-		*deferred = true;
-	} else if (ret < 0) {
-		for (i = 0; i < n; i++)
-			inflight_flip(vq, elems[i]->id);
-		return ret;
-	} else if (n) {
-		for (i = 0; i < n; i++)
-			put_used(vq, elems[i]->id, lens[i]);
-		publish_used(vq);
-		for (i = 0; vq->ilog && i < n; i++)
-			vduse_ilog_free(vq->ilog, elems[i]->id);
-	}
-	for (i = 0; i < n; i++)
-		release_id(vq, elems[i]->id);
-	return 0;
-}
-
-static int push(struct vduse_vq *vq, struct vduse_vq_elem *const *elems,
-		const uint32_t *lens, unsigned int n, bool notify)
-{
-	bool flushed, deferred = false, need = false;
-	int ret;
-
-	vduse_iotlb_lock(&vq->iotlb);
-	ret = push_locked(vq, elems, lens, n, &deferred);
-	/* Covers what a flush of deferred completions published. */
-	if (notify && ret == 0 && !deferred)
-		need = need_interrupt(vq);
-	unlock_and_report(vq, &flushed);
-	if (deferred || ret == -ENOMEM)
-		retry_later(vq, "push");
-	if (ret < 0 || !notify) {
-		if (flushed)
-			vduse_vq_notify(vq);
-		return ret;
-	}
-	if (!need)
-		return 0;
-	ret = inject_irq(vq);
-	if (ret < 0) {
-		/* The pushes stand: come back for the interrupt. */
-		retry_later(vq, "interrupt");
-		return 0;
-	}
-	return ret;
-}
-
-int vduse_vq_push(struct vduse_vq *vq, const struct vduse_vq_elem *elem,
-		  uint32_t len)
-{
-	struct vduse_vq_elem *e = (struct vduse_vq_elem *)elem;
-
-	return push(vq, &e, &len, 1, false);
-}
-
-int vduse_vq_push_batch(struct vduse_vq *vq, struct vduse_vq_elem *const *elems,
-			const uint32_t *lens, unsigned int n,
-			unsigned int flags)
-{
-	if (flags & ~VDUSE_VQ_PUSH_NOTIFY)
-		return -EINVAL;
-	return push(vq, elems, lens, n, flags & VDUSE_VQ_PUSH_NOTIFY);
-}
-
-/* Kick suppression (vduse_vq_disable_kicks / _enable_kicks).  Locked. */
-static void kicks_off(struct vduse_vq *vq)
-{
-	vq->fast.rearm = false;
-	if (vq->event_idx)
-		/* Behind anything the driver can publish: no kick until
-		 * the index wraps (then one, which does no harm). */
-		RING_STORE(*avail_event(vq),
-			   htole16((uint16_t)(vq->last_avail_idx - 1)));
-	else
-		RING_STORE(vq->used->flags, htole16(VRING_USED_F_NO_NOTIFY));
-}
-
-/* 1: requests are waiting (or to pop again), 0: empty, or -EIO. */
-static int kicks_on(struct vduse_vq *vq)
-{
-	int avail;
-
-	vq->fast.rearm = vq->event_idx;
-	if (vq->event_idx)
-		RING_STORE(*avail_event(vq), htole16(vq->last_avail_idx));
-	else
-		RING_STORE(vq->used->flags, 0);
-	/* Order the re-arm before the last look, as the driver orders its
-	 * avail->idx store before reading what we asked for. */
-	__atomic_thread_fence(__ATOMIC_SEQ_CST);
-	if (replaying(vq))
-		return 1;
-	avail = read_avail_idx(vq);
-	if (avail < 0)
-		return avail;
-	return avail != vq->last_avail_idx;
-}
-
-static int set_kicks(struct vduse_vq *vq, bool on)
-{
-	bool notify;
-	int ret;
-
-	vduse_iotlb_lock(&vq->iotlb);
-	ret = vq->broken ? -EIO : rings_valid(vq);
-	if (ret == 0 && on)
-		ret = kicks_on(vq);
-	else if (ret == 0)
-		kicks_off(vq);
-	unlock_and_report(vq, &notify);
-	if (ret == -ENOMEM)
-		retry_later(vq, "kicks");
-	if (notify)
-		vduse_vq_notify(vq);
-	return ret == -ENOMEM || ret >= 0 ? ret : -EIO;
-}
-
-int vduse_vq_disable_kicks(struct vduse_vq *vq)
-{
-	return set_kicks(vq, false);
-}
-
-int vduse_vq_enable_kicks(struct vduse_vq *vq)
-{
-	return set_kicks(vq, true);
-}
-
-int vduse_vq_notify(struct vduse_vq *vq)
-{
-	bool need, unused;
-	int ret;
-
-	vduse_iotlb_lock(&vq->iotlb);
-	ret = rings_valid(vq);
-	need = ret == 0 && need_interrupt(vq);	/* covers what was flushed */
-	unlock_and_report(vq, &unused);
-	if (ret == -ENOMEM) {
-		retry_later(vq, "notify");
-		return ret;
-	}
-	if (ret < 0)
-		return ret;
-	if (!need)
-		return 0;
-	return inject_irq(vq);
+	vduse_dbg("%s: queue %u: %s: out of memory or fds, will retry",
+		  vq->dev->name, vq->index, what);
+	vduse_vq_self_kick(vq);
 }
