@@ -217,8 +217,7 @@ static int blk_parse_args(int argc, char **argv, struct blk_opts *o)
 				ret = -EINVAL;
 			}
 			break;
-		case BLK_OPT_NO_LOG:
-			o->log = NULL;
+		case BLK_OPT_NO_LOG:	/* wins over --log, in any order */
 			no_log = true;
 			break;
 		case 'v':
