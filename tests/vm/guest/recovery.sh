@@ -82,7 +82,7 @@ finish() {
 
 fio_verify() {
 	fio --name=recover --filename=/dev/vda --direct=1 --ioengine=libaio \
-		--iodepth=16 --rw=randwrite --bs=4k --size=64M --loops=3 --fsync=16 \
+		--iodepth=16 --rw=randwrite --bs=4k --size=64M --loops=5 --fsync=16 \
 		--verify=crc32c --do_verify=1 --verify_fatal=1 --eta=never \
 		--output=/tmp/fio.out
 }
