@@ -18,6 +18,7 @@
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
 
 #include <linux/ctype.h>
+#include <linux/delay.h>
 #include <linux/dma-map-ops.h>
 #include <linux/fs.h>
 #include <linux/idr.h>
@@ -441,6 +442,7 @@ int vduse_shim_detach(const char *name)
 	struct vduse_shim_dev *dev;
 	bool connected = false;
 	int ret = -ENODEV;
+	unsigned int delay;
 
 	dev = find_dev_get(name);
 	if (dev) {
@@ -483,6 +485,13 @@ int vduse_shim_detach(const char *name)
 	mutex_lock(&dev->lock);
 	dev->attaching = false;
 	mutex_unlock(&dev->lock);
+	/*
+	 * From here a DESTROY_DEV may drop the idr's reference: this one
+	 * keeps the device.  test_detach_delay_ms widens the window.
+	 */
+	delay = READ_ONCE(vduse_shim_test_detach_delay_ms);
+	if (delay)
+		msleep(min(delay, 10000U));
 	atomic_long_dec(&vduse_shim_stats.attached);
 	vduse_shim_dev_put(dev);
 	return 0;

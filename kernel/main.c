@@ -28,6 +28,7 @@ struct vduse_shim_stats vduse_shim_stats;
 unsigned int vduse_shim_msg_timeout = 30;
 unsigned int vduse_shim_reconnect_timeout = 30;
 unsigned long vduse_shim_bounce_size = 64UL << 20;
+unsigned int vduse_shim_test_detach_delay_ms;
 
 static int timeout_set(const char *val, const struct kernel_param *kp)
 {
@@ -73,6 +74,16 @@ module_param_cb(reconnect_timeout, &reconnect_ops,
 		&vduse_shim_reconnect_timeout, 0644);
 MODULE_PARM_DESC(reconnect_timeout,
 		 "Seconds a new daemon has to reopen an attached device whose daemon closed it, before its requests fail (0-3600, default 30)");
+
+/*
+ * For tests only: widens the window in which a detach has let its device go
+ * (another caller may destroy it) but still uses it, so that a test can
+ * land a DESTROY_DEV there (tests/vm/shim/robust.sh, detach-destroy).
+ */
+module_param_named(test_detach_delay_ms, vduse_shim_test_detach_delay_ms,
+		   uint, 0644);
+MODULE_PARM_DESC(test_detach_delay_ms,
+		 "For tests only: milliseconds a detach sleeps after it lets its device go, before its last use of it (0-10000, default 0)");
 
 static int bounce_set(const char *val, const struct kernel_param *kp)
 {

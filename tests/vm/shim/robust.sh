@@ -15,6 +15,8 @@
 #     and frees nothing; a ring's descriptor table and avail ring refuse
 #     the daemon's writes, its used ring takes them (the module's debugfs
 #     selftest)
+#   - a destroy that lands while a detach still uses the device (the
+#     window widened by test_detach_delay_ms): no use after free
 #   - a daemon that never answers: attach gives up after msg_timeout, the
 #     device is broken (POLLERR, ioctls fail), detach and destroy work
 #   - a daemon SIGKILLed with requests in flight and a second one that
@@ -31,7 +33,8 @@
 #     load next to the first
 # Needs: the project's vduse-blk, --bin shim-test, --bin vduse_shim_dup.ko
 # (optional). Env: SHIM_CYCLES (100); SHIM_HOSTILE (the hostile cases, or
-# none); SHIM_HOSTILE_ONLY (stop after the hostile and reconnect cases).
+# none); SHIM_HOSTILE_ONLY (stop after the hostile and reconnect cases);
+# SHIM_RACE_ONLY (stop after the detach/destroy race).
 . /lib/vmtest.sh
 
 TIMEOUT=5
@@ -129,6 +132,58 @@ bounded() {
 kernel_calm() {
 	! dmesg | grep -E 'soft lockup|hard LOCKUP|rcu_.*stall|blocked for more than|BUG:|WARNING:'
 }
+
+# --- a detach racing a destroy -----------------------------------------------
+# The daemon is gone and detach runs.  Once the driver is removed, detach
+# lets the device go (a destroy may succeed from then on) but still uses
+# it; test_detach_delay_ms widens that window to 1 s and destroys are tried
+# until one succeeds.  Detach must not touch the freed device: the VM boots
+# with slub_debug=FZP,kmalloc-1k (the device's cache, kernel/meson.build),
+# so a use after the free oopses on the poison or logs "Poison overwritten".
+# Failed before the refcount (aa765d6): the detach used the destroyed
+# device.
+destroy_until_done() {
+	while kill -0 "$1" 2>/dev/null; do
+		shim-test destroy "$2" 2>/dev/null && return 0
+	done
+	shim-test destroy "$2" 2>/dev/null
+}
+no_uaf() {
+	! dmesg | grep -E 'BUG:|Oops|general protection|Poison overwritten|use-after-free|Redzone|WARNING:'
+}
+if start_blk d0; then
+	kill -KILL "$PID"
+	wait "$PID" 2>/dev/null
+	echo 1000 >"$P/test_detach_delay_ms"
+	vdpa dev del d0 >/tmp/del.log 2>&1 &
+	DEL=$!
+	destroy_until_done "$DEL" d0
+	rc=$?
+	if ! wait_for 30 sh -c "! kill -0 $DEL 2>/dev/null"; then
+		fail race-detach "vdpa dev del still running after 30 s"
+		echo w >/proc/sysrq-trigger
+		dmesg | tail -n 80
+		exit 0
+	fi
+	wait "$DEL"
+	drc=$?
+	echo 0 >"$P/test_detach_delay_ms"
+	info "detach: status $drc $(cat /tmp/del.log); destroy during it: status $rc"
+	check race-detach test "$drc" = 0
+	check race-destroy test "$rc" = 0
+	check race-vda-gone wait_for 10 no_vda
+	# Check every object of the cache, the freed ones' poison among them.
+	check race-validate sh -c 'echo 1 >/sys/kernel/slab/kmalloc-1k/validate'
+	check race-no-uaf no_uaf
+	check race-freed wait_for 5 all_freed
+else
+	fail race-start "vduse-blk did not attach"
+	show_log "$LOG"
+fi
+if [ -n "${SHIM_RACE_ONLY:-}" ]; then
+	bounded 60 race-rmmod rmmod vduse_shim
+	exit 0
+fi
 
 # The driver stops kicking (NO_NOTIFY, avail_event behind avail->idx) and
 # the daemon dies with an ext4 full of dirty pages mounted: detaching
