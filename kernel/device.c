@@ -55,7 +55,11 @@ static void gone_work_fn(struct work_struct *work)
 	struct vduse_shim_dev *dev = container_of(to_delayed_work(work),
 						  struct vduse_shim_dev,
 						  gone_work);
+	unsigned int delay = READ_ONCE(vduse_shim_test_gone_delay_ms);
 
+	/* The timer has fired: test_gone_delay_ms widens the reopen race. */
+	if (delay)
+		msleep(min(delay, 10000U));
 	mutex_lock(&dev->lock);
 	if (!dev->connected && (dev->vdev || dev->attaching))
 		vduse_shim_go_dead(dev, "no daemon reopened it within reconnect_timeout");

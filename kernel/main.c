@@ -29,6 +29,7 @@ unsigned int vduse_shim_msg_timeout = 30;
 unsigned int vduse_shim_reconnect_timeout = 30;
 unsigned long vduse_shim_bounce_size = 64UL << 20;
 unsigned int vduse_shim_test_detach_delay_ms;
+unsigned int vduse_shim_test_gone_delay_ms;
 
 static int timeout_set(const char *val, const struct kernel_param *kp)
 {
@@ -84,6 +85,16 @@ module_param_named(test_detach_delay_ms, vduse_shim_test_detach_delay_ms,
 		   uint, 0644);
 MODULE_PARM_DESC(test_detach_delay_ms,
 		 "For tests only: milliseconds a detach sleeps after it lets its device go, before its last use of it (0-10000, default 0)");
+
+/*
+ * For tests only: widens the window between reconnect_timeout's timer
+ * firing and the device's death, so that a test can land a reopen there
+ * (tests/vm/shim/robust.sh, reopen-race).
+ */
+module_param_named(test_gone_delay_ms, vduse_shim_test_gone_delay_ms,
+		   uint, 0644);
+MODULE_PARM_DESC(test_gone_delay_ms,
+		 "For tests only: milliseconds the reconnect_timeout work sleeps before it checks for a new daemon (0-10000, default 0)");
 
 static int bounce_set(const char *val, const struct kernel_param *kp)
 {

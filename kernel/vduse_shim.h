@@ -56,6 +56,7 @@ extern struct vduse_shim_stats vduse_shim_stats;
 extern unsigned int vduse_shim_msg_timeout;
 extern unsigned int vduse_shim_reconnect_timeout;
 extern unsigned int vduse_shim_test_detach_delay_ms;
+extern unsigned int vduse_shim_test_gone_delay_ms;
 extern unsigned long vduse_shim_bounce_size;
 /* Fail work, deferred kicks, timeouts; WQ_MEM_RECLAIM (device.c). */
 extern struct workqueue_struct *vduse_shim_wq;

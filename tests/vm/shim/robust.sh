@@ -17,6 +17,8 @@
 #     selftest)
 #   - a destroy that lands while a detach still uses the device (the
 #     window widened by test_detach_delay_ms): no use after free
+#   - a reopen just as reconnect_timeout fires (the window widened by
+#     test_gone_delay_ms): the device stays alive or the reopen is EIO
 #   - a daemon that never answers: attach gives up after msg_timeout, the
 #     device is broken (POLLERR, ioctls fail), detach and destroy work
 #   - a daemon SIGKILLed with requests in flight and a second one that
@@ -34,7 +36,8 @@
 # Needs: the project's vduse-blk, --bin shim-test, --bin vduse_shim_dup.ko
 # (optional). Env: SHIM_CYCLES (100); SHIM_HOSTILE (the hostile cases, or
 # none); SHIM_HOSTILE_ONLY (stop after the hostile and reconnect cases);
-# SHIM_RACE_ONLY (stop after the detach/destroy race).
+# SHIM_RACE_ONLY (stop after the detach/destroy race); SHIM_REOPEN_RACE_ONLY
+# (only the reopen/reconnect_timeout race).
 . /lib/vmtest.sh
 
 TIMEOUT=5
@@ -151,7 +154,9 @@ destroy_until_done() {
 no_uaf() {
 	! dmesg | grep -E 'BUG:|Oops|general protection|Poison overwritten|use-after-free|Redzone|WARNING:'
 }
-if start_blk d0; then
+if [ -n "${SHIM_REOPEN_RACE_ONLY:-}" ]; then
+	info "detach/destroy race skipped (SHIM_REOPEN_RACE_ONLY)"
+elif start_blk d0; then
 	kill -KILL "$PID"
 	wait "$PID" 2>/dev/null
 	echo 1000 >"$P/test_detach_delay_ms"
@@ -182,6 +187,59 @@ else
 fi
 if [ -n "${SHIM_RACE_ONLY:-}" ]; then
 	bounded 60 race-rmmod rmmod vduse_shim
+	exit 0
+fi
+
+# --- a reopen racing reconnect_timeout ---------------------------------------
+# The daemon is SIGKILLed with reconnect_timeout at 1 s; the timer fires
+# and its work sleeps test_gone_delay_ms (3 s) before it decides; a
+# successor reopens 2 s after the kill, in the middle of that.  Either the
+# reopen wins (the device stays alive: its ioctls work 4 s later, when the
+# work has long decided, and I/O goes through) or the device is dead and
+# the reopen is refused (EIO) -- never an open that succeeds on a device
+# that dies after it.  Failed before aa765d6 (the work did not look at
+# `connected` under the lock, the reopen cancelled it without waiting).
+if hostile_start g0 crash 256; then
+	echo 1 >"$P/reconnect_timeout"
+	echo 3000 >"$P/test_gone_delay_ms"
+	kill -KILL "$HPID"
+	wait "$HPID" 2>/dev/null
+	sleep 2
+	shim-test resume g0 race:4000 >/tmp/race.log 2>&1 &
+	RPID=$!
+	wait_for 20 sh -c "grep -qE 'resume: (ready|refused)' /tmp/race.log || ! kill -0 $RPID 2>/dev/null"
+	echo 0 >"$P/test_gone_delay_ms"
+	echo "$TIMEOUT" >"$P/reconnect_timeout"
+	if grep -q 'resume: ready' /tmp/race.log; then
+		info "reopen-race: the reopen won"
+		check reopen-race-write dd if=/dev/urandom of=/dev/vda bs=4k count=64 oflag=direct status=none
+		check reopen-race-read dd if=/dev/vda of=/dev/null bs=4k count=64 iflag=direct status=none
+		check reopen-race-not-dead sh -c '! dmesg | grep -qE "g0: .*failing its requests"'
+		kill -USR1 "$RPID"
+		wait "$RPID"
+		rc=$?
+		check reopen-race-resume-exit test "$rc" = 0
+	else
+		wait "$RPID"
+		rc=$?
+		info "reopen-race: the reopen lost (status $rc)"
+		check reopen-race-refused test "$rc" = 3
+		check reopen-race-dead-logged dmesg_has 'g0: no daemon reopened it within reconnect_timeout'
+		check reopen-race-io-fails sh -c '! dd if=/dev/vda of=/dev/null bs=4k count=1 iflag=direct status=none'
+	fi
+	sed 's/^/    /' /tmp/race.log
+	check reopen-race-never-both sh -c '! grep -q "not ok" /tmp/race.log'
+	bounded $((TIMEOUT + 20)) reopen-race-detach vdpa dev del g0
+	check reopen-race-destroy shim-test destroy g0
+	check reopen-race-no-oops no_uaf
+	check reopen-race-freed wait_for 5 all_freed
+else
+	fail reopen-race-start "the crash daemon did not attach"
+	show_log /tmp/hostile.log
+fi
+rm -f /tmp/shim-store-g0
+if [ -n "${SHIM_REOPEN_RACE_ONLY:-}" ]; then
+	bounded 60 reopen-race-rmmod rmmod vduse_shim
 	exit 0
 fi
 

@@ -47,6 +47,13 @@
  *                            until SIGUSR1
  *   shim-test resume NAME dead
  *                            the reopen must fail with EIO
+ *   shim-test resume NAME race:MS
+ *                            a reopen racing reconnect_timeout: if it is
+ *                            refused (EIO) it prints "refused" and exits 3;
+ *                            if it succeeds, the device must still be alive
+ *                            MS milliseconds later (VQ_GET_INFO works, the
+ *                            queue is ready), then it serves as above from
+ *                            the index the kernel gave
  *
  * Prints one "ok"/"not ok" line per check; exits 1 if any check failed.
  */
@@ -823,15 +830,32 @@ static int resume(const char *dev, const char *want)
 		expect("reopen of a dead device refused", h.fd, EIO);
 		return failures ? 1 : 0;
 	}
-	expect("reopen within the window", h.fd, 0);
-	if (h.fd < 0)
-		return 1;
+	if (!strncmp(want, "race:", 5)) {
+		if (h.fd < 0 && errno == EIO) {
+			printf("resume: refused (the device is dead)\n");
+			return 3;
+		}
+		expect("reopen racing reconnect_timeout", h.fd, 0);
+		if (h.fd < 0)
+			return 1;
+		printf("resume: reopened\n");
+		/* The death, if it comes after the open, comes within MS. */
+		usleep(atoi(want + 5) * 1000);
+	} else {
+		expect("reopen within the window", h.fd, 0);
+		if (h.fd < 0)
+			return 1;
+	}
 	expect("VQ_GET_INFO", ioctl(h.fd, VDUSE_VQ_GET_INFO, &vi), 0);
 	expect("queue still ready", vi.ready ? 0 : -1, 0);
 	printf("resume: VQ_GET_INFO avail index %u, wanted %s\n",
 	       vi.split.avail_index, want);
-	expect("VQ_GET_INFO avail index is where the crashed daemon stopped",
-	       vi.split.avail_index == (unsigned int)atoi(want) ? 0 : -1, 0);
+	if (strncmp(want, "race:", 5))
+		expect("VQ_GET_INFO avail index is where the crashed daemon stopped",
+		       vi.split.avail_index == (unsigned int)atoi(want) ? 0 : -1, 0);
+	/* A device that died after the reopen: nothing to serve. */
+	if (!strncmp(want, "race:", 5) && failures)
+		return 1;
 	h.store = h_store(dev, 1, 0);
 	if (!h.store || h_ring_setup(0)) {
 		fprintf(stderr, "resume: cannot map the store or the ring\n");
