@@ -224,6 +224,37 @@ int vduse_device_process(struct vduse_device *dev);
 int vduse_device_attach(struct vduse_device *dev);
 int vduse_device_detach(struct vduse_device *dev);
 
+/*
+ * Attach as vduse_device_attach() does, then make sure the device is bound
+ * to the vDPA bus driver @driver: VDUSE_DRIVER_VIRTIO ("virtio_vdpa", a
+ * host device such as /dev/vdX) or VDUSE_DRIVER_VHOST ("vhost_vdpa", a
+ * /dev/vhost-vdpa-N for a VMM or a userspace virtio driver; see
+ * docs/virtual-machines.md).  NULL: whichever driver the bus picks, as
+ * vduse_device_attach().  When the bus bound another driver first, the
+ * device is unbound from it and probed again with @driver as its sysfs
+ * driver_override (needs Linux 5.19 or later and sysfs at /sys).
+ * Returns -ENODEV, with a log message naming the module to load, when
+ * @driver is not loaded (nothing was attached then); -EINVAL for a name
+ * that is not a driver's; -EEXIST as vduse_device_attach() (a warning is
+ * logged if the device has another driver: it is not rebound, as that
+ * driver may have requests in flight).  On any other failure after the
+ * device was attached, it is detached again before returning.  Same
+ * threading as vduse_device_attach().
+ */
+#define VDUSE_DRIVER_VIRTIO	"virtio_vdpa"
+#define VDUSE_DRIVER_VHOST	"vhost_vdpa"
+int vduse_device_attach_driver(struct vduse_device *dev, const char *driver);
+
+/*
+ * The vhost-vdpa character device of an attached device bound to
+ * vhost_vdpa, e.g. "/dev/vhost-vdpa-0", into @buf (@len bytes, NUL
+ * included): the path to hand to the VMM.  Returns 0, -ENODEV when the
+ * device has no vhost-vdpa node (not attached, or another driver), -ERANGE
+ * when @len is too small.
+ */
+int vduse_device_vhost_node(const struct vduse_device *dev, char *buf,
+			    size_t len);
+
 const char *vduse_device_name(const struct vduse_device *dev);
 void *vduse_device_opaque(const struct vduse_device *dev);
 unsigned int vduse_device_num_queues(const struct vduse_device *dev);

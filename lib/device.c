@@ -16,6 +16,7 @@
 
 #define CONTROL_PATH	"/dev/vduse/control"
 #define DEV_DIR		"/dev/vduse/"
+#define DRIVER_NAME_MAX	64	/* a vDPA bus driver's name, NUL included */
 
 /* Copy a caller-filled struct that starts with its own size. */
 static int copy_sized(void *dst, size_t dst_size, const void *src)
@@ -429,6 +430,99 @@ int vduse_device_attach(struct vduse_device *dev)
 	}
 	dev->attached = true;
 	vduse_info("%s: attached", dev->name);
+	return 0;
+}
+
+/* A driver name as the bus spells it: no path separators, no surprises. */
+static bool valid_driver_name(const char *driver)
+{
+	size_t i, len = strlen(driver);
+
+	if (!len || len >= DRIVER_NAME_MAX)
+		return false;
+	for (i = 0; i < len; i++) {
+		char c = driver[i];
+
+		if (!(c >= 'a' && c <= 'z') && !(c >= '0' && c <= '9') &&
+		    c != '_' && c != '-')
+			return false;
+	}
+	return true;
+}
+
+int vduse_device_attach_driver(struct vduse_device *dev, const char *driver)
+{
+	char cur[DRIVER_NAME_MAX];
+	int ret;
+
+	if (!dev)
+		return -EINVAL;
+	if (!driver)
+		return vduse_device_attach(dev);
+	if (!valid_driver_name(driver)) {
+		vduse_err("%s: \"%s\" is not a vDPA bus driver name", dev->name,
+			  driver);
+		return -EINVAL;
+	}
+	if (dev->attached)
+		return -EALREADY;
+	ret = vduse_sys->vdpa_driver_loaded(driver);
+	if (ret == -ENODEV) {
+		vduse_err("%s: there is no vDPA bus: load the vdpa and vduse modules",
+			  dev->name);
+		return -ENODEV;
+	}
+	if (ret < 0) {
+		vduse_err("%s: the vDPA bus driver %s is not loaded (modprobe %s)",
+			  dev->name, driver, driver);
+		return -ENODEV;
+	}
+	ret = vduse_device_attach(dev);
+	if (ret == -EEXIST) {
+		/* Reconnected: the driver may have requests in flight. */
+		if (vduse_sys->vdpa_dev_driver(dev->name, cur, sizeof(cur)) == 0 &&
+		    strcmp(cur, driver))
+			vduse_warn("%s: already attached to %s, not to %s",
+				   dev->name, cur[0] ? cur : "no driver", driver);
+		return ret;
+	}
+	if (ret < 0)
+		return ret;
+	ret = vduse_sys->vdpa_dev_driver(dev->name, cur, sizeof(cur));
+	if (ret == 0 && !strcmp(cur, driver))
+		goto bound;
+	if (ret == 0)
+		ret = vduse_sys->vdpa_dev_bind(dev->name, driver);
+	if (ret == 0)
+		ret = vduse_sys->vdpa_dev_driver(dev->name, cur, sizeof(cur));
+	if (ret == 0 && strcmp(cur, driver))
+		ret = -ENXIO;	/* probed, but the driver did not take it */
+	if (ret < 0) {
+		vduse_err("%s: binding to %s failed: %s", dev->name, driver,
+			  strerror(-ret));
+		vduse_device_detach(dev);
+		return ret;
+	}
+bound:
+	vduse_info("%s: bound to %s", dev->name, driver);
+	return 0;
+}
+
+int vduse_device_vhost_node(const struct vduse_device *dev, char *buf,
+			    size_t len)
+{
+	int minor, n;
+
+	if (!dev || !buf)
+		return -EINVAL;
+	minor = vduse_sys->vdpa_dev_vhost_minor(dev->name);
+	if (minor == -ENOENT)
+		return -ENODEV;	/* on the bus, but not through vhost_vdpa */
+	if (minor < 0)
+		return minor;
+	n = snprintf(buf, len, "/dev/vhost-vdpa-%d", minor);
+	if (n < 0 || (size_t)n >= len)
+		return -ERANGE;
 	return 0;
 }
 

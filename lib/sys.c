@@ -85,6 +85,10 @@ static const struct vduse_sys sys_real = {
 	.set_cloexec = sys_set_cloexec,
 	.vdpa_dev_add = vduse_nl_dev_add,
 	.vdpa_dev_del = vduse_nl_dev_del,
+	.vdpa_driver_loaded = vduse_bus_driver_loaded,
+	.vdpa_dev_driver = vduse_bus_dev_driver,
+	.vdpa_dev_bind = vduse_bus_dev_bind,
+	.vdpa_dev_vhost_minor = vduse_bus_dev_vhost_minor,
 };
 
 const struct vduse_sys *vduse_sys = &sys_real;

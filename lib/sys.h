@@ -26,6 +26,19 @@ struct vduse_sys {
 	/* vDPA bus over generic netlink */
 	int (*vdpa_dev_add)(const char *name, const char *mgmtdev);
 	int (*vdpa_dev_del)(const char *name);
+	/*
+	 * vDPA bus drivers through sysfs (/sys/bus/vdpa).  driver_loaded:
+	 * 0, -ENOENT when @driver is not registered, -ENODEV when there is
+	 * no vDPA bus.  dev_driver: the name of the driver bound to device
+	 * @name into @buf (empty when none).  dev_bind: make @driver the
+	 * device's driver_override, unbind its current driver and probe it
+	 * again.  dev_vhost_minor: N of the device's vhost-vdpa-N, -ENOENT
+	 * when it has none.
+	 */
+	int (*vdpa_driver_loaded)(const char *driver);
+	int (*vdpa_dev_driver)(const char *name, char *buf, size_t len);
+	int (*vdpa_dev_bind)(const char *name, const char *driver);
+	int (*vdpa_dev_vhost_minor)(const char *name);
 };
 
 extern const struct vduse_sys *vduse_sys;
@@ -36,5 +49,10 @@ void vduse_sys_set(const struct vduse_sys *sys);
 /* The real netlink implementations (netlink.c). */
 int vduse_nl_dev_add(const char *name, const char *mgmtdev);
 int vduse_nl_dev_del(const char *name);
+/* The real sysfs implementations (netlink.c). */
+int vduse_bus_driver_loaded(const char *driver);
+int vduse_bus_dev_driver(const char *name, char *buf, size_t len);
+int vduse_bus_dev_bind(const char *name, const char *driver);
+int vduse_bus_dev_vhost_minor(const char *name);
 
 #endif

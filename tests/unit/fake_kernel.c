@@ -16,6 +16,7 @@
 
 #define FK_MEM_SIZE	(64u << 20)
 #define FK_MAX_FD	4096
+#define FK_MAX_VDPA_DRIVERS	4
 #define FK_MAX_DEVS	4
 #define FK_MAX_MSGS	256
 #define FK_MAX_RESPS	1024
@@ -91,6 +92,15 @@ static struct {
 
 	unsigned int vdpa_added, vdpa_deleted;
 	char vdpa_name[VDUSE_NAME_MAX], vdpa_mgmtdev[64];
+	/* The vDPA bus: drivers in registration order, one device on it. */
+	bool vdpa_no_bus;
+	char vdpa_drivers[FK_MAX_VDPA_DRIVERS][32];
+	unsigned int nr_vdpa_drivers;
+	bool vdpa_on_bus;
+	char vdpa_bound[32], vdpa_override[32];
+	int vhost_minor, next_vhost_minor;
+	bool vdpa_refuse;
+	unsigned int vdpa_binds;
 
 	unsigned int leaky_fds;
 	bool getfd_forced;
@@ -567,6 +577,87 @@ static int fk_eventfd(unsigned int initval, int flags)
 	return ret;
 }
 
+/* Locked.  Bind the device like the bus: the override, else the first
+ * driver registered; vhost_vdpa gives it the next vhost-vdpa-N. */
+static void vdpa_probe(void)
+{
+	unsigned int i;
+
+	fk.vdpa_bound[0] = '\0';
+	fk.vhost_minor = -1;
+	for (i = 0; i < fk.nr_vdpa_drivers && !fk.vdpa_refuse; i++) {
+		const char *d = fk.vdpa_drivers[i];
+
+		if (fk.vdpa_override[0] && strcmp(d, fk.vdpa_override))
+			continue;
+		snprintf(fk.vdpa_bound, sizeof(fk.vdpa_bound), "%s", d);
+		if (!strcmp(d, "vhost_vdpa"))
+			fk.vhost_minor = fk.next_vhost_minor++;
+		break;
+	}
+}
+
+static int fk_vdpa_driver_loaded(const char *driver)
+{
+	unsigned int i;
+	int ret = -ENOENT;
+
+	LOCK();
+	if (fk.vdpa_no_bus)
+		ret = -ENODEV;
+	for (i = 0; i < fk.nr_vdpa_drivers && ret == -ENOENT; i++)
+		if (!strcmp(fk.vdpa_drivers[i], driver))
+			ret = 0;
+	UNLOCK();
+	return ret;
+}
+
+static int fk_vdpa_dev_driver(const char *name, char *buf, size_t len)
+{
+	int ret = 0;
+
+	LOCK();
+	if (!fk.vdpa_on_bus || strcmp(name, fk.vdpa_name))
+		ret = -ENODEV;
+	else if (strlen(fk.vdpa_bound) >= len)
+		ret = -ERANGE;
+	else
+		strcpy(buf, fk.vdpa_bound);
+	UNLOCK();
+	return ret;
+}
+
+static int fk_vdpa_dev_bind(const char *name, const char *driver)
+{
+	int ret;
+
+	LOCK();
+	ret = due(FK_DEV_BIND);
+	if (!ret && (!fk.vdpa_on_bus || strcmp(name, fk.vdpa_name)))
+		ret = -ENODEV;
+	if (!ret) {
+		fk.vdpa_binds++;
+		snprintf(fk.vdpa_override, sizeof(fk.vdpa_override), "%s",
+			 driver);
+		vdpa_probe();
+	}
+	UNLOCK();
+	return ret;
+}
+
+static int fk_vdpa_dev_vhost_minor(const char *name)
+{
+	int ret;
+
+	LOCK();
+	if (!fk.vdpa_on_bus || strcmp(name, fk.vdpa_name))
+		ret = -ENODEV;
+	else
+		ret = fk.vhost_minor >= 0 ? fk.vhost_minor : -ENOENT;
+	UNLOCK();
+	return ret;
+}
+
 static int fk_vdpa_dev_add(const char *name, const char *mgmtdev)
 {
 	int ret;
@@ -575,6 +666,9 @@ static int fk_vdpa_dev_add(const char *name, const char *mgmtdev)
 	ret = due(FK_DEV_ADD);
 	if (!ret) {
 		fk.vdpa_added++;
+		fk.vdpa_on_bus = true;
+		fk.vdpa_override[0] = '\0';
+		vdpa_probe();
 		snprintf(fk.vdpa_name, sizeof(fk.vdpa_name), "%s", name);
 		snprintf(fk.vdpa_mgmtdev, sizeof(fk.vdpa_mgmtdev), "%s",
 			 mgmtdev ? mgmtdev : "");
@@ -591,6 +685,9 @@ static int fk_vdpa_dev_del(const char *name)
 	ret = due(FK_DEV_DEL);
 	if (!ret) {
 		fk.vdpa_deleted++;
+		fk.vdpa_on_bus = false;
+		fk.vdpa_bound[0] = '\0';
+		fk.vhost_minor = -1;
 		snprintf(fk.vdpa_name, sizeof(fk.vdpa_name), "%s", name);
 	}
 	UNLOCK();
@@ -622,6 +719,10 @@ static const struct vduse_sys fk_sys = {
 	.set_cloexec = fk_set_cloexec,
 	.vdpa_dev_add = fk_vdpa_dev_add,
 	.vdpa_dev_del = fk_vdpa_dev_del,
+	.vdpa_driver_loaded = fk_vdpa_driver_loaded,
+	.vdpa_dev_driver = fk_vdpa_dev_driver,
+	.vdpa_dev_bind = fk_vdpa_dev_bind,
+	.vdpa_dev_vhost_minor = fk_vdpa_dev_vhost_minor,
 };
 
 /* ---- test-side controls ---- */
@@ -661,6 +762,7 @@ void fk_setup(void)
 		abort();
 	fk.msg_fd = -1;
 	fk.next_request_id = 1;
+	fk.vhost_minor = -1;
 	for (i = 0; i < FK_MAX_QUEUES; i++)
 		fk.queues[i].kickfd = -2;
 	fk.installed = true;
@@ -880,6 +982,54 @@ const char *fk_vdpa_last_name(void)
 const char *fk_vdpa_last_mgmtdev(void)
 {
 	return fk.vdpa_mgmtdev;
+}
+
+void fk_vdpa_load_driver(const char *driver)
+{
+	LOCK();
+	if (fk.nr_vdpa_drivers < FK_MAX_VDPA_DRIVERS)
+		snprintf(fk.vdpa_drivers[fk.nr_vdpa_drivers++],
+			 sizeof(fk.vdpa_drivers[0]), "%s", driver);
+	UNLOCK();
+}
+
+void fk_vdpa_set_no_bus(bool no_bus)
+{
+	LOCK();
+	fk.vdpa_no_bus = no_bus;
+	UNLOCK();
+}
+
+void fk_vdpa_set_refuse(bool refuse)
+{
+	LOCK();
+	fk.vdpa_refuse = refuse;
+	UNLOCK();
+}
+
+void fk_vdpa_put_on_bus(const char *name, const char *driver)
+{
+	LOCK();
+	fk.vdpa_on_bus = true;
+	snprintf(fk.vdpa_name, sizeof(fk.vdpa_name), "%s", name);
+	snprintf(fk.vdpa_override, sizeof(fk.vdpa_override), "%s", driver);
+	vdpa_probe();
+	UNLOCK();
+}
+
+const char *fk_vdpa_bound(void)
+{
+	return fk.vdpa_bound;
+}
+
+bool fk_vdpa_on_bus(void)
+{
+	return fk.vdpa_on_bus;
+}
+
+unsigned int fk_vdpa_binds(void)
+{
+	return fk.vdpa_binds;
 }
 
 int fk_region_add(uint64_t iova, uint64_t size, uint8_t perm)

@@ -21,7 +21,7 @@
 
 enum fk_op {
 	FK_OPEN, FK_CLOSE, FK_IOCTL, FK_READ, FK_WRITE, FK_MMAP, FK_MUNMAP,
-	FK_EVENTFD, FK_DEV_ADD, FK_DEV_DEL, FK_NR_OPS,
+	FK_EVENTFD, FK_DEV_ADD, FK_DEV_DEL, FK_DEV_BIND, FK_NR_OPS,
 };
 
 /* Install the fake (fresh state) / restore the real table and clean up. */
@@ -76,6 +76,20 @@ unsigned int fk_vdpa_added(void);
 unsigned int fk_vdpa_deleted(void);
 const char *fk_vdpa_last_name(void);
 const char *fk_vdpa_last_mgmtdev(void);
+/*
+ * The bus's drivers (none at first), in registration order: a new device
+ * goes to its driver_override, else to the first one.  vhost_vdpa gives it
+ * vhost-vdpa-0, then -1, ...  no_bus: /sys/bus/vdpa is missing.  refuse:
+ * no driver takes the device when probed.  put_on_bus: the device @name is
+ * on the bus already, bound to @driver (a reconnect).
+ */
+void fk_vdpa_load_driver(const char *driver);
+void fk_vdpa_set_no_bus(bool no_bus);
+void fk_vdpa_set_refuse(bool refuse);
+void fk_vdpa_put_on_bus(const char *name, const char *driver);
+const char *fk_vdpa_bound(void);	/* "" when none */
+bool fk_vdpa_on_bus(void);
+unsigned int fk_vdpa_binds(void);	/* driver_override + probe calls */
 
 /*
  * IOVA regions [iova, iova + size) with VDUSE_ACCESS_* permissions, each
