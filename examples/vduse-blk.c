@@ -56,6 +56,7 @@ struct blk_opts {
 	bool read_only;
 	bool direct;
 	bool attach;
+	const char *driver;	/* vDPA bus driver, NULL: the bus's choice */
 	bool verbose;
 };
 
@@ -65,6 +66,7 @@ enum {
 	BLK_OPT_NO_ATTACH,
 	BLK_OPT_LOG,
 	BLK_OPT_NO_LOG,
+	BLK_OPT_DRIVER,
 };
 
 static const struct option blk_long_opts[] = {
@@ -76,6 +78,7 @@ static const struct option blk_long_opts[] = {
 	{ "serial",	required_argument, NULL, BLK_OPT_SERIAL },
 	{ "direct",	no_argument,	   NULL, BLK_OPT_DIRECT },
 	{ "no-attach",	no_argument,	   NULL, BLK_OPT_NO_ATTACH },
+	{ "driver",	required_argument, NULL, BLK_OPT_DRIVER },
 	{ "log",	required_argument, NULL, BLK_OPT_LOG },
 	{ "no-log",	no_argument,	   NULL, BLK_OPT_NO_LOG },
 	{ "verbose",	no_argument,	   NULL, 'v' },
@@ -112,6 +115,14 @@ static void blk_usage(FILE *f)
 "      --no-attach        create and serve the device but do not attach\n"
 "                         it; attach it yourself with\n"
 "                           vdpa dev add name NAME mgmtdev vduse\n"
+"      --driver virtio|vhost\n"
+"                         the vDPA bus driver to bind: virtio (virtio_vdpa,\n"
+"                         a /dev/vdX on this host) or vhost (vhost_vdpa, a\n"
+"                         /dev/vhost-vdpa-N for a VMM such as QEMU, printed\n"
+"                         once attached; see docs/virtual-machines.md).\n"
+"                         Default: the driver the bus picks, virtio_vdpa\n"
+"                         when only it is loaded; a named driver that is\n"
+"                         not loaded is an error\n"
 "      --log PATH         the in-flight log that lets a restarted vduse-blk\n"
 "                         reconnect (default: " BLK_LOG_DIR "/NAME)\n"
 "      --no-log           no in-flight log: the device dies with us\n"
@@ -209,6 +220,17 @@ static int blk_parse_args(int argc, char **argv, struct blk_opts *o)
 			break;
 		case BLK_OPT_NO_ATTACH:
 			o->attach = false;
+			break;
+		case BLK_OPT_DRIVER:
+			if (!strcmp(optarg, "virtio")) {
+				o->driver = VDUSE_DRIVER_VIRTIO;
+			} else if (!strcmp(optarg, "vhost")) {
+				o->driver = VDUSE_DRIVER_VHOST;
+			} else {
+				fprintf(stderr, BLK_PROG ": --driver is virtio or vhost, not '%s'\n",
+					optarg);
+				ret = -EINVAL;
+			}
 			break;
 		case BLK_OPT_LOG:
 			o->log = optarg;
@@ -587,6 +609,26 @@ static int blk_detach(const struct blk_opts *o, struct vduse_device *dev)
 	return ret;
 }
 
+/* With --driver vhost: the node to hand to the VMM, on stdout too. */
+static void blk_print_vhost_node(const struct blk_opts *o,
+				 const struct vduse_device *dev)
+{
+	char node[64];
+	int ret;
+
+	if (!o->driver || strcmp(o->driver, VDUSE_DRIVER_VHOST))
+		return;
+	ret = vduse_device_vhost_node(dev, node, sizeof(node));
+	if (ret < 0) {
+		blk_err("%s has no vhost-vdpa node: %s", o->name,
+			strerror(-ret));
+		return;
+	}
+	fprintf(stderr, BLK_PROG ": %s is %s (vhost_vdpa)\n", o->name, node);
+	printf("%s\n", node);
+	fflush(stdout);
+}
+
 /* Create, attach and serve the device until SIGINT or SIGTERM. */
 static int blk_serve(const struct blk_opts *o, const struct blk_backend *be,
 		     const sigset_t *sigs)
@@ -610,7 +652,7 @@ static int blk_serve(const struct blk_opts *o, const struct blk_backend *be,
 		goto out;
 	}
 	if (o->attach) {
-		ret = vduse_device_attach(dev);
+		ret = vduse_device_attach_driver(dev, o->driver);
 		if (ret == -EEXIST && reopened) {
 			attached = true;
 			fprintf(stderr, BLK_PROG ": %s reconnected, still attached\n",
@@ -623,6 +665,7 @@ static int blk_serve(const struct blk_opts *o, const struct blk_backend *be,
 			attached = true;
 			fprintf(stderr, BLK_PROG ": %s attached\n", o->name);
 		}
+		blk_print_vhost_node(o, dev);
 	} else {
 		blk_info("%s created; attach it with: vdpa dev add name %s mgmtdev vduse",
 			 o->name, o->name);
