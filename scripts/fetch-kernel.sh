@@ -7,6 +7,9 @@
 #   scripts/fetch-kernel.sh [SUITE [PACKAGE-GLOB]]
 #
 # Defaults: SUITE=trixie, PACKAGE-GLOB='linux-image-6.12.*+deb13-amd64-unsigned'.
+# Newer kernels (sid's 7.2, experimental's 7.3) are split: for a glob naming
+# linux-binary-VER-amd64 (the image, usr/lib/modules/VER/vmlinuz), the
+# matching linux-modules-VER-amd64 is fetched and extracted with it.
 # The mirror URIs come from the machine's apt sources at run time; none are
 # written into the repository. Once the kernel is extracted, this is a no-op.
 set -euo pipefail
@@ -16,7 +19,8 @@ glob=${2:-'linux-image-6.12.*+deb13-amd64-unsigned'}
 top=$(cd "$(dirname "$0")/.." && pwd)
 dest=$top/.cache/kernels/$suite
 
-if [[ -f $dest/PACKAGE ]] && compgen -G "$dest/root/boot/vmlinuz-*" >/dev/null; then
+if [[ -f $dest/PACKAGE ]] && { compgen -G "$dest/root/boot/vmlinuz-*" ||
+	compgen -G "$dest/root/usr/lib/modules/*/vmlinuz"; } >/dev/null; then
 	exit 0
 fi
 
@@ -69,7 +73,7 @@ echo "fetch-kernel: updating package lists for $suite" >&2
 apt-get "${apt_opts[@]}" -qq update
 
 # Newest package whose name matches the glob.
-pkg=$(apt-cache "${apt_opts[@]}" pkgnames linux-image- |
+pkg=$(apt-cache "${apt_opts[@]}" pkgnames "${glob%%[*?[]*}" |
 	while read -r name; do
 		# shellcheck disable=SC2053
 		if [[ $name == $glob ]]; then echo "$name"; fi
@@ -79,11 +83,18 @@ if [[ -z $pkg ]]; then
 	exit 1
 fi
 
-echo "fetch-kernel: downloading $pkg" >&2
-(cd "$apt_dir" && rm -f ./*.deb && apt-get "${apt_opts[@]}" -qq download "$pkg")
+pkgs=("$pkg")
+if [[ $pkg == linux-binary-* ]]; then
+	pkgs+=("linux-modules-${pkg#linux-binary-}")
+fi
+
+echo "fetch-kernel: downloading ${pkgs[*]}" >&2
+(cd "$apt_dir" && rm -f ./*.deb && apt-get "${apt_opts[@]}" -qq download "${pkgs[@]}")
 rm -rf "$dest/root"
 mkdir -p "$dest/root"
-dpkg -x "$apt_dir"/*.deb "$dest/root"
+for deb in "$apt_dir"/*.deb; do
+	dpkg -x "$deb" "$dest/root"
+done
 rm -f "$apt_dir"/*.deb
-echo "$pkg" >"$dest/PACKAGE"
-echo "fetch-kernel: $pkg extracted into $dest/root" >&2
+echo "${pkgs[*]}" >"$dest/PACKAGE"
+echo "fetch-kernel: ${pkgs[*]} extracted into $dest/root" >&2

@@ -2,7 +2,8 @@
 # SPDX-License-Identifier: MIT
 #
 # Prepare this machine for building libvduse and running its VM tests:
-# install the Debian packages and fetch the trixie (6.12) kernel into .cache/.
+# install the Debian packages and fetch the trixie (6.12), sid (7.2) and
+# experimental (7.3) kernels into .cache/.
 # Idempotent, and quick when everything is already there. Run as root.
 set -euo pipefail
 
@@ -23,7 +24,7 @@ packages=(
 	linux-image-amd64 linux-headers-amd64
 	# the shim's static check (kernel/meson.build: shim-sparse)
 	sparse
-	# to fetch the trixie kernel
+	# to fetch the trixie, sid and experimental kernels
 	apt debian-archive-keyring dpkg
 )
 
@@ -45,4 +46,8 @@ if ((${#missing[@]})); then
 fi
 
 "$top/scripts/fetch-kernel.sh" trixie 'linux-image-6.12.*+deb13-amd64-unsigned'
+# Split packages from 7.x on: linux-binary-VER-amd64 brings linux-modules-VER-amd64
+# ([0-9] before -amd64 leaves out the -rt and -cloud kernels).
+"$top/scripts/fetch-kernel.sh" sid 'linux-binary-7.2*[0-9]-amd64'
+"$top/scripts/fetch-kernel.sh" experimental 'linux-binary-7.3*[0-9]-amd64'
 echo "setup: ok" >&2

@@ -9,10 +9,13 @@
 #   trixie         Debian 13's 6.12 kernel (scripts/fetch-kernel.sh puts it in
 #                  .cache/) with the upstream vduse, vdpa, virtio_vdpa and
 #                  virtio_blk modules.
+#   sid            Debian sid's 7.2 kernel and experimental's 7.3 kernel
+#   experimental   (split packages: linux-binary-VER, linux-modules-VER; see
+#                  scripts/fetch-kernel.sh), with the same modules as trixie.
 #   bookworm-shim  the machine's Debian 12 6.1 kernel (no VDPA) with virtio_blk
 #                  and the out-of-tree shim module SHIM (default: the first of
 #                  BUILD/kernel/vduse_shim.ko and kernel/vduse_shim.ko).
-# Both also get ext4 (for mkfs/mount checks) and loop (for the bench).
+# All also get ext4 (for mkfs/mount checks) and loop (for the bench).
 
 # Newest file matching a glob, or nothing.
 flavor_newest() {
@@ -35,6 +38,11 @@ flavor_load() {
 		[[ -d $VM_MODDIR ]] || VM_MODDIR=$root/lib/modules/$ver
 		VM_MODULES=(vhost_iotlb vdpa vduse virtio_vdpa virtio_blk "${common[@]}")
 		;;
+	sid | experimental)
+		VM_KERNEL=$(flavor_newest "$top/.cache/kernels/$flavor/root"/usr/lib/modules/*/vmlinuz)
+		VM_MODDIR=${VM_KERNEL%/vmlinuz}
+		VM_MODULES=(vhost_iotlb vdpa vduse virtio_vdpa virtio_blk "${common[@]}")
+		;;
 	bookworm-shim)
 		VM_KERNEL=$(flavor_newest /boot/vmlinuz-6.1.0-*-amd64)
 		ver=${VM_KERNEL##*/vmlinuz-}
@@ -42,7 +50,7 @@ flavor_load() {
 		VM_MODULES=(${shim:+"$shim"} virtio_blk "${common[@]}")
 		;;
 	*)
-		echo "flavor: unknown flavor '$flavor' (trixie, bookworm-shim)" >&2
+		echo "flavor: unknown flavor '$flavor' (trixie, sid, experimental, bookworm-shim)" >&2
 		return 1
 		;;
 	esac
