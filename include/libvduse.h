@@ -133,6 +133,13 @@ struct vduse_device_config {
 	 * and VIRTIO_F_ACCESS_PLATFORM, which VDUSE requires, and
 	 * VIRTIO_RING_F_INDIRECT_DESC and VIRTIO_RING_F_EVENT_IDX, which it
 	 * implements, unless VDUSE_DEVICE_F_NO_RING_FEATURES is in @flags.
+	 * It also offers VIRTIO_F_RING_PACKED (packed virtqueues, behind the
+	 * same pop/push calls) unless VDUSE_DEVICE_F_NO_RING_FEATURES or
+	 * VDUSE_DEVICE_F_NO_PACKED is in @flags or an in-flight log is
+	 * configured: the log records split rings only, and asking for
+	 * VIRTIO_F_RING_PACKED here together with a log is -EINVAL.  A kernel
+	 * that refuses the packed bit (VDUSE_CREATE_DEV EINVAL) gets the
+	 * device without it.
 	 */
 	uint64_t features;
 	uint32_t num_queues;	/* 1 .. 65535 */
@@ -167,6 +174,7 @@ struct vduse_device_config {
 
 #define VDUSE_DEVICE_F_NO_RING_FEATURES (1u << 0)
 #define VDUSE_DEVICE_F_LOG_FD		(1u << 1)
+#define VDUSE_DEVICE_F_NO_PACKED	(1u << 2)	/* split rings only */
 
 /*
  * Create a device: negotiate the API version on /dev/vduse/control, create
@@ -286,7 +294,12 @@ int vduse_device_set_config(struct vduse_device *dev, uint32_t offset,
  * the memory it had when it was popped.
  */
 struct vduse_vq_elem {
-	uint32_t id;		/* head descriptor: pass back through push */
+	/*
+	 * Pass back through push.  Below vduse_vq_size(): the head
+	 * descriptor's index on a split ring, a slot the library keeps the
+	 * driver's buffer id in on a packed one.
+	 */
+	uint32_t id;
 	uint32_t out_num;	/* iovecs the device reads (driver to device) */
 	uint32_t in_num;	/* iovecs the device writes (device to driver) */
 	uint32_t reserved;

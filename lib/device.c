@@ -132,6 +132,15 @@ static int create_in_kernel(struct vduse_device *dev)
 		memcpy(kc->config, dev->config, dev->config_size);
 
 	ret = vduse_sys->ioctl(dev->control_fd, VDUSE_CREATE_DEV, kc);
+	if (ret == -EINVAL && dev->packed_auto) {
+		/* A kernel that refuses packed rings: offer split only. */
+		vduse_info("%s: VDUSE_CREATE_DEV refused VIRTIO_F_RING_PACKED; offering split rings only",
+			   dev->name);
+		dev->features &= ~(1ULL << VIRTIO_F_RING_PACKED);
+		dev->packed_auto = false;
+		kc->features = dev->features;
+		ret = vduse_sys->ioctl(dev->control_fd, VDUSE_CREATE_DEV, kc);
+	}
 	free(kc);
 	if (ret == -EEXIST)	/* not always a failure: see vduse_device_open() */
 		vduse_info("a VDUSE device named %s exists already",
@@ -221,6 +230,19 @@ static int device_alloc(const struct vduse_device_config *cfg,
 	if (!(c.flags & VDUSE_DEVICE_F_NO_RING_FEATURES))
 		dev->features |= (1ULL << VIRTIO_RING_F_INDIRECT_DESC) |
 				 (1ULL << VIRTIO_RING_F_EVENT_IDX);
+	/* The in-flight log records split rings only. */
+	if (!(c.flags & (VDUSE_DEVICE_F_NO_RING_FEATURES |
+			 VDUSE_DEVICE_F_NO_PACKED)) &&
+	    !(c.features & (1ULL << VIRTIO_F_RING_PACKED)) && !has_log(&c)) {
+		dev->features |= 1ULL << VIRTIO_F_RING_PACKED;
+		dev->packed_auto = true;
+	}
+	if (has_log(&c) && (dev->features & (1ULL << VIRTIO_F_RING_PACKED))) {
+		vduse_err("%s: VIRTIO_F_RING_PACKED with an in-flight log: the log records split rings only",
+			  c.name);
+		ret = -EINVAL;
+		goto fail;
+	}
 	dev->num_queues = c.num_queues;
 	dev->queue_size = c.queue_size;
 	dev->config_size = c.config_size;

@@ -19,6 +19,7 @@
 struct vring_desc;
 struct vring_avail;
 struct vring_used;
+struct vduse_packed;
 
 /* Hooks through which a runner follows queue start and stop. */
 struct vduse_queue_hooks {
@@ -56,6 +57,16 @@ struct vduse_vq {
 	struct vring_avail *avail;
 	struct vring_used *used;
 	uint64_t ring_gen;	/* iotlb.gen the ring pointers came from */
+	/*
+	 * VIRTIO_F_RING_PACKED (vq_packed.c): one descriptor ring the device
+	 * writes used descriptors into, and two event suppression areas.
+	 * last_avail_idx and used_idx are then ring positions (< num) with
+	 * their wrap counters, and an element's id is a slot (< num) that
+	 * holds the driver's buffer id: ids stay below the queue size for
+	 * the backend whatever ids the driver uses.
+	 */
+	bool packed;
+	struct vduse_packed *pk;
 
 	uint16_t last_avail_idx;
 	uint16_t used_idx;
@@ -108,6 +119,7 @@ struct vduse_device {
 	uint32_t device_id;
 	uint32_t vendor_id;
 	uint64_t features;	/* offered */
+	bool packed_auto;	/* VIRTIO_F_RING_PACKED added by the library */
 	uint64_t negotiated;
 	uint8_t status;
 
@@ -155,9 +167,9 @@ void vduse_vq_self_kick(struct vduse_vq *vq);
 void vduse_vq_left_behind_gone(struct vduse_vq *vq);
 
 /* vq_split.c */
-int vduse_split_map_rings(struct vduse_vq *vq);
+int vduse_ring_map(struct vduse_vq *vq);
 /* Take the used index from the freshly mapped ring.  Locked. */
-void vduse_split_init_used(struct vduse_vq *vq);
+void vduse_ring_init_used(struct vduse_vq *vq);
 
 /* device.c */
 void vduse_device_stop_queues(struct vduse_device *dev);

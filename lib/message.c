@@ -6,6 +6,7 @@
 
 #include "internal.h"
 #include "log.h"
+#include "vq_packed.h"
 #include "sys.h"
 
 static void read_features(struct vduse_device *dev)
@@ -159,7 +160,16 @@ static void get_vq_state(struct vduse_device *dev,
 	vq = &dev->vqs[index];
 	resp->vq_state.index = index;
 	vduse_iotlb_lock(&vq->iotlb);
-	resp->vq_state.split.avail_index = vq->last_avail_idx;
+	if (vq->packed && vq->pk) {
+		struct vduse_vq_state_packed *p = &resp->vq_state.packed;
+
+		p->last_avail_counter = vq->pk->avail_wrap;
+		p->last_avail_idx = vq->last_avail_idx;
+		p->last_used_counter = vq->pk->used_wrap;
+		p->last_used_idx = vq->used_idx;
+	} else {
+		resp->vq_state.split.avail_index = vq->last_avail_idx;
+	}
 	vduse_iotlb_unlock(&vq->iotlb);
 }
 

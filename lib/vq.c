@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: LGPL-2.1-or-later
 /* Virtqueue lifecycle: setup, start on DRIVER_OK, stop, kicks, accessors. */
 #include <errno.h>
+#include <linux/virtio_config.h>
 #include <linux/virtio_ring.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -11,6 +12,7 @@
 #include "internal.h"
 #include "log.h"
 #include "sys.h"
+#include "vq_packed.h"
 
 int vduse_vq_init(struct vduse_vq *vq, struct vduse_device *dev,
 		  unsigned int index, unsigned int max_size, bool setup)
@@ -57,6 +59,7 @@ static void free_slots(struct vduse_vq_fast *f)
 static void free_ring_state(struct vduse_vq *vq)
 {
 	free_slots(&vq->fast);
+	vduse_packed_free(vq);
 	free(vq->inflight_map);
 	free(vq->head_slot);
 	free(vq->deferred);
@@ -111,7 +114,8 @@ static int alloc_ring_state(struct vduse_vq *vq)
 	vq->fast.slots = calloc(vq->num, sizeof(*vq->fast.slots));
 	vq->fast.nr_slots = vq->num;
 	if (!vq->inflight_map || !vq->head_slot || !vq->deferred || !vq->iov ||
-	    !vq->indirect_buf || !vq->fast.slots) {
+	    !vq->indirect_buf || !vq->fast.slots ||
+	    (vq->packed && vduse_packed_alloc(vq) < 0)) {
 		free_ring_state(vq);
 		return -ENOMEM;
 	}
@@ -146,11 +150,20 @@ int vduse_vq_start(struct vduse_vq *vq)
 		return 0;
 	}
 	recover = dev->recovering && vq->ilog && vq->ilog->num;
+	vq->packed = dev->negotiated & (1ULL << VIRTIO_F_RING_PACKED);
+	/* Packed rings may have any size; split ones a power of two. */
 	if (info.num == 0 || info.num > vq->max_size ||
-	    (info.num & (info.num - 1))) {
+	    (!vq->packed && (info.num & (info.num - 1)))) {
 		vduse_err("%s: queue %u: bad size %u (max %u)", dev->name,
 			  vq->index, info.num, vq->max_size);
 		return -EINVAL;
+	}
+	if (vq->packed && vq->ilog) {
+		/* Not offered with a log (device.c): a kernel that lets the
+		 * driver take it anyway gets no queue. */
+		vduse_err("%s: queue %u: packed ring negotiated, but the in-flight log records split rings only",
+			  dev->name, vq->index);
+		return -EOPNOTSUPP;
 	}
 	if (recover && (vq->ilog->num != info.num ||
 			vq->ilog->desc_addr != info.desc_addr ||
@@ -177,16 +190,31 @@ int vduse_vq_start(struct vduse_vq *vq)
 	ret = alloc_ring_state(vq);
 	if (ret < 0)
 		return ret;
+	if (vq->packed) {
+		const struct vduse_vq_state_packed *st = &info.packed;
+
+		ret = vduse_packed_set_state(vq, st->last_avail_counter,
+					     st->last_avail_idx,
+					     st->last_used_counter,
+					     st->last_used_idx);
+		if (ret < 0) {
+			vduse_err("%s: queue %u: impossible packed ring state (avail %u wrap %u, used %u wrap %u, size %u)",
+				  dev->name, vq->index, st->last_avail_idx,
+				  st->last_avail_counter, st->last_used_idx,
+				  st->last_used_counter, vq->num);
+			return ret;
+		}
+	}
 	/* A new ring: the old record is void. */
 	if (!recover)
 		vduse_ilog_vq_stop(vq);
 	vduse_iotlb_lock(&vq->iotlb);
-	ret = vduse_split_map_rings(vq);
+	ret = vduse_ring_map(vq);
 	if (recover && ret == 0) {
 		/* The used ring is needed now, to reconcile with the log. */
 		ret = vduse_ilog_recover_vq(vq);
 		if (ret == 0)
-			vduse_split_kicks_reset(vq);
+			vduse_ring_kicks_reset(vq);
 		vduse_iotlb_unlock(&vq->iotlb);
 		if (ret < 0)
 			return ret;	/* logged */
@@ -200,7 +228,7 @@ int vduse_vq_start(struct vduse_vq *vq)
 		vq->rings_pending = true;
 		ret = 0;
 	} else if (ret == 0) {
-		vduse_split_init_used(vq);
+		vduse_ring_init_used(vq);
 	}
 	vduse_iotlb_unlock(&vq->iotlb);
 	if (ret < 0) {

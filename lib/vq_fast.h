@@ -72,6 +72,6 @@ struct vduse_vq;
  * The ring asks for kicks again: a new start, or a reconnect (the dead
  * process may have left them off).  Rings mapped, locked.
  */
-void vduse_split_kicks_reset(struct vduse_vq *vq);
+void vduse_ring_kicks_reset(struct vduse_vq *vq);
 
 #endif

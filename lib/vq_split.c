@@ -14,7 +14,8 @@
 
 #include "log.h"
 #include "sys.h"
-#include "vq_split.h"
+#include "vq_buf.h"
+#include "vq_packed.h"
 
 static size_t desc_size(unsigned int num)
 {
@@ -34,12 +35,14 @@ static size_t used_size(unsigned int num)
 }
 
 /* Called with the queue's iotlb lock held. */
-int vduse_split_map_rings(struct vduse_vq *vq)
+int vduse_ring_map(struct vduse_vq *vq)
 {
 	struct vduse_iotlb *t = &vq->iotlb;
 	void *desc, *avail, *used;
 	int ret;
 
+	if (vq->packed)
+		return vduse_packed_map_rings(vq);
 	ret = vduse_iotlb_ptr(t, vq->desc_addr, desc_size(vq->num),
 			      VDUSE_IOTLB_READ, &desc);
 	if (ret == 0)
@@ -61,18 +64,26 @@ int vduse_split_map_rings(struct vduse_vq *vq)
 	return 0;
 }
 
-void vduse_split_init_used(struct vduse_vq *vq)
+void vduse_ring_init_used(struct vduse_vq *vq)
 {
+	if (vq->packed) {
+		vduse_packed_init_used(vq);
+		return;
+	}
 	vq->used_idx = le16toh(RING_LOAD(vq->used->idx));
 	/* Nothing pushed yet: nothing to notify about. */
 	vq->signalled_used = vq->used_idx;
 	vq->rings_pending = false;
-	vduse_split_kicks_reset(vq);
+	vduse_ring_kicks_reset(vq);
 	vduse_ilog_vq_start(vq);
 }
 
-void vduse_split_kicks_reset(struct vduse_vq *vq)
+void vduse_ring_kicks_reset(struct vduse_vq *vq)
 {
+	if (vq->packed) {
+		vduse_packed_kicks_reset(vq);
+		return;
+	}
 	vq->fast.rearm = vq->event_idx;
 	if (vq->event_idx)
 		RING_STORE(*avail_event(vq), htole16(vq->last_avail_idx));
@@ -86,9 +97,9 @@ void vduse_split_kicks_reset(struct vduse_vq *vq)
  * may pass (the queue stays usable), or another -errno after breaking the
  * queue.
  */
-int vduse_split_remap_rings(struct vduse_vq *vq)
+int vduse_ring_remap(struct vduse_vq *vq)
 {
-	int ret = vduse_split_map_rings(vq);
+	int ret = vduse_ring_map(vq);
 
 	if (vduse_iotlb_transient(ret))
 		return -ENOMEM;
@@ -98,182 +109,10 @@ int vduse_split_remap_rings(struct vduse_vq *vq)
 		return ret;
 	}
 	if (vq->rings_pending)
-		vduse_split_init_used(vq);
+		vduse_ring_init_used(vq);
 	if (vq->nr_deferred)
 		vduse_split_flush_deferred(vq);
 	return 0;
-}
-
-/* Walks of one chain before giving up on an IOTLB that keeps changing. */
-#define WALK_RETRIES	3
-
-struct chain {
-	struct iovec *iov;	/* where the iovecs go */
-	unsigned int cap;	/* room there */
-	unsigned int n;		/* iovecs collected */
-	unsigned int out;	/* of which device-readable */
-	unsigned int in;	/* of which device-writable */
-};
-
-/*
- * The mapping cache (vq_fast.h): copies of the mappings recent buffers
- * were found in, so that most buffers cost one comparison instead of a
- * search of the IOTLB.  Every mapping that leaves the IOTLB bumps its
- * generation, which empties the cache, so a cached mapping is always a
- * live one.  Returns a pointer to @len bytes at @iova with @perm, or NULL
- * (not cached: ask the IOTLB).  Locked.
- */
-static inline unsigned int map_bucket(uint64_t iova)
-{
-	return (unsigned int)(iova >> VDUSE_VQ_MAP_SHIFT) %
-	       VDUSE_VQ_MAP_CACHE;
-}
-
-static inline void *map_cache_ptr(struct vduse_vq *vq, uint64_t iova,
-				  uint64_t len, unsigned int perm)
-{
-	const struct vduse_vq_fast *f = &vq->fast;
-	const struct vduse_vq_map_hit *m = &f->maps[map_bucket(iova)];
-	uint64_t off = iova - m->start;
-
-	/*
-	 * [iova, iova + len) within [start, start + span].  No mapping spans
-	 * all 2^64 bytes (the IOTLB refuses to map that), so len 0, whose
-	 * len - 1 is UINT64_MAX, never matches: it takes the IOTLB's path,
-	 * which gives it no iovec.
-	 */
-	if (f->map_gen == vq->iotlb.gen && off <= m->span &&
-	    len - 1 <= m->span - off && (m->perm & perm) == perm)
-		return m->base + off;
-	return NULL;
-}
-
-/* Remember the mapping that holds @iova (just found by the IOTLB). */
-static __attribute__((noinline)) void
-map_cache_add(struct vduse_vq *vq, uint64_t iova)
-{
-	struct vduse_vq_fast *f = &vq->fast;
-	const struct vduse_iotlb *t = &vq->iotlb;
-	unsigned int lo = vduse_iotlb_find_slot(t, iova);
-
-	if (f->map_gen != t->gen) {
-		memset(f->maps, 0, sizeof(f->maps));
-		f->map_gen = t->gen;
-	}
-	if (lo < t->nr && t->maps[lo]->start <= iova) {
-		const struct vduse_iotlb_map *m = t->maps[lo];
-		struct vduse_vq_map_hit *h = &f->maps[map_bucket(iova)];
-
-		h->start = m->start;
-		h->span = m->last - m->start;
-		h->base = m->base;
-		h->perm = m->perm;
-	}
-}
-
-/*
- * Translate one descriptor's buffer into c->iov: 1 when the mapping cache
- * answered, 0 when the IOTLB did (it may have changed), or -errno.
- * -ENOBUFS: c->iov is smaller than the scratch array and too small: walk
- * again into that.
- */
-static int add_buffer(struct vduse_vq *vq, struct chain *c,
-		      const struct vring_desc *d)
-{
-	uint64_t addr = le64toh(d->addr);
-	uint32_t len = le32toh(d->len);
-	bool write = le16toh(d->flags) & VRING_DESC_F_WRITE;
-	unsigned int perm = write ? VDUSE_IOTLB_WRITE : VDUSE_IOTLB_READ;
-	unsigned int before = c->n;
-	void *p;
-	int ret;
-
-	if (!write && c->in) {
-		vduse_vq_fail(vq, -EINVAL,
-			      "device-readable descriptor after a writable one");
-		return -EIO;
-	}
-	if (c->n < c->cap && (p = map_cache_ptr(vq, addr, len, perm))) {
-		c->iov[c->n].iov_base = p;
-		c->iov[c->n].iov_len = len;
-		c->n++;
-		if (write)
-			c->in++;
-		else
-			c->out++;
-		return 1;
-	}
-	ret = vduse_iotlb_iov(&vq->iotlb, addr, len, perm, c->iov, &c->n,
-			      c->cap);
-	if (ret == 0 && len)
-		map_cache_add(vq, addr);
-	if (ret == -ENOBUFS && c->cap < vq->iov_cap)
-		return -ENOBUFS;
-	if (ret == -ENOBUFS) {
-		vduse_vq_fail(vq, -E2BIG, "chain needs more than %u iovecs",
-			      vq->iov_cap);
-		return -EIO;
-	}
-	if (vduse_iotlb_transient(ret))
-		return -ENOMEM;
-	if (ret < 0) {
-		vduse_vq_fail(vq, ret, "%s buffer [0x%llx, +%u]: %s",
-			      write ? "writable" : "readable",
-			      (unsigned long long)addr, len,
-			      ret == -EACCES ? "mapping lacks the permission" :
-			      strerror(-ret));
-		return -EIO;
-	}
-	if (write)
-		c->in += c->n - before;
-	else
-		c->out += c->n - before;
-	return 0;
-}
-
-/*
- * Copy and check an indirect table; returns its entry count, -EIO (the
- * queue broke) or -ENOMEM (a shortage: try again later).
- */
-static int load_indirect(struct vduse_vq *vq, const struct vring_desc *d)
-{
-	uint32_t len = le32toh(d->len);
-	uint16_t flags = le16toh(d->flags);
-	unsigned int n = len / sizeof(struct vring_desc);
-	void *p;
-	int ret;
-
-	if (!vq->indirect) {
-		vduse_vq_fail(vq, -EINVAL, "indirect descriptor not negotiated");
-		return -EIO;
-	}
-	if (flags & VRING_DESC_F_NEXT) {
-		vduse_vq_fail(vq, -EINVAL, "indirect descriptor with NEXT");
-		return -EIO;
-	}
-	if (len == 0 || len % sizeof(struct vring_desc) || n > vq->max_size) {
-		vduse_vq_fail(vq, -EINVAL, "indirect table of bad size %u",
-			      len);
-		return -EIO;
-	}
-	p = map_cache_ptr(vq, le64toh(d->addr), len, VDUSE_IOTLB_READ);
-	if (p) {
-		memcpy(vq->indirect_buf, p, len);
-		return n;
-	}
-	ret = vduse_iotlb_read(&vq->iotlb, le64toh(d->addr), vq->indirect_buf,
-			       len);
-	if (ret == 0)
-		map_cache_add(vq, le64toh(d->addr));
-	if (vduse_iotlb_transient(ret))
-		return -ENOMEM;
-	if (ret < 0) {
-		vduse_vq_fail(vq, ret, "indirect table at 0x%llx: %s",
-			      (unsigned long long)le64toh(d->addr),
-			      strerror(-ret));
-		return -EIO;
-	}
-	return n;
 }
 
 /*
@@ -325,7 +164,9 @@ static int walk_chain(struct vduse_vq *vq, unsigned int head, struct chain *c)
 					      "indirect descriptor inside an indirect table");
 				return -EIO;
 			}
-			n = load_indirect(vq, &d);
+			n = load_indirect(vq, le64toh(d.addr),
+					  le32toh(d.len),
+					  flags & VRING_DESC_F_NEXT);
 			if (n < 0)
 				return n;
 			if (vq->iotlb.gen != gen)
@@ -337,7 +178,8 @@ static int walk_chain(struct vduse_vq *vq, unsigned int head, struct chain *c)
 			in_indirect = true;
 			continue;
 		}
-		ret = add_buffer(vq, c, &d);
+		ret = add_buffer(vq, c, le64toh(d.addr), le32toh(d.len),
+				 flags & VRING_DESC_F_WRITE);
 		if (ret < 0)
 			return ret;
 		/* Only the IOTLB's path (ret 0, not 1) can change it. */
@@ -441,8 +283,46 @@ commit_pop(struct vduse_vq *vq, unsigned int head)
 	return true;
 }
 
+/*
+ * The layout-independent steps of a pop: the next request's head (split:
+ * its head descriptor; packed: the slot it will take), -EAGAIN or -EIO;
+ * its chain walked into @c; then it is in flight (true: the avail
+ * position moved, for the avail_event store).
+ */
+static inline __attribute__((always_inline)) int
+next_head(struct vduse_vq *vq, int *avail)
+{
+	if (vq->packed)
+		return vduse_packed_avail(vq);
+	if (replaying(vq))
+		/* After a reconnect: what the last process left in flight. */
+		return vq->replay[vq->replay_pos];
+	return avail_head(vq, avail);
+}
+
+static inline __attribute__((always_inline)) int
+take(struct vduse_vq *vq, unsigned int head, struct chain *c,
+     struct vduse_packed_chain *pc)
+{
+	if (vq->packed)
+		return vduse_packed_take(vq, c, pc);
+	return take_chain(vq, head, c);
+}
+
+static inline __attribute__((always_inline)) bool
+commit(struct vduse_vq *vq, unsigned int head,
+       const struct vduse_packed_chain *pc)
+{
+	if (vq->packed) {
+		vduse_packed_commit(vq, head, pc);
+		return false;
+	}
+	return commit_pop(vq, head);
+}
+
 static int pop_locked(struct vduse_vq *vq, size_t sz, void **out)
 {
+	struct vduse_packed_chain pc;
 	struct vduse_vq_elem *elem;
 	struct chain c;
 	int head, avail = -1, ret;
@@ -452,17 +332,12 @@ static int pop_locked(struct vduse_vq *vq, size_t sz, void **out)
 	ret = rings_valid(vq);
 	if (ret < 0)
 		return ret == -ENOMEM ? ret : -EIO;
-	if (replaying(vq)) {
-		/* After a reconnect: what the last process left in flight. */
-		head = vq->replay[vq->replay_pos];
-	} else {
-		head = avail_head(vq, &avail);
-		if (head < 0)
-			return head;
-	}
+	head = next_head(vq, &avail);
+	if (head < 0)
+		return head;
 	c.iov = vq->iov;
 	c.cap = vq->iov_cap;
-	ret = take_chain(vq, (unsigned int)head, &c);
+	ret = take(vq, (unsigned int)head, &c, &pc);
 	if (ret < 0)
 		return ret;
 
@@ -477,7 +352,7 @@ static int pop_locked(struct vduse_vq *vq, size_t sz, void **out)
 	elem->in_sg = elem->out_sg + c.out;
 	memcpy(elem->out_sg, vq->iov, c.n * sizeof(struct iovec));
 	*out = elem;
-	if (commit_pop(vq, (unsigned int)head) && vq->fast.rearm)
+	if (commit(vq, (unsigned int)head, &pc) && vq->fast.rearm)
 		RING_STORE(*avail_event(vq), htole16(vq->last_avail_idx));
 	return 0;
 }
@@ -525,29 +400,26 @@ static unsigned int pop_batch_locked(struct vduse_vq *vq,
 		return 0;
 	}
 	while (n < max) {
+		struct vduse_packed_chain pc;
 		struct vduse_vq_slot *s;
 		struct chain c;
 		int head;
 
-		if (replaying(vq)) {
-			head = vq->replay[vq->replay_pos];
-		} else {
-			head = avail_head(vq, &avail);
-			if (head < 0) {
-				ret = head;
-				break;
-			}
+		head = next_head(vq, &avail);
+		if (head < 0) {
+			ret = head;
+			break;
 		}
 		s = &vq->fast.slots[head];
 		c.iov = s->iov;
 		c.cap = VDUSE_VQ_SLOT_IOV;
-		ret = take_chain(vq, (unsigned int)head, &c);
+		ret = take(vq, (unsigned int)head, &c, &pc);
 		if (ret == -ENOBUFS) {
 			/* Longer than a slot holds: the scratch array, then
 			 * the slot's own larger array. */
 			c.iov = vq->iov;
 			c.cap = vq->iov_cap;
-			ret = take_chain(vq, (unsigned int)head, &c);
+			ret = take(vq, (unsigned int)head, &c, &pc);
 			if (ret == 0)
 				ret = slot_keep_big(vq, s, c.n);
 			c.iov = s->big;
@@ -561,7 +433,7 @@ static unsigned int pop_batch_locked(struct vduse_vq *vq,
 		s->elem.out_sg = c.iov;
 		s->elem.in_sg = c.iov + c.out;
 		elems[n++] = &s->elem;
-		if (commit_pop(vq, (unsigned int)head))
+		if (commit(vq, (unsigned int)head, &pc))
 			moved = true;
 	}
 	/* One avail_event store for the batch (after -EAGAIN the re-arm in

@@ -36,7 +36,7 @@ static inline uint16_t *avail_event(struct vduse_vq *vq)
  * -EIO when the queue is stopped, -ENOMEM for a shortage that may pass (the
  * queue stays usable), or another -errno after breaking the queue.
  */
-int vduse_split_remap_rings(struct vduse_vq *vq);
+int vduse_ring_remap(struct vduse_vq *vq);
 
 /* Publish the pushes the used ring could not take when they were made. */
 void vduse_split_flush_deferred(struct vduse_vq *vq);
@@ -54,7 +54,7 @@ static inline int rings_valid(struct vduse_vq *vq)
 	if (__builtin_expect(!vq->rings_pending &&
 			     vq->ring_gen == vq->iotlb.gen, 1))
 		return 0;
-	return vduse_split_remap_rings(vq);
+	return vduse_ring_remap(vq);
 }
 
 static inline bool inflight_test(const struct vduse_vq *vq, unsigned int id)

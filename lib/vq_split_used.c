@@ -11,12 +11,19 @@
 #include "log.h"
 #include "sys.h"
 #include "vq_split.h"
+#include "vq_packed.h"
 
 /* Put one completion in the used ring (used->idx is stored later). */
 static inline __attribute__((always_inline)) void
 put_used(struct vduse_vq *vq, uint32_t id, uint32_t len)
 {
-	struct vring_used_elem *u = &vq->used->ring[vq->used_idx % vq->num];
+	struct vring_used_elem *u;
+
+	if (vq->packed) {
+		vduse_packed_put_used(vq, id, len);
+		return;
+	}
+	u = &vq->used->ring[vq->used_idx % vq->num];
 
 	if (vq->ilog)
 		vduse_crash_point();
@@ -34,6 +41,9 @@ put_used(struct vduse_vq *vq, uint32_t id, uint32_t len)
 /* Make the used entries written so far visible to the driver. */
 static void publish_used(struct vduse_vq *vq)
 {
+	/* Packed: each used descriptor was published by its flags. */
+	if (vq->packed)
+		return;
 	if (vq->ilog)
 		vduse_crash_point();
 	RING_STORE_REL(vq->used->idx, htole16(vq->used_idx));
@@ -63,6 +73,8 @@ need_interrupt(struct vduse_vq *vq)
 {
 	uint16_t old = vq->signalled_used, now = vq->used_idx;
 
+	if (vq->packed)
+		return vduse_packed_need_interrupt(vq);
 	/* Order our used->idx store before reading the driver's wishes. */
 	__atomic_thread_fence(__ATOMIC_SEQ_CST);
 	vq->signalled_used = now;
@@ -227,7 +239,9 @@ int vduse_vq_push_batch(struct vduse_vq *vq, struct vduse_vq_elem *const *elems,
 static void kicks_off(struct vduse_vq *vq)
 {
 	vq->fast.rearm = false;
-	if (vq->event_idx)
+	if (vq->packed)
+		vduse_packed_kicks_off(vq);
+	else if (vq->event_idx)
 		/* Behind anything the driver can publish: no kick until
 		 * the index wraps (then one, which does no harm). */
 		RING_STORE(*avail_event(vq),
@@ -241,6 +255,8 @@ static int kicks_on(struct vduse_vq *vq)
 {
 	int avail;
 
+	if (vq->packed)
+		return vduse_packed_kicks_on(vq);
 	vq->fast.rearm = vq->event_idx;
 	if (vq->event_idx)
 		RING_STORE(*avail_event(vq), htole16(vq->last_avail_idx));

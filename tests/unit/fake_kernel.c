@@ -925,6 +925,19 @@ void fk_set_vq_info(unsigned int index, uint32_t num, uint64_t desc,
 	UNLOCK();
 }
 
+void fk_set_vq_packed(unsigned int index, bool avail_wrap, uint16_t avail_idx,
+		      bool used_wrap, uint16_t used_idx)
+{
+	struct vduse_vq_state_packed *p = &fk.queues[index].info.packed;
+
+	LOCK();
+	p->last_avail_counter = avail_wrap;
+	p->last_avail_idx = avail_idx;
+	p->last_used_counter = used_wrap;
+	p->last_used_idx = used_idx;
+	UNLOCK();
+}
+
 #define QGETTER(type, name, field)		\
 type name(unsigned int index)			\
 {						\

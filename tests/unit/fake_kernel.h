@@ -60,6 +60,9 @@ bool fk_last_set_config(uint32_t *offset, uint32_t *length, void *buf,
 void fk_set_vq_info(unsigned int index, uint32_t num, uint64_t desc,
 		    uint64_t driver, uint64_t device, uint16_t avail_index,
 		    bool ready);
+/* The packed ring state VQ_GET_INFO reports (after fk_set_vq_info). */
+void fk_set_vq_packed(unsigned int index, bool avail_wrap, uint16_t avail_idx,
+		      bool used_wrap, uint16_t used_idx);
 uint32_t fk_vq_max_size(unsigned int index);	/* from VQ_SETUP, 0 if none */
 int fk_vq_kickfd(unsigned int index);		/* last SETUP_KICKFD, -2: never */
 unsigned int fk_vq_kickfd_calls(unsigned int index);
