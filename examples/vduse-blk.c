@@ -57,6 +57,7 @@ struct blk_opts {
 	bool direct;
 	bool attach;
 	const char *driver;	/* vDPA bus driver, NULL: the bus's choice */
+	bool no_packed;
 	bool verbose;
 };
 
@@ -67,6 +68,7 @@ enum {
 	BLK_OPT_LOG,
 	BLK_OPT_NO_LOG,
 	BLK_OPT_DRIVER,
+	BLK_OPT_NO_PACKED,
 };
 
 static const struct option blk_long_opts[] = {
@@ -81,6 +83,7 @@ static const struct option blk_long_opts[] = {
 	{ "driver",	required_argument, NULL, BLK_OPT_DRIVER },
 	{ "log",	required_argument, NULL, BLK_OPT_LOG },
 	{ "no-log",	no_argument,	   NULL, BLK_OPT_NO_LOG },
+	{ "no-packed",	no_argument,	   NULL, BLK_OPT_NO_PACKED },
 	{ "verbose",	no_argument,	   NULL, 'v' },
 	{ "help",	no_argument,	   NULL, 'h' },
 	{ NULL, 0, NULL, 0 },
@@ -126,6 +129,9 @@ static void blk_usage(FILE *f)
 "      --log PATH         the in-flight log that lets a restarted vduse-blk\n"
 "                         reconnect (default: " BLK_LOG_DIR "/NAME)\n"
 "      --no-log           no in-flight log: the device dies with us\n"
+"      --no-packed        offer split virtqueues only.  Packed ones are\n"
+"                         offered when there is no in-flight log (the log\n"
+"                         records split rings only), so with --no-log\n"
 "  -v, --verbose          debug messages (ours and the library's)\n"
 "  -h, --help             show this help and exit\n"
 "\n"
@@ -241,6 +247,9 @@ static int blk_parse_args(int argc, char **argv, struct blk_opts *o)
 			break;
 		case BLK_OPT_NO_LOG:	/* wins over --log, in any order */
 			no_log = true;
+			break;
+		case BLK_OPT_NO_PACKED:
+			o->no_packed = true;
 			break;
 		case 'v':
 			o->verbose = true;
@@ -519,6 +528,7 @@ static int blk_device_get(const struct blk_opts *o,
 		.log_path = o->log,
 		.log_id = o->log ? &id : NULL,
 		.log_id_size = o->log ? sizeof(id) : 0,
+		.flags = o->no_packed ? VDUSE_DEVICE_F_NO_PACKED : 0,
 	};
 	int ret;
 

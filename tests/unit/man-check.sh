@@ -12,8 +12,9 @@
 #  - .TH matches the file name and section;
 #  - every other page renders with no warning under groff -ww -z -man;
 #  - man/meson.build installs every page.
-#  - with INCLUDE-DIR and LIBRARY, the example program of libvduse(7)
-#    compiles and links ($CC, warnings as errors).
+#  - with INCLUDE-DIR and LIBRARY, each man3 SYNOPSIS agrees with the
+#    header, and the example program of libvduse(7) compiles and links
+#    ($CC, warnings as errors).
 # Usage: man-check.sh MAN-DIR libvduse.map libvduse.h [INCLUDE-DIR LIBRARY]
 set -u
 man=$1 map=$2 header=$3 incdir=${4:-} lib=${5:-}
@@ -127,6 +128,93 @@ for f in "$man"/*.[378]; do
 	fi
 done
 [ "$pages" -gt 0 ] || fail "no pages in $man"
+
+# Each man3 SYNOPSIS, as printed, agrees with the header: its prototypes
+# and typedefs are compiled after the header (a different one conflicts),
+# its structs are compiled under another tag and compared member by member
+# (offset and size), its enumerators and numeric macros by value.
+cat >"$tmp/synopsis.py" <<'PY'
+# Turn the SYNOPSIS of a rendered man3 page into C checked against the header.
+import re, sys
+page, text = sys.argv[1], sys.stdin.read()
+lines, on = [], False
+for l in text.splitlines():
+    if re.match(r'^[A-Z][A-Z ]*$', l):
+        on = l == 'SYNOPSIS'
+        continue
+    if on and l.strip() and not l.strip().startswith('Link with'):
+        lines.append(l.strip())
+out, n, i = [], 0, 0
+def tag(msg):
+    global n
+    n += 1
+    return '"%s: %s"' % (page, msg.replace('"', "'"))
+while i < len(lines):
+    l = lines[i]
+    if l.startswith('#include'):
+        out.append(l); i += 1; continue
+    m = re.match(r'#define (\w+) (.*)$', l)
+    if m:
+        name, val = m.groups()
+        if val.startswith('"'):
+            out.append('_Static_assert(sizeof(%s) == sizeof(%s), %s);' % (name, val, tag(l)))
+        else:
+            out.append('_Static_assert((%s) == (%s), %s);' % (name, val, tag(l)))
+        i += 1; continue
+    m = re.match(r'(struct|enum) (\w+) \{$', l)
+    if m:
+        kind, name = m.groups()
+        body = []
+        i += 1
+        while i < len(lines) and lines[i] != '};':
+            body.append(re.sub(r'/\*.*?\*/', '', lines[i]).strip()); i += 1
+        i += 1
+        if kind == 'enum':
+            for b in body:
+                e = re.match(r'(\w+) = (.*?),?$', b)
+                if not e:
+                    out.append('#error %s' % tag('cannot read enumerator ' + b)); continue
+                out.append('_Static_assert((%s) == (%s), %s);' % (e.group(1), e.group(2), tag(b)))
+            continue
+        decls = ' '.join(body)
+        out.append('struct man_chk_%s { %s };' % (name, decls))
+        members = re.findall(r'\(\*(\w+)\)\s*\(', decls)
+        for d in re.sub(r'\([^()]*\)\s*;', ';', decls).split(';'):
+            d = d.strip()
+            mm = re.search(r'(\w+)\s*(\[[^]]*\])?$', d)
+            if d and not re.search(r'\(\*\w+\)', d) and mm:
+                members.append(mm.group(1))
+        out.append('_Static_assert(sizeof(struct man_chk_%s) == sizeof(struct %s), %s);'
+                   % (name, name, tag('struct %s has another size' % name)))
+        for mem in members:
+            out.append('_Static_assert(offsetof(struct man_chk_%s, %s) == offsetof(struct %s, %s), %s);'
+                       % (name, mem, name, mem, tag('member %s' % mem)))
+            out.append('_Static_assert(sizeof(((struct man_chk_%s *)0)->%s) == sizeof(((struct %s *)0)->%s), %s);'
+                       % (name, mem, name, mem, tag('member %s' % mem)))
+        continue
+    # A declaration: up to its ';'.
+    d = l
+    while not d.endswith(';') and i + 1 < len(lines):
+        i += 1; d += ' ' + lines[i]
+    out.append(d); i += 1
+print('#include <stddef.h>')
+print('\n'.join(out))
+PY
+if [ -n "$incdir" ]; then
+	for f in "$man"/*.3; do
+		head -n 20 "$f" | grep -q '^\.so ' && continue
+		base=${f##*/}
+		groff -man -Tascii -P-cbou -rLL=250n "$f" 2>/dev/null |
+			python3 "$tmp/synopsis.py" "$base" >"$tmp/synopsis.c"
+		if ! grep -q vduse "$tmp/synopsis.c"; then
+			fail "$base: nothing found in its SYNOPSIS"
+		elif ! ${CC:-cc} -fsyntax-only -Wall -Werror -I"$incdir" \
+		     -x c "$tmp/synopsis.c" >"$tmp/out" 2>&1; then
+			fail "$base: its SYNOPSIS does not agree with the header:"
+			grep -E 'error' "$tmp/out" | sed 's/^/    /'
+		fi
+	done
+fi
 
 # The complete program in libvduse(7) compiles and links as it is printed.
 if [ -n "$incdir" ]; then

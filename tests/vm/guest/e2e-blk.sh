@@ -14,7 +14,7 @@ SERVER=${VMTEST_SERVER:-example}
 BACKING=/tmp/backing.img
 BACKING_MB=64
 case $SERVER in
-example) NAME=vduse-blk0 EXTRA="--serial vmtest-serial" ;;
+example) NAME=vduse-blk0 EXTRA="--serial vmtest-serial --verbose" ;;
 qsd) NAME=vduse0 EXTRA= ;;
 *) fail setup "unknown VMTEST_SERVER=$SERVER"; exit 1 ;;
 esac
@@ -52,6 +52,28 @@ stop_dev() {
 	else
 		fail "$_check-clean" "left behind:$_left"
 	fi
+}
+
+# What the library negotiated with the kernel, from vduse-blk --verbose's
+# "uapi:" lines (API version, VDUSE features, ring layout) and the library's
+# own line (what the kernel offered), as INFO lines.  The version chosen
+# must be the highest both speak: the kernel's, up to 1.
+check_uapi() {
+	grep -e 'uapi:' -e 'kernel: ' "$BLK_LOG" >/tmp/uapi.out || { echo "no uapi: line"; return 1; }
+	while read -r _l; do info "uapi ${_l#*uapi: }"; done </tmp/uapi.out
+	set -- $(sed -n 's/.*VDUSE API version \([0-9]*\) (kernel: \([0-9]*\)).*/\1 \2/p' /tmp/uapi.out)
+	[ $# = 2 ] || { echo "no 'VDUSE API version N (kernel: M)' line"; return 1; }
+	_want=$2
+	[ "$_want" -gt 1 ] && _want=1
+	[ "$1" = "$_want" ] || { echo "API version $1 chosen, kernel offers $2"; return 1; }
+	grep -q "VDUSE API version $1," /tmp/uapi.out && grep -q 'ring layout' /tmp/uapi.out ||
+		{ echo "vduse-blk --verbose did not say the API version and the ring layout"; return 1; }
+	# With VDUSE_F_QUEUE_READY (7.3) the driver enables each queue by a
+	# message: both queues must have been enabled that way.
+	grep -q 'VDUSE features [A-Z_,]*QUEUE_READY' /tmp/uapi.out || return 0
+	_n=$(grep -c 'SET_VQ_READY 1' "$BLK_LOG")
+	info "uapi SET_VQ_READY enables: $_n"
+	[ "$_n" -ge 2 ] || { echo "QUEUE_READY in use, but $_n SET_VQ_READY enables for 2 queues"; return 1; }
 }
 
 check_size() {
@@ -142,6 +164,7 @@ dd if=/dev/zero of="$BACKING" bs=1M count="$BACKING_MB" 2>/dev/null ||
 
 # Read-write device with two queues.
 if start_dev attach 2 rw; then
+	[ "$SERVER" = example ] && check uapi check_uapi
 	check size check_size
 	check vdpa-show check_vdpa_show
 	check queues check_queues 2
@@ -158,5 +181,37 @@ fi
 if start_dev attach-ro 1 ro; then
 	check read-only check_read_only
 	stop_dev detach-ro
+fi
+
+# The ring layout virtio_blk negotiated: bit 34 (VIRTIO_F_RING_PACKED) of
+# the device's features in sysfs, a string of '0'/'1' from bit 0.
+check_layout() {
+	_f=$(cat /sys/block/vda/device/features) || return 1
+	_bit=$(echo "$_f" | cut -c35)
+	info "features $_f: packed bit '$_bit', want '$1'"
+	[ "$_bit" = "$1" ]
+}
+
+# Packed virtqueues, offered by vduse-blk when it keeps no in-flight log.
+# Upstream VDUSE passes them to virtio_blk; the shim strips the bit
+# (docs/kernel-shim.md), so there the driver stays on split rings.
+if [ "$SERVER" = example ]; then
+	want=1
+	[ -d /sys/module/vduse_shim ] && want=0
+	save_extra=$EXTRA
+	EXTRA="$save_extra --no-log"
+	if start_dev attach-packed 2 rw; then
+		check layout-packed check_layout $want
+		check uapi-packed check_uapi
+		check fio-verify-packed check_fio
+		check ext4-packed check_ext4
+		stop_dev detach-packed
+	fi
+	EXTRA="$save_extra --no-log --no-packed"
+	if start_dev attach-no-packed 1 rw; then
+		check layout-split check_layout 0
+		stop_dev detach-no-packed
+	fi
+	EXTRA=$save_extra
 fi
 exit 0
