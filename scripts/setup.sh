@@ -52,4 +52,6 @@ fi
 # ([0-9] before -amd64 leaves out the -rt and -cloud kernels).
 "$top/scripts/fetch-kernel.sh" sid 'linux-binary-7.2*[0-9]-amd64'
 "$top/scripts/fetch-kernel.sh" experimental 'linux-binary-7.3*[0-9]-amd64'
+# trixie's qemu-io with libblkio, for the vhost-vdpa VM test (vm-vhost-trixie)
+"$top/scripts/fetch-debs.sh" trixie blkio-trixie qemu-utils qemu-block-extra libblkio1
 echo "setup: ok" >&2

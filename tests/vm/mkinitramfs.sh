@@ -10,6 +10,7 @@
 #
 #   tests/vm/mkinitramfs.sh --flavor F --guest SCRIPT --out FILE
 #       [--build DIR] [--no-project] [--shim KO] [--bin FILE]... [--env K=V]...
+#       [--module NAME]... [--foreign ROOT:FILE]...
 #
 # --build DIR    meson build directory (default: build); its
 #                examples/vduse-blk and lib/libvduse.so* are required unless
@@ -18,6 +19,14 @@
 #                if it exists, else kernel/vduse_shim.ko).
 # --bin FILE     extra program, installed as /usr/local/bin/NAME.
 # --env K=V      exported to the guest scripts (via /etc/vmtest.env).
+# --module NAME  one more module of the flavor's kernel to load (with its
+#                dependencies), after the flavor's own.
+# --foreign ROOT:FILE
+#                FILE (a path inside ROOT, a Debian tree of another suite that
+#                scripts/fetch-debs.sh extracted) at /opt/foreign/FILE, and
+#                the libraries ROOT's own loader resolves for it in
+#                /opt/foreign/lib with that loader: run it with
+#                /opt/foreign/lib/ld-linux-x86-64.so.2 --library-path /opt/foreign/lib.
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -26,7 +35,7 @@ top=$(cd "$here/../.." && pwd)
 . "$here/flavor.sh"
 
 flavor= guest= out= build=$top/build project=yes shim=
-bins=() envs=()
+bins=() envs=() extra_modules=() foreign=()
 while (($#)); do
 	case $1 in
 	--flavor) flavor=$2; shift 2 ;;
@@ -37,6 +46,8 @@ while (($#)); do
 	--shim) shim=$2; shift 2 ;;
 	--bin) bins+=("$2"); shift 2 ;;
 	--env) envs+=("$2"); shift 2 ;;
+	--module) extra_modules+=("$2"); shift 2 ;;
+	--foreign) foreign+=("$2"); shift 2 ;;
 	*) echo "mkinitramfs: unknown argument $1" >&2; exit 2 ;;
 	esac
 done
@@ -51,6 +62,7 @@ if [[ $flavor == bookworm-shim && -z $shim ]]; then
 	[[ -f $shim ]] || shim=$top/kernel/vduse_shim.ko
 fi
 flavor_load "$flavor" "$shim"
+VM_MODULES+=(${extra_modules[@]+"${extra_modules[@]}"})
 
 die() { echo "mkinitramfs: $*" >&2; exit 1; }
 
@@ -107,6 +119,30 @@ fi
 for b in "${bins[@]}"; do
 	[[ $b == */* ]] || b=$(need "$b")
 	install_bin "$b" "/usr/local/bin/${b##*/}"
+done
+
+# install_foreign ROOT:FILE: a program of another Debian suite, its
+# libraries as that suite's loader resolves them, and the loader.
+install_foreign() {
+	local root=${1%%:*} file=${1#*:} loader out lib
+	loader=$root/usr/lib64/ld-linux-x86-64.so.2
+	[[ -f $root/$file && -x $loader ]] ||
+		die "missing $root/$file or its loader (run scripts/setup.sh)"
+	mkdir -p "$stage/opt/foreign/lib" "$stage/opt/foreign/$(dirname "$file")"
+	cp -L "$root/$file" "$stage/opt/foreign/$file"
+	[[ -e $stage/opt/foreign/lib/ld-linux-x86-64.so.2 ]] ||
+		cp -L "$loader" "$stage/opt/foreign/lib/"
+	out=$("$loader" --library-path "$root/usr/lib/x86_64-linux-gnu" --list "$root/$file") ||
+		die "$loader cannot list the libraries of $root/$file"
+	if grep -q 'not found' <<<"$out"; then
+		die "$root/$file has unresolved libraries: $(grep 'not found' <<<"$out" | tr '\n' ' ')"
+	fi
+	for lib in $(awk '$2 == "=>" && $3 ~ /^\// { print $3 }' <<<"$out"); do
+		[[ -e $stage/opt/foreign/lib/${lib##*/} ]] || cp -L "$lib" "$stage/opt/foreign/lib/"
+	done
+}
+for f in ${foreign[@]+"${foreign[@]}"}; do
+	install_foreign "$f"
 done
 
 # modules, decompressed, and their load order

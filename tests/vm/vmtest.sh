@@ -6,7 +6,8 @@
 #
 #   tests/vm/vmtest.sh --flavor F --guest SCRIPT [--build DIR] [--timeout S]
 #       [--append 'KERNEL ARGS']
-#       [mkinitramfs options: --no-project --shim KO --bin FILE --env K=V]
+#       [mkinitramfs options: --no-project --shim KO --bin FILE --env K=V
+#        --module NAME --foreign ROOT:FILE]
 #
 # Files go to DIR/vm/NAME.cpio and DIR/vm/NAME.log, where NAME is the flavor
 # and the guest script's name.
@@ -27,7 +28,7 @@ while (($#)); do
 	--name) name=$2; shift 2 ;;
 	--append) vm_args+=(--append "$2"); shift 2 ;;
 	--no-project) pass_on+=("$1"); shift ;;
-	--shim | --bin | --env) pass_on+=("$1" "$2"); shift 2 ;;
+	--shim | --bin | --env | --module | --foreign) pass_on+=("$1" "$2"); shift 2 ;;
 	*) echo "vmtest: unknown argument $1" >&2; exit 2 ;;
 	esac
 done
