@@ -129,6 +129,20 @@ for f in "$man"/*.[378]; do
 done
 [ "$pages" -gt 0 ] || fail "no pages in $man"
 
+# vduse-blk(8) names every option of examples/vduse-blk.c (its getopt_long
+# table), long and short.
+blk=$man/../examples/vduse-blk.c
+sed -n '/struct option blk_long_opts\[\] = {/,/};/p' "$blk" 2>/dev/null |
+	sed -nE "s/.*\{ \"([a-z-]+)\",.*, *('(.)'|[A-Z_]+) *\},.*/\1 \3/p" >"$tmp/opts"
+[ -s "$tmp/opts" ] || fail "no options found in $blk (blk_long_opts)"
+while read -r long short; do
+	esc=$(printf '%s' "--$long" | sed 's/-/\\\\-/g')
+	grep -qE -- "$esc([^A-Za-z\\\\]|\$)" "$man/vduse-blk.8" ||
+		fail "vduse-blk.8 does not describe --$long"
+	[ -z "$short" ] || grep -qE -- "\\\\-$short([^A-Za-z\\\\]|\$)" "$man/vduse-blk.8" ||
+		fail "vduse-blk.8 does not describe -$short"
+done <"$tmp/opts"
+
 # Each man3 SYNOPSIS, as printed, agrees with the header: its prototypes
 # and typedefs are compiled after the header (a different one conflicts),
 # its structs are compiled under another tag and compared member by member
