@@ -424,6 +424,10 @@ err:
 static void blk_status_changed(struct vduse_device *dev, uint8_t status)
 {
 	blk_dbg("%s: status 0x%02x", vduse_device_name(dev), status);
+	if (status & VIRTIO_CONFIG_S_DRIVER_OK)
+		blk_dbg("%s: uapi: ring layout %s", vduse_device_name(dev),
+			vduse_device_features(dev) &
+			(1ULL << VIRTIO_F_RING_PACKED) ? "packed" : "split");
 }
 
 static void blk_queue_error(struct vduse_device *dev, struct vduse_vq *vq,
@@ -651,6 +655,9 @@ static int blk_serve(const struct blk_opts *o, const struct blk_backend *be,
 	ret = blk_device_get(o, be, &dev, &reopened);
 	if (ret < 0)
 		return ret;
+	blk_dbg("%s: uapi: VDUSE API version %u, VDUSE features 0x%llx",
+		o->name, vduse_device_api_version(dev),
+		(unsigned long long)vduse_device_vduse_features(dev));
 	ret = vduse_runner_new(dev, &blk_runner_ops, (void *)be, &runner);
 	if (ret < 0) {
 		blk_err("cannot create the runner: %s", strerror(-ret));

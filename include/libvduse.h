@@ -120,6 +120,15 @@ struct vduse_device_ops {
 	 */
 	void (*queue_error)(struct vduse_device *dev, struct vduse_vq *vq,
 			    int err);
+
+	/*
+	 * The kernel asked the device to suspend (VDUSE_F_SUSPEND, Linux 7.3:
+	 * vhost-vdpa's VHOST_VDPA_SUSPEND, e.g. a VMM about to migrate).
+	 * Every started queue has been stopped first (queue_stop ran for it);
+	 * no queue starts again until the driver resets the device.  On the
+	 * thread in vduse_device_process().  NULL: nothing more to do.
+	 */
+	void (*suspend)(struct vduse_device *dev);
 };
 
 /* What vduse_device_new() creates. */
@@ -271,6 +280,17 @@ struct vduse_vq *vduse_device_vq(struct vduse_device *dev, unsigned int index);
 /* Negotiated features; valid once the driver set FEATURES_OK. */
 uint64_t vduse_device_features(const struct vduse_device *dev);
 uint8_t vduse_device_status(const struct vduse_device *dev);
+/*
+ * The VDUSE API version the library chose with the kernel when the device
+ * was created: the highest both speak (0 up to Linux 7.2, 1 from 7.3).
+ */
+unsigned int vduse_device_api_version(const struct vduse_device *dev);
+/*
+ * The VDUSE features in use, as a mask of 1 << VDUSE_F_* bits of
+ * <linux/vduse.h> (0: none; a kernel before 7.3 has none): those the
+ * kernel offered and the library handles.
+ */
+uint64_t vduse_device_vduse_features(const struct vduse_device *dev);
 
 /* Update the config space and, optionally, raise a config interrupt. */
 int vduse_device_set_config(struct vduse_device *dev, uint32_t offset,

@@ -13,6 +13,7 @@
 #include "internal.h"
 #include "log.h"
 #include "sys.h"
+#include "vduse_uapi.h"
 
 #define CONTROL_PATH	"/dev/vduse/control"
 #define DEV_DIR		"/dev/vduse/"
@@ -95,22 +96,87 @@ static int open_control(void)
 	return fd;
 }
 
-static int negotiate_api(int fd)
+/* The VDUSE features this library handles when the kernel offers them. */
+#define HANDLED_VDUSE_FEATURES	((1ULL << VDUSE_F_QUEUE_READY) | \
+				 (1ULL << VDUSE_F_SUSPEND))
+
+/* "QUEUE_READY,SUSPEND" for a VDUSE feature mask, "none" for 0. */
+static const char *vduse_features_str(uint64_t f, char *buf, size_t len)
 {
-	uint64_t version = 0;
+	static const char *const names[] = {
+		[VDUSE_F_QUEUE_READY] = "QUEUE_READY",
+		[VDUSE_F_SUSPEND] = "SUSPEND",
+	};
+	size_t n = 0;
+	unsigned int i;
+
+	snprintf(buf, len, "none");
+	for (i = 0; i < 64 && n < len; i++) {
+		if (!(f & (1ULL << i)))
+			continue;
+		if (i < sizeof(names) / sizeof(names[0]) && names[i])
+			n += (size_t)snprintf(buf + n, len - n, "%s%s",
+					      n ? "," : "", names[i]);
+		else
+			n += (size_t)snprintf(buf + n, len - n, "%sbit%u",
+					      n ? "," : "", i);
+	}
+	return buf;
+}
+
+/*
+ * The highest API version both the kernel and this library speak (API 0
+ * on a kernel that refuses more), then the VDUSE features both have.  A
+ * kernel without VDUSE features refuses GET_FEATURES: none are used.
+ */
+static int negotiate_api(struct vduse_device *dev)
+{
+	uint64_t offered = 0, version, kfeat = 0, want;
+	char have_s[64], want_s[64];
+	int fd = dev->control_fd;
 	int ret;
 
-	ret = vduse_sys->ioctl(fd, VDUSE_GET_API_VERSION, &version);
+	ret = vduse_sys->ioctl(fd, VDUSE_GET_API_VERSION, &offered);
 	if (ret < 0) {
 		vduse_err("VDUSE_GET_API_VERSION: %s", strerror(-ret));
 		return ret;
 	}
-	/* This library speaks API version 0, which every kernel accepts. */
-	version = 0;
+	version = offered < VDUSE_LIB_API_MAX ? offered : VDUSE_LIB_API_MAX;
 	ret = vduse_sys->ioctl(fd, VDUSE_SET_API_VERSION, &version);
-	if (ret < 0)
-		vduse_err("VDUSE_SET_API_VERSION 0: %s", strerror(-ret));
-	return ret;
+	if (ret < 0 && version > 0) {
+		vduse_warn("VDUSE_SET_API_VERSION %llu: %s; using API version 0",
+			   (unsigned long long)version, strerror(-ret));
+		version = 0;
+		ret = vduse_sys->ioctl(fd, VDUSE_SET_API_VERSION, &version);
+	}
+	if (ret < 0) {
+		vduse_err("VDUSE_SET_API_VERSION %llu: %s",
+			  (unsigned long long)version, strerror(-ret));
+		return ret;
+	}
+	dev->api_version = (unsigned int)version;
+
+	ret = vduse_sys->ioctl(fd, VDUSE_GET_FEATURES, &kfeat);
+	if (ret < 0) {
+		vduse_dbg("VDUSE_GET_FEATURES: %s: no VDUSE features",
+			  strerror(-ret));
+		kfeat = 0;
+	}
+	want = kfeat & HANDLED_VDUSE_FEATURES;
+	if (want) {
+		ret = vduse_sys->ioctl(fd, VDUSE_SET_FEATURES, &want);
+		if (ret < 0) {
+			vduse_warn("VDUSE_SET_FEATURES 0x%llx: %s; using none",
+				   (unsigned long long)want, strerror(-ret));
+			want = 0;
+		}
+	}
+	dev->vduse_features = want;
+	vduse_info("%s: VDUSE API version %u (kernel: %llu), VDUSE features %s (kernel: %s)",
+		   dev->name, dev->api_version, (unsigned long long)offered,
+		   vduse_features_str(want, want_s, sizeof(want_s)),
+		   vduse_features_str(kfeat, have_s, sizeof(have_s)));
+	return 0;
 }
 
 static int create_in_kernel(struct vduse_device *dev)
@@ -128,6 +194,11 @@ static int create_in_kernel(struct vduse_device *dev)
 	kc->vq_num = dev->num_queues;
 	kc->vq_align = (uint32_t)sysconf(_SC_PAGESIZE);
 	kc->config_size = dev->config_size;
+	if (dev->api_version >= VDUSE_API_VERSION_1) {
+		/* One group of every queue, in one address space. */
+		VDUSE_LIB_CONFIG_NGROUPS(kc) = 1;
+		VDUSE_LIB_CONFIG_NAS(kc) = 1;
+	}
 	if (dev->config_size)
 		memcpy(kc->config, dev->config, dev->config_size);
 
@@ -274,7 +345,7 @@ static int control_open(struct vduse_device *dev)
 	if (ret < 0)
 		return ret;
 	dev->control_fd = ret;
-	return negotiate_api(dev->control_fd);
+	return negotiate_api(dev);
 }
 
 int vduse_device_new(const struct vduse_device_config *cfg,
@@ -633,6 +704,16 @@ struct vduse_vq *vduse_device_vq(struct vduse_device *dev, unsigned int index)
 uint64_t vduse_device_features(const struct vduse_device *dev)
 {
 	return dev->negotiated;
+}
+
+unsigned int vduse_device_api_version(const struct vduse_device *dev)
+{
+	return dev->api_version;
+}
+
+uint64_t vduse_device_vduse_features(const struct vduse_device *dev)
+{
+	return dev->vduse_features;
 }
 
 uint8_t vduse_device_status(const struct vduse_device *dev)

@@ -107,6 +107,13 @@ struct vduse_vq {
 
 	struct vduse_iotlb iotlb;
 	void *runner_data;
+
+	/*
+	 * VDUSE_F_QUEUE_READY: the driver enabled the queue (SET_VQ_READY),
+	 * which the kernel may not report in VQ_GET_INFO before it has our
+	 * answer.  Cleared by a reset.
+	 */
+	bool ready_msg;
 };
 
 struct vduse_device {
@@ -139,6 +146,11 @@ struct vduse_device {
 	/* Opened by vduse_device_open(): recover on the first process(). */
 	bool recover_pending;
 	bool recovering;	/* queues start from the log */
+
+	/* The VDUSE uAPI chosen on the control fd (device.c). */
+	unsigned int api_version;
+	uint64_t vduse_features;	/* 1 << VDUSE_F_*, in use */
+	bool suspended;		/* VDUSE_SUSPEND: no queue starts until reset */
 };
 
 /* vq.c */

@@ -10,6 +10,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include "vduse_uapi.h"
 #include "iotlb.h"
 #include "log.h"
 #include "sys.h"
@@ -223,13 +224,22 @@ static int get_fd(struct vduse_iotlb *t, struct vduse_iotlb_entry *e)
 static int fill(struct vduse_iotlb *t, uint64_t iova,
 		struct vduse_iotlb_map **out)
 {
-	struct vduse_iotlb_entry e = { .start = iova, .last = iova };
+	/*
+	 * Room for API 1's 80-byte entry (asid 0) after the 32 bytes of
+	 * API 0's, should a kernel read or write that much at API 1.
+	 */
+	union {
+		struct vduse_iotlb_entry e;
+		struct vduse_lib_iotlb_entry2 e2;
+	} u = { .e2 = { .start = iova, .last = iova } };
+	struct vduse_iotlb_entry e;
 	struct vduse_iotlb_map *m;
 	uint64_t delta;
 	long page = sysconf(_SC_PAGESIZE);
 	int fd, ret;
 
-	fd = get_fd(t, &e);
+	fd = get_fd(t, &u.e);
+	e = u.e;
 	if (fd < 0) {
 		vduse_dbg("IOVA 0x%llx is not mapped: %s",
 			  (unsigned long long)iova, strerror(-fd));

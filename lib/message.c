@@ -8,6 +8,7 @@
 #include "log.h"
 #include "vq_packed.h"
 #include "sys.h"
+#include "vduse_uapi.h"
 
 static void read_features(struct vduse_device *dev)
 {
@@ -58,8 +59,11 @@ static void reset(struct vduse_device *dev)
 	vduse_device_stop_queues(dev);
 	/* Queues that failed to start may still hold mappings. */
 	update_iotlb(dev, 0, UINT64_MAX);
-	for (i = 0; i < dev->num_queues; i++)
+	for (i = 0; i < dev->num_queues; i++) {
 		dev->vqs[i].broken = false;	/* stopped: no thread uses it */
+		dev->vqs[i].ready_msg = false;
+	}
+	dev->suspended = false;
 	dev->negotiated = 0;
 	if (dev->ops.reset)
 		dev->ops.reset(dev);
@@ -83,7 +87,7 @@ void vduse_device_set_status(struct vduse_device *dev, uint8_t status)
 	}
 	__atomic_store_n(&dev->status, status, __ATOMIC_RELAXED);
 	if (status & VIRTIO_CONFIG_S_DRIVER_OK &&
-	    !(old & VIRTIO_CONFIG_S_DRIVER_OK))
+	    !(old & VIRTIO_CONFIG_S_DRIVER_OK) && !dev->suspended)
 		start_queues(dev);
 	if (dev->ops.status_changed)
 		dev->ops.status_changed(dev, status);
@@ -173,6 +177,56 @@ static void get_vq_state(struct vduse_device *dev,
 	vduse_iotlb_unlock(&vq->iotlb);
 }
 
+static bool have_vduse_feature(const struct vduse_device *dev,
+			       unsigned int bit)
+{
+	return dev->vduse_features & (1ULL << bit);
+}
+
+/*
+ * VDUSE_F_QUEUE_READY: the driver enables or disables one queue.  Before
+ * DRIVER_OK this is only recorded (the queue starts with the others); after
+ * it, the queue starts or stops now.
+ */
+static void set_vq_ready(struct vduse_device *dev,
+			 const struct vduse_dev_request *req,
+			 struct vduse_dev_response *resp)
+{
+	struct vduse_lib_vq_ready r;
+	struct vduse_vq *vq;
+
+	memcpy(&r, &req->vq_state, sizeof(r));	/* the payload's start */
+	if (r.num >= dev->num_queues) {
+		vduse_err("%s: SET_VQ_READY for queue %u of %u", dev->name,
+			  r.num, dev->num_queues);
+		resp->result = VDUSE_REQ_RESULT_FAILED;
+		return;
+	}
+	vq = &dev->vqs[r.num];
+	vq->ready_msg = r.ready != 0;
+	vduse_dbg("%s: queue %u: SET_VQ_READY %u", dev->name, r.num, r.ready);
+	if (dev->suspended || !(dev->status & VIRTIO_CONFIG_S_DRIVER_OK))
+		return;
+	if (vq->ready_msg)
+		vduse_vq_start(vq);
+	else
+		vduse_vq_stop(vq);
+}
+
+/*
+ * VDUSE_F_SUSPEND: stop processing.  Every queue stops (its backend finishes
+ * or abandons what it holds in queue_stop), so that GET_VQ_STATE then says
+ * where each one stopped; nothing starts again until a reset.
+ */
+static void suspend(struct vduse_device *dev)
+{
+	vduse_info("%s: suspended", dev->name);
+	vduse_device_stop_queues(dev);
+	dev->suspended = true;
+	if (dev->ops.suspend)
+		dev->ops.suspend(dev);
+}
+
 static void handle(struct vduse_device *dev,
 		   const struct vduse_dev_request *req,
 		   struct vduse_dev_response *resp)
@@ -194,7 +248,18 @@ static void handle(struct vduse_device *dev,
 		}
 		update_iotlb(dev, req->iova.start, req->iova.last);
 		break;
+	case VDUSE_LIB_REQ_SET_VQ_READY:
+		if (!have_vduse_feature(dev, VDUSE_F_QUEUE_READY))
+			goto unknown;
+		set_vq_ready(dev, req, resp);
+		break;
+	case VDUSE_LIB_REQ_SUSPEND:
+		if (!have_vduse_feature(dev, VDUSE_F_SUSPEND))
+			goto unknown;
+		suspend(dev);
+		break;
 	default:
+unknown:
 		vduse_warn("%s: unknown request type %u", dev->name,
 			   req->type);
 		resp->result = VDUSE_REQ_RESULT_FAILED;

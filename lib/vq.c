@@ -141,7 +141,7 @@ int vduse_vq_start(struct vduse_vq *vq)
 			  vq->index, strerror(-ret));
 		return ret;
 	}
-	if (!info.ready) {
+	if (!info.ready && !vq->ready_msg) {
 		if (dev->recovering && vq->ilog && vq->ilog->num) {
 			vduse_warn("%s: queue %u is no longer ready: the requests its in-flight log held are dropped",
 				   dev->name, vq->index);

@@ -11,6 +11,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include "vduse_uapi.h"
 #include "fake_kernel.h"
 #include "sys.h"
 
@@ -77,6 +78,10 @@ static struct {
 	unsigned int destroyed;
 	uint64_t api_version;
 	uint64_t features;
+	/* The uAPI the kernel offers: API version, VDUSE features. */
+	uint64_t api_offered;
+	bool have_vduse_features;
+	uint64_t vduse_offered, vduse_set;
 	unsigned int config_irqs;
 	bool have_set_config;
 	uint32_t set_config_offset, set_config_length;
@@ -279,15 +284,34 @@ static int control_ioctl(unsigned long req, void *arg)
 
 	switch (req) {
 	case VDUSE_GET_API_VERSION:
-		*(uint64_t *)arg = 0;
+		*(uint64_t *)arg = fk.api_offered;
 		return 0;
 	case VDUSE_SET_API_VERSION:
+		if (*(uint64_t *)arg > fk.api_offered)
+			return -EINVAL;
 		fk.api_version = *(uint64_t *)arg;
-		return fk.api_version == 0 ? 0 : -EINVAL;
+		return 0;
+	case VDUSE_GET_FEATURES:
+		if (!fk.have_vduse_features)
+			return -EINVAL;	/* as before 7.3: unknown ioctl */
+		*(uint64_t *)arg = fk.vduse_offered;
+		return 0;
+	case VDUSE_SET_FEATURES:
+		if (!fk.have_vduse_features)
+			return -EINVAL;
+		if (*(uint64_t *)arg & ~fk.vduse_offered)
+			return -EINVAL;
+		fk.vduse_set = *(uint64_t *)arg;
+		return 0;
 	case VDUSE_CREATE_DEV: {
 		const struct vduse_dev_config *c = arg;
 		size_t sz = sizeof(*c) + c->config_size;
+		uint32_t ngroups = VDUSE_LIB_CONFIG_NGROUPS(c);
+		uint32_t nas = VDUSE_LIB_CONFIG_NAS(c);
 
+		/* As 7.3: both at least 1 from API 1, 0 before. */
+		if (fk.api_version >= 1 ? !ngroups || !nas : ngroups || nas)
+			return -EINVAL;
 		if (find_dev(c->name) >= 0)
 			return -EEXIST;
 		for (i = 0; i < FK_MAX_DEVS && fk.devs[i][0]; i++)
@@ -891,6 +915,25 @@ void fk_set_features(uint64_t features)
 	LOCK();
 	fk.features = features;
 	UNLOCK();
+}
+
+void fk_set_uapi(uint64_t api_version, bool have_features, uint64_t offered)
+{
+	LOCK();
+	fk.api_offered = api_version;
+	fk.have_vduse_features = have_features;
+	fk.vduse_offered = offered;
+	UNLOCK();
+}
+
+uint64_t fk_vduse_features_set(void)
+{
+	uint64_t v;
+
+	LOCK();
+	v = fk.vduse_set;
+	UNLOCK();
+	return v;
 }
 
 bool fk_last_set_config(uint32_t *offset, uint32_t *length, void *buf,

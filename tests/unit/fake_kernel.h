@@ -51,6 +51,14 @@ const struct vduse_dev_config *fk_created_config(void);	/* last CREATE_DEV */
 unsigned int fk_destroyed(void);
 uint64_t fk_api_version_set(void);
 void fk_set_features(uint64_t features);	/* DEV_GET_FEATURES answer */
+/*
+ * The uAPI the kernel offers (default: API 0 and no VDUSE_GET_FEATURES,
+ * as 6.12): GET_API_VERSION's answer, and whether GET/SET_FEATURES exist
+ * and which VDUSE_F_* bits GET_FEATURES offers.  CREATE_DEV then checks
+ * ngroups and nas as 7.3 does.
+ */
+void fk_set_uapi(uint64_t api_version, bool have_features, uint64_t offered);
+uint64_t fk_vduse_features_set(void);	/* last SET_FEATURES, 0: none */
 unsigned int fk_config_irqs(void);
 /* Last DEV_SET_CONFIG: offset, length and up to 256 bytes of payload. */
 bool fk_last_set_config(uint32_t *offset, uint32_t *length, void *buf,

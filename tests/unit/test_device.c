@@ -8,7 +8,9 @@
 #include <string.h>
 
 #include "fake_kernel.h"
+#include "vduse_uapi.h"
 #include "test_util.h"
+#include "sim_driver.h"
 
 static void check_no_leaks(void)
 {
@@ -204,6 +206,207 @@ static void test_new_error_paths(void **state)
 	}
 }
 
+/* A 6.12 kernel: API 0 and no VDUSE_GET_FEATURES; nothing newer is used. */
+static void test_uapi_v0(void **state)
+{
+	struct vduse_device_config c = tu_config("u0", 1, 8);
+	const struct vduse_dev_config *kc;
+	struct vduse_device *dev;
+
+	assert_int_equal(vduse_device_new(&c, &dev), 0);
+	assert_int_equal(fk_api_version_set(), 0);
+	assert_int_equal(vduse_device_api_version(dev), 0);
+	assert_int_equal(vduse_device_vduse_features(dev), 0);
+	assert_int_equal(fk_ioctl_calls(VDUSE_GET_FEATURES), 1);
+	assert_int_equal(fk_ioctl_calls(VDUSE_SET_FEATURES), 0);
+	kc = fk_created_config();
+	assert_int_equal(VDUSE_LIB_CONFIG_NGROUPS(kc), 0);
+	assert_int_equal(VDUSE_LIB_CONFIG_NAS(kc), 0);
+	assert_true(tu_log_contains("u0: VDUSE API version 0 (kernel: 0), VDUSE features none (kernel: none)"));
+	vduse_device_free(dev);
+	check_no_leaks();
+}
+
+/* 7.3: API version 1 with one group in one address space. */
+static void test_uapi_v1(void **state)
+{
+	struct vduse_device_config c = tu_config("u1", 2, 8);
+	const struct vduse_dev_config *kc;
+	struct vduse_device *dev;
+
+	fk_set_uapi(1, true, TU_F(VDUSE_F_QUEUE_READY) | TU_F(VDUSE_F_SUSPEND));
+	assert_int_equal(vduse_device_new(&c, &dev), 0);
+	assert_int_equal(fk_api_version_set(), 1);
+	assert_int_equal(vduse_device_api_version(dev), 1);
+	kc = fk_created_config();
+	assert_int_equal(VDUSE_LIB_CONFIG_NGROUPS(kc), 1);
+	assert_int_equal(VDUSE_LIB_CONFIG_NAS(kc), 1);
+	assert_int_equal(vduse_device_vduse_features(dev),
+			 fk_vduse_features_set());
+	assert_true(tu_log_contains("u1: VDUSE API version 1 (kernel: 1)"));
+	assert_true(tu_log_contains("(kernel: QUEUE_READY,SUSPEND)"));
+	vduse_device_free(dev);
+	check_no_leaks();
+}
+
+/*
+ * A kernel newer than the library gets the library's highest version and
+ * none of the features it does not know; one that offers 1 and refuses it
+ * gets 0.
+ */
+static void test_uapi_newer_and_refused(void **state)
+{
+	struct vduse_device_config c = tu_config("u2", 1, 8);
+	struct vduse_device *dev;
+
+	fk_set_uapi(5, true, 1ULL << 40);
+	assert_int_equal(vduse_device_new(&c, &dev), 0);
+	assert_int_equal(vduse_device_api_version(dev), 1);
+	assert_int_equal(fk_api_version_set(), 1);
+	assert_int_equal(vduse_device_vduse_features(dev), 0);
+	assert_int_equal(fk_ioctl_calls(VDUSE_SET_FEATURES), 0);
+	assert_true(tu_log_contains("VDUSE features none (kernel: bit40)"));
+	vduse_device_free(dev);
+
+	fk_set_uapi(1, false, 0);
+	fk_fail_ioctl(VDUSE_SET_API_VERSION, -EINVAL, 0);
+	assert_int_equal(vduse_device_new(&c, &dev), 0);
+	assert_int_equal(vduse_device_api_version(dev), 0);
+	assert_int_equal(fk_api_version_set(), 0);
+	assert_int_equal(VDUSE_LIB_CONFIG_NGROUPS(fk_created_config()), 0);
+	assert_true(tu_log_contains("using API version 0"));
+	vduse_device_free(dev);
+	check_no_leaks();
+}
+
+/* A message of a type the 6.1 header does not name: payload @a, @b. */
+static int send_msg(struct vduse_device *dev, uint32_t type, uint32_t a,
+		    uint32_t b)
+{
+	struct vduse_dev_request req = { .type = type };
+	struct vduse_lib_vq_ready r = { .num = a, .ready = b };
+	struct vduse_dev_response resp;
+	uint32_t id;
+
+	memcpy(&req.vq_state, &r, sizeof(r));	/* the payload's start */
+	id = fk_push_msg(&req);
+	vduse_device_process(dev);
+	assert_true(fk_response(id, &resp));
+	return (int)resp.result;
+}
+
+#define VQ_READY(dev, q, on) send_msg(dev, VDUSE_LIB_REQ_SET_VQ_READY, q, on)
+#define SUSPEND(dev) send_msg(dev, VDUSE_LIB_REQ_SUSPEND, 0, 0)
+#define STARTED(dev, q) vduse_vq_started(vduse_device_vq(dev, q))
+#define OK VDUSE_REQ_RESULT_OK
+#define FAILED VDUSE_REQ_RESULT_FAILED
+
+static unsigned int suspends;
+
+static void cb_suspend(struct vduse_device *dev)
+{
+	(void)dev;
+	suspends++;
+}
+
+/*
+ * 7.3's VDUSE_F_QUEUE_READY and VDUSE_F_SUSPEND: a queue the driver enables
+ * after DRIVER_OK starts then, even before the kernel reports it ready, and
+ * stops when disabled; SUSPEND stops every queue until a reset and keeps
+ * the state GET_VQ_STATE reports.
+ */
+static void test_queue_ready_and_suspend(void **state)
+{
+	struct vduse_device_config c = tu_config("qr", 2, TU_QSIZE);
+	struct vduse_device_ops ops = tu_ops;
+	const uint64_t both = TU_F(VDUSE_F_QUEUE_READY) | TU_F(VDUSE_F_SUSPEND);
+	struct vduse_device *dev;
+	struct sim_vq s[2];
+	uint16_t idx = 0;
+
+	ops.suspend = cb_suspend;
+	suspends = 0;
+	c.ops = &ops;
+	fk_set_uapi(1, true, both);
+	assert_int_equal(fk_region_add(TU_RING_BASE, TU_RING_SIZE,
+				       VDUSE_ACCESS_RW), 0);
+	assert_int_equal(vduse_device_new(&c, &dev), 0);
+	assert_int_equal(vduse_device_vduse_features(dev), both);
+	assert_int_equal(fk_vduse_features_set(), both);
+	assert_true(tu_log_contains("VDUSE features QUEUE_READY,SUSPEND (kernel: QUEUE_READY,SUSPEND)"));
+	sim_vq_init_at(&s[0], 0, TU_QSIZE, TU_RING0, 7);
+	sim_vq_init_at(&s[1], 1, TU_QSIZE, TU_RING1, 9);
+	/* The kernel does not report queue 1 ready. */
+	fk_set_vq_info(1, TU_QSIZE, s[1].desc, s[1].avail, s[1].used, 9, false);
+
+	/* Before DRIVER_OK an enable is only recorded. */
+	assert_int_equal(VQ_READY(dev, 0, 1), OK);
+	assert_int_equal(tu_cb.queue_start, 0);
+	assert_int_equal(sim_driver_ok(dev, TU_F(VIRTIO_F_VERSION_1)), OK);
+	assert_true(STARTED(dev, 0));
+	assert_false(STARTED(dev, 1));
+	assert_int_equal(tu_cb.queue_start, 1);
+
+	/* After it, the message starts and stops the queue. */
+	assert_int_equal(VQ_READY(dev, 1, 1), OK);
+	assert_true(STARTED(dev, 1));
+	assert_int_equal(tu_cb.queue_start, 2);
+	assert_int_equal(VQ_READY(dev, 1, 0), OK);
+	assert_false(STARTED(dev, 1));
+	assert_true(STARTED(dev, 0));
+	assert_int_equal(tu_cb.queue_stop, 1);
+	assert_int_equal(VQ_READY(dev, 1, 1), OK);
+	assert_true(STARTED(dev, 1));
+	/* Queue indices are checked: 1 is the last of 2. */
+	assert_int_equal(VQ_READY(dev, 2, 1), FAILED);
+	assert_true(tu_log_contains("SET_VQ_READY for queue 2 of 2"));
+
+	/* SUSPEND stops both, and nothing starts them again... */
+	assert_int_equal(SUSPEND(dev), OK);
+	assert_int_equal(suspends, 1);
+	assert_false(STARTED(dev, 0));
+	assert_false(STARTED(dev, 1));
+	assert_int_equal(tu_cb.queue_stop, 3);
+	assert_int_equal(sim_get_vq_state(dev, 0, &idx), OK);
+	assert_int_equal(idx, 7);
+	assert_int_equal(VQ_READY(dev, 0, 1), OK);
+	assert_false(STARTED(dev, 0));
+	/* ...but a reset. */
+	assert_int_equal(sim_set_status(dev, 0), OK);
+	fk_set_vq_info(1, TU_QSIZE, s[1].desc, s[1].avail, s[1].used, 9, true);
+	assert_int_equal(sim_driver_ok(dev, TU_F(VIRTIO_F_VERSION_1)), OK);
+	assert_true(STARTED(dev, 0));
+	assert_true(STARTED(dev, 1));
+	vduse_device_free(dev);
+	check_no_leaks();
+}
+
+/*
+ * Without the VDUSE features (a kernel before 7.3, or one that refuses
+ * SET_FEATURES) their messages are unknown requests, answered FAILED.
+ */
+static void test_vduse_features_fallback(void **state)
+{
+	struct vduse_device_config c = tu_config("nf", 1, 8);
+	struct vduse_device *dev;
+
+	assert_int_equal(vduse_device_new(&c, &dev), 0);
+	assert_int_equal(VQ_READY(dev, 0, 1), FAILED);
+	assert_true(tu_log_contains("unknown request type 4"));
+	assert_int_equal(SUSPEND(dev), FAILED);
+	assert_true(tu_log_contains("unknown request type 5"));
+	vduse_device_free(dev);
+
+	fk_set_uapi(1, true, TU_F(VDUSE_F_QUEUE_READY) | TU_F(VDUSE_F_SUSPEND));
+	fk_fail_ioctl(VDUSE_SET_FEATURES, -EINVAL, 0);
+	assert_int_equal(vduse_device_new(&c, &dev), 0);
+	assert_int_equal(vduse_device_vduse_features(dev), 0);
+	assert_true(tu_log_contains("VDUSE_SET_FEATURES 0x3: Invalid argument; using none"));
+	assert_int_equal(SUSPEND(dev), FAILED);
+	vduse_device_free(dev);
+	check_no_leaks();
+}
+
 static void test_free_null_and_version(void **state)
 {
 	const char *v = vduse_version();
@@ -386,6 +589,11 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_eexist, tu_setup, tu_teardown),
 		cmocka_unit_test_setup_teardown(test_bad_configs, tu_setup, tu_teardown),
 		cmocka_unit_test_setup_teardown(test_new_error_paths, tu_setup, tu_teardown),
+		cmocka_unit_test_setup_teardown(test_uapi_v0, tu_setup, tu_teardown),
+		cmocka_unit_test_setup_teardown(test_uapi_v1, tu_setup, tu_teardown),
+		cmocka_unit_test_setup_teardown(test_uapi_newer_and_refused, tu_setup, tu_teardown),
+		cmocka_unit_test_setup_teardown(test_queue_ready_and_suspend, tu_setup, tu_teardown),
+		cmocka_unit_test_setup_teardown(test_vduse_features_fallback, tu_setup, tu_teardown),
 		cmocka_unit_test_setup_teardown(test_free_null_and_version, tu_setup, tu_teardown),
 		cmocka_unit_test_setup_teardown(test_set_config, tu_setup, tu_teardown),
 		cmocka_unit_test_setup_teardown(test_set_config_empty, tu_setup, tu_teardown),
