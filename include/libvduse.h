@@ -277,7 +277,11 @@ void *vduse_device_opaque(const struct vduse_device *dev);
 unsigned int vduse_device_num_queues(const struct vduse_device *dev);
 /* NULL when @index is out of range. */
 struct vduse_vq *vduse_device_vq(struct vduse_device *dev, unsigned int index);
-/* Negotiated features; valid once the driver set FEATURES_OK. */
+/*
+ * Negotiated features; valid once the driver set FEATURES_OK, 0 before and
+ * after a reset.  An atomic read: any thread may call it, also while the
+ * control thread handles the driver's messages.
+ */
 uint64_t vduse_device_features(const struct vduse_device *dev);
 uint8_t vduse_device_status(const struct vduse_device *dev);
 /*

@@ -20,12 +20,16 @@
 #define DRIVER_NAME_MAX	64	/* a vDPA bus driver's name, NUL included */
 
 /* Copy a caller-filled struct that starts with its own size. */
-static int copy_sized(void *dst, size_t dst_size, const void *src)
+static int copy_sized(void *dst, size_t dst_size, const void *src,
+		      const char *what)
 {
 	size_t size = *(const size_t *)src;
 
-	if (size < sizeof(size_t))
+	if (size < sizeof(size_t)) {
+		vduse_err("%s: .size is %zu, not sizeof(struct %s)", what,
+			  size, what);
 		return -EINVAL;
+	}
 	memset(dst, 0, dst_size);
 	memcpy(dst, src, size < dst_size ? size : dst_size);
 	*(size_t *)dst = dst_size;
@@ -281,15 +285,17 @@ static int device_alloc(const struct vduse_device_config *cfg,
 	if (!cfg || !out)
 		return -EINVAL;
 	*out = NULL;
-	ret = copy_sized(&c, sizeof(c), cfg);
+	ret = copy_sized(&c, sizeof(c), cfg, "vduse_device_config");
 	if (ret == 0)
 		ret = check_config(&c);
 	if (ret < 0)
 		return ret;
 
 	dev = calloc(1, sizeof(*dev));
-	if (!dev)
+	if (!dev) {
+		vduse_err("%s: out of memory", c.name);
 		return -ENOMEM;
+	}
 	dev->control_fd = -1;
 	dev->dev_fd = -1;
 	dev->ilog.fd = -1;
@@ -319,7 +325,7 @@ static int device_alloc(const struct vduse_device_config *cfg,
 	dev->config_size = c.config_size;
 	dev->opaque = c.opaque;
 	if (c.ops) {
-		ret = copy_sized(&dev->ops, sizeof(dev->ops), c.ops);
+		ret = copy_sized(&dev->ops, sizeof(dev->ops), c.ops, "vduse_device_ops");
 		if (ret < 0)
 			goto fail;
 	}
@@ -355,8 +361,11 @@ int vduse_device_new(const struct vduse_device_config *cfg,
 	struct vduse_device *dev;
 	int ret;
 
-	if (!cfg || !out)
+	if (!cfg || !out) {
+		vduse_err("vduse_device_new/_open: %s is NULL",
+			  cfg ? "out" : "cfg");
 		return -EINVAL;
+	}
 	*out = NULL;
 	ret = device_alloc(cfg, &c, &dev);
 	if (ret < 0)
@@ -398,8 +407,11 @@ int vduse_device_open(const struct vduse_device_config *cfg,
 	struct vduse_device *dev;
 	int ret;
 
-	if (!cfg || !out)
+	if (!cfg || !out) {
+		vduse_err("vduse_device_new/_open: %s is NULL",
+			  cfg ? "out" : "cfg");
 		return -EINVAL;
+	}
 	*out = NULL;
 	ret = device_alloc(cfg, &c, &dev);
 	if (ret < 0)
@@ -505,10 +517,14 @@ int vduse_device_attach(struct vduse_device *dev)
 {
 	int ret;
 
-	if (!dev)
+	if (!dev) {
+		vduse_err("vduse_device_attach: dev is NULL");
 		return -EINVAL;
-	if (dev->attached)
+	}
+	if (dev->attached) {
+		vduse_err("%s: already attached", dev->name);
 		return -EALREADY;
+	}
 	ret = vduse_sys->vdpa_dev_add(dev->name, "vduse");
 	if (ret == -EEXIST) {
 		/* A reconnected device the driver still has. */
@@ -548,8 +564,10 @@ int vduse_device_attach_driver(struct vduse_device *dev, const char *driver)
 	char cur[DRIVER_NAME_MAX];
 	int ret;
 
-	if (!dev)
+	if (!dev) {
+		vduse_err("vduse_device_attach_driver: dev is NULL");
 		return -EINVAL;
+	}
 	if (!driver)
 		return vduse_device_attach(dev);
 	if (!valid_driver_name(driver)) {
@@ -557,8 +575,10 @@ int vduse_device_attach_driver(struct vduse_device *dev, const char *driver)
 			  driver);
 		return -EINVAL;
 	}
-	if (dev->attached)
+	if (dev->attached) {
+		vduse_err("%s: already attached", dev->name);
 		return -EALREADY;
+	}
 	ret = vduse_sys->vdpa_driver_loaded(driver);
 	if (ret == -ENODEV) {
 		vduse_err("%s: there is no vDPA bus: load the vdpa and vduse modules",
@@ -606,16 +626,28 @@ int vduse_device_vhost_node(const struct vduse_device *dev, char *buf,
 {
 	int minor, n;
 
-	if (!dev || !buf)
+	if (!dev || !buf) {
+		vduse_err("vduse_device_vhost_node: %s is NULL",
+			  dev ? "buf" : "dev");
 		return -EINVAL;
+	}
 	minor = vduse_sys->vdpa_dev_vhost_minor(dev->name);
-	if (minor == -ENOENT)
-		return -ENODEV;	/* on the bus, but not through vhost_vdpa */
-	if (minor < 0)
+	if (minor == -ENOENT) {
+		/* On the bus, but not through vhost_vdpa: an answer. */
+		vduse_dbg("%s: no vhost-vdpa node", dev->name);
+		return -ENODEV;
+	}
+	if (minor < 0) {
+		vduse_err("%s: looking for its vhost-vdpa node: %s",
+			  dev->name, strerror(-minor));
 		return minor;
+	}
 	n = snprintf(buf, len, "/dev/vhost-vdpa-%d", minor);
-	if (n < 0 || (size_t)n >= len)
+	if (n < 0 || (size_t)n >= len) {
+		vduse_err("%s: /dev/vhost-vdpa-%d needs %d bytes, not %zu",
+			  dev->name, minor, n + 1, len);
 		return -ERANGE;
+	}
 	return 0;
 }
 
@@ -623,8 +655,10 @@ int vduse_device_detach(struct vduse_device *dev)
 {
 	int ret;
 
-	if (!dev)
+	if (!dev) {
+		vduse_err("vduse_device_detach: dev is NULL");
 		return -EINVAL;
+	}
 	ret = vduse_sys->vdpa_dev_del(dev->name);
 	if (ret == -ENODEV) {
 		/* Not on the bus: never attached, or already detached. */
@@ -648,12 +682,21 @@ int vduse_device_set_config(struct vduse_device *dev, uint32_t offset,
 	struct vduse_config_data *cd;
 	int ret;
 
-	if (!dev || (len && !buf) || offset > dev->config_size ||
-	    len > dev->config_size - offset)
+	if (!dev || (len && !buf)) {
+		vduse_err("vduse_device_set_config: %s is NULL",
+			  dev ? "buf" : "dev");
 		return -EINVAL;
+	}
+	if (offset > dev->config_size || len > dev->config_size - offset) {
+		vduse_err("%s: set_config of %u bytes at offset %u: the config space has %u",
+			  dev->name, len, offset, dev->config_size);
+		return -EINVAL;
+	}
 	cd = malloc(sizeof(*cd) + len);
-	if (!cd)
+	if (!cd) {
+		vduse_err("%s: set_config: out of memory", dev->name);
 		return -ENOMEM;
+	}
 	cd->offset = offset;
 	cd->length = len;
 	if (len)	/* buf may be NULL when len is 0 */
@@ -703,7 +746,8 @@ struct vduse_vq *vduse_device_vq(struct vduse_device *dev, unsigned int index)
 
 uint64_t vduse_device_features(const struct vduse_device *dev)
 {
-	return dev->negotiated;
+	/* Any thread: the control thread stores it atomically (message.c). */
+	return __atomic_load_n(&dev->negotiated, __ATOMIC_RELAXED);
 }
 
 unsigned int vduse_device_api_version(const struct vduse_device *dev)

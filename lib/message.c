@@ -21,7 +21,7 @@ static void read_features(struct vduse_device *dev)
 			  strerror(-ret));
 		return;
 	}
-	dev->negotiated = features;
+	__atomic_store_n(&dev->negotiated, features, __ATOMIC_RELAXED);
 	vduse_dbg("%s: negotiated features 0x%llx", dev->name,
 		  (unsigned long long)features);
 }
@@ -64,7 +64,7 @@ static void reset(struct vduse_device *dev)
 		dev->vqs[i].ready_msg = false;
 	}
 	dev->suspended = false;
-	dev->negotiated = 0;
+	__atomic_store_n(&dev->negotiated, 0, __ATOMIC_RELAXED);
 	if (dev->ops.reset)
 		dev->ops.reset(dev);
 	vduse_dbg("%s: reset", dev->name);
@@ -243,6 +243,9 @@ static void handle(struct vduse_device *dev,
 		break;
 	case VDUSE_UPDATE_IOTLB:
 		if (req->iova.start > req->iova.last) {
+			vduse_err("%s: UPDATE_IOTLB of an empty range [0x%llx, 0x%llx]",
+				  dev->name, (unsigned long long)req->iova.start,
+				  (unsigned long long)req->iova.last);
 			resp->result = VDUSE_REQ_RESULT_FAILED;
 			break;
 		}
@@ -271,8 +274,10 @@ int vduse_device_process(struct vduse_device *dev)
 {
 	int handled = 0;
 
-	if (!dev)
+	if (!dev) {
+		vduse_err("vduse_device_process: dev is NULL");
 		return -EINVAL;
+	}
 	if (dev->recover_pending)
 		recover(dev);
 	for (;;) {

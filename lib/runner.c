@@ -424,12 +424,22 @@ int vduse_runner_new(struct vduse_device *dev,
 	unsigned int i;
 	int ret;
 
-	if (!dev || !ops || !out || ops->size < sizeof(size_t))
+	if (!dev || !ops || !out) {
+		vduse_err("vduse_runner_new: %s is NULL",
+			  !dev ? "dev" : !ops ? "ops" : "out");
 		return -EINVAL;
+	}
+	if (ops->size < sizeof(size_t)) {
+		vduse_err("%s: runner: .size is %zu, not sizeof(struct vduse_runner_ops)",
+			  dev->name, ops->size);
+		return -EINVAL;
+	}
 	*out = NULL;
 	r = calloc(1, sizeof(*r));
-	if (!r)
+	if (!r) {
+		vduse_err("%s: runner: out of memory", dev->name);
 		return -ENOMEM;
+	}
 	r->stop_fd = -1;
 	r->status_fd = -1;
 	r->reap_fd = -1;
@@ -441,6 +451,7 @@ int vduse_runner_new(struct vduse_device *dev,
 	pthread_mutex_init(&r->lock, NULL);
 	r->queues = calloc(dev->num_queues, sizeof(*r->queues));
 	if (!r->queues) {
+		vduse_err("%s: runner: out of memory", dev->name);
 		runner_destroy(r);
 		return -ENOMEM;
 	}
@@ -475,13 +486,20 @@ int vduse_runner_start(struct vduse_runner *r)
 {
 	int ret;
 
-	if (!r)
+	if (!r) {
+		vduse_err("vduse_runner_start: r is NULL");
 		return -EINVAL;
-	if (r->control_running)
+	}
+	if (r->control_running) {
+		vduse_err("%s: runner: started already", r->dev->name);
 		return -EALREADY;
+	}
 	r->stop_fd = new_event_fd();
-	if (r->stop_fd < 0)
+	if (r->stop_fd < 0) {
+		vduse_err("%s: runner: cannot create its eventfd: %s",
+			  r->dev->name, strerror(-r->stop_fd));
 		return r->stop_fd;
+	}
 	ret = spawn(&r->control, control_thread, r);
 	if (ret < 0) {
 		vduse_err("%s: runner: cannot start the control thread: %s",

@@ -449,10 +449,17 @@ int vduse_vq_pop(struct vduse_vq *vq, size_t sz, void **elem)
 	bool notify;
 	int ret;
 
-	if (sz < sizeof(struct vduse_vq_elem))
+	if (sz < sizeof(struct vduse_vq_elem)) {
+		vduse_err("%s: queue %u: pop: sz %zu is smaller than struct vduse_vq_elem (%zu)",
+			  vq->dev->name, vq->index, sz,
+			  sizeof(struct vduse_vq_elem));
 		return -EINVAL;
-	if (sz > SIZE_MAX / 2)
+	}
+	if (sz > SIZE_MAX / 2) {
+		vduse_err("%s: queue %u: pop: sz %zu is larger than SIZE_MAX / 2",
+			  vq->dev->name, vq->index, sz);
 		return -EOVERFLOW;
+	}
 	/* Keep the iovec array that follows the caller's struct aligned. */
 	sz = (sz + _Alignof(struct iovec) - 1) & ~(_Alignof(struct iovec) - 1);
 	vduse_iotlb_lock(&vq->iotlb);
@@ -460,6 +467,9 @@ int vduse_vq_pop(struct vduse_vq *vq, size_t sz, void **elem)
 	unlock_and_report(vq, &notify);
 	if (ret == -ENOMEM)
 		vduse_split_retry_later(vq, "pop");
+	else if (ret == -EIO)	/* a break was logged when it happened */
+		vduse_dbg("%s: queue %u: pop: the queue is %s", vq->dev->name,
+			  vq->index, vq->broken ? "broken" : "stopped");
 	if (notify)
 		vduse_vq_notify(vq);
 	return ret;
@@ -472,8 +482,11 @@ int vduse_vq_pop_batch(struct vduse_vq *vq, struct vduse_vq_elem **elems,
 	bool notify;
 	int err;
 
-	if (max == 0)
+	if (max == 0) {
+		vduse_err("%s: queue %u: pop_batch of 0 elements",
+			  vq->dev->name, vq->index);
 		return -EINVAL;
+	}
 	vduse_iotlb_lock(&vq->iotlb);
 	n = pop_batch_locked(vq, elems, max, &err);
 	unlock_and_report(vq, &notify);

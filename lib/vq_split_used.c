@@ -158,8 +158,11 @@ static int push_locked(struct vduse_vq *vq, struct vduse_vq_elem *const *elems,
 	unsigned int i;
 	int ret;
 
-	if (!vq->started)
+	if (!vq->started) {
+		vduse_dbg("%s: queue %u: push: the queue is stopped",
+			  vq->dev->name, vq->index);
 		return -EIO;
+	}
 	ret = take_ids(vq, elems, n);
 	if (ret < 0)
 		return ret;
@@ -230,8 +233,11 @@ int vduse_vq_push_batch(struct vduse_vq *vq, struct vduse_vq_elem *const *elems,
 			const uint32_t *lens, unsigned int n,
 			unsigned int flags)
 {
-	if (flags & ~VDUSE_VQ_PUSH_NOTIFY)
+	if (flags & ~VDUSE_VQ_PUSH_NOTIFY) {
+		vduse_err("%s: queue %u: push_batch: unknown flags 0x%x",
+			  vq->dev->name, vq->index, flags);
 		return -EINVAL;
+	}
 	return push(vq, elems, lens, n, flags & VDUSE_VQ_PUSH_NOTIFY);
 }
 
