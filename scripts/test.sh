@@ -3,7 +3,8 @@
 #
 # Set the machine up, build, and run every test suite (unit and vm; in a
 # full run also unit under ASan+UBSan and the fuzz harnesses).
-# Exits non-zero if anything fails.
+# Exits non-zero if anything fails, or if fewer tests ran than the build
+# registered (meson test --list).
 #
 #   scripts/test.sh [MESON-TEST-ARGS...]     e.g. scripts/test.sh --suite vm
 set -euo pipefail
@@ -15,7 +16,21 @@ build=$top/build
 "$top/scripts/build.sh" "$build"
 
 rc=0
+# all_ran DIR [MESON-TEST-ARGS...]: after `meson test` in DIR, every test
+# the same arguments select has a result in its testlog.
+all_ran() {
+	local dir=$1 want ran
+	shift
+	want=$(meson test -C "$dir" --no-rebuild --list "$@" 2>/dev/null | grep -c ' / ' || true)
+	ran=$(grep -c '"result"' "$dir/meson-logs/testlog.json" 2>/dev/null || true)
+	if ((want == 0 || ran < want)); then
+		echo "test.sh: $dir: $ran of the $want registered tests ran"
+		rc=1
+	fi
+}
+
 meson test -C "$build" --print-errorlogs "$@" || rc=$?
+all_ran "$build" "$@"
 dirs=("$build")
 
 # The unit tests again under AddressSanitizer and UBSan (full runs only).
@@ -23,10 +38,11 @@ if (($# == 0)); then
 	asan=$top/build-asan
 	if [[ ! -f $asan/build.ninja ]]; then
 		meson setup "$asan" "$top" -Db_sanitize=address,undefined \
-			-Db_lundef=false >/dev/null
+			-Db_lundef=false -Dtests=enabled >/dev/null
 	fi
 	ninja -C "$asan" >/dev/null
 	meson test -C "$asan" --suite unit --print-errorlogs || rc=$?
+	all_ran "$asan" --suite unit
 	dirs+=("$asan")
 
 	# Each libFuzzer harness for a short fixed budget (clang build).
@@ -36,6 +52,7 @@ if (($# == 0)); then
 	fi
 	ninja -C "$fuzz" >/dev/null
 	meson test -C "$fuzz" --suite fuzz --print-errorlogs || rc=$?
+	all_ran "$fuzz" --suite fuzz
 	dirs+=("$fuzz")
 fi
 
