@@ -26,9 +26,14 @@
  * vduse_vq_push_batch() with VDUSE_VQ_PUSH_NOTIFY.
  *
  * Usage: vduse-hostbench [-a single|batch] [-l direct|indirect] [-b N]
- *                        [-n requests] [-r repetitions] [-L]
+ *                        [-n requests] [-r repetitions] [-L] [-p]
  * With no -a/-l/-b every combination is run (batch sizes 1 and 32).
  * -L: with an in-flight log (a memfd), as a recovering backend would run.
+ * -p: a packed ring (VIRTIO_F_RING_PACKED) instead of a split one: the
+ * driver writes each request's descriptors at its avail position (the
+ * first one's flags last), asks for an interrupt at its next used
+ * position (DESC, as Linux does with EVENT_IDX) and reads used
+ * descriptors back.  Not with -L (a logged device stays split).
  */
 #define _GNU_SOURCE
 #include <endian.h>
@@ -45,6 +50,7 @@
 #include "fake_kernel.h"
 #include "libvduse.h"
 #include "sim_driver.h"
+#include "sim_packed.h"
 #include "sys.h"
 
 #define QSIZE		256u
@@ -84,6 +90,21 @@ struct driver {
 };
 
 static struct driver drv;
+
+/* The packed-ring driver: buffer ids 0..nr_ids-1, each a fixed request. */
+struct pdriver {
+	struct vring_packed_desc *desc;
+	struct vring_packed_desc_event *driver_ev;
+	uint16_t next_avail, next_used;
+	bool avail_wrap, used_wrap;
+	enum layout layout;
+	uint16_t free_ids[QSIZE];
+	unsigned int nr_free;
+};
+
+static struct pdriver pdrv;
+static bool packed;
+static struct sim_pvq pvq;
 static struct vduse_vq *vq;
 static enum api cur_api;
 static unsigned long irqs;
@@ -210,6 +231,107 @@ static unsigned int driver_reap(void)
 	return n;
 }
 
+#define PF_AVAIL	(1u << VRING_PACKED_DESC_F_AVAIL)
+#define PF_USED		(1u << VRING_PACKED_DESC_F_USED)
+
+static void pdriver_init(struct sim_pvq *s, enum layout layout)
+{
+	unsigned int i, ids = layout == DIRECT ? s->num / 3 : s->num;
+
+	pdrv.desc = gp(s->desc);
+	pdrv.driver_ev = gp(s->driver);
+	pdrv.next_avail = pdrv.next_used = 0;
+	pdrv.avail_wrap = pdrv.used_wrap = true;
+	pdrv.layout = layout;
+	for (i = 0; i < ids; i++) {
+		uint64_t hdr = HDR_IOVA + 32ull * i;
+		uint64_t data = DATA_IOVA + 4096ull * i;
+
+		if (layout == INDIRECT) {
+			struct vring_packed_desc *t = gp(TABLE_IOVA + 64ull * i);
+
+			t[0] = (struct vring_packed_desc){ htole64(hdr), htole32(16), 0, 0 };
+			t[1] = (struct vring_packed_desc){ htole64(data), htole32(REQ_LEN), 0,
+							   htole16(VRING_DESC_F_WRITE) };
+			t[2] = (struct vring_packed_desc){ htole64(hdr + 16), htole32(1), 0,
+							   htole16(VRING_DESC_F_WRITE) };
+		}
+		pdrv.free_ids[i] = (uint16_t)i;
+	}
+	pdrv.nr_free = ids;
+}
+
+/* Write one descriptor at the avail position; returns its flags. */
+static uint16_t pdriver_put(uint16_t id, uint64_t addr, uint32_t len,
+			    uint16_t flags, bool first)
+{
+	struct vring_packed_desc *d = &pdrv.desc[pdrv.next_avail];
+
+	flags |= pdrv.avail_wrap ? PF_AVAIL : PF_USED;
+	d->addr = htole64(addr);
+	d->len = htole32(len);
+	d->id = htole16(id);
+	if (!first)
+		d->flags = htole16(flags);
+	if (++pdrv.next_avail == drv.num) {
+		pdrv.next_avail = 0;
+		pdrv.avail_wrap = !pdrv.avail_wrap;
+	}
+	return flags;
+}
+
+static void pdriver_submit(unsigned int n)
+{
+	unsigned int i;
+
+	for (i = 0; i < n; i++) {
+		uint16_t id = pdrv.free_ids[--pdrv.nr_free];
+		uint64_t hdr = HDR_IOVA + 32ull * id;
+		uint16_t head = pdrv.next_avail, f;
+
+		if (pdrv.layout == DIRECT) {
+			f = pdriver_put(id, hdr, 16, VRING_DESC_F_NEXT, true);
+			pdriver_put(id, DATA_IOVA + 4096ull * id, REQ_LEN,
+				    VRING_DESC_F_WRITE | VRING_DESC_F_NEXT, false);
+			pdriver_put(id, hdr + 16, 1, VRING_DESC_F_WRITE, false);
+		} else {
+			f = pdriver_put(id, TABLE_IOVA + 64ull * id, 48,
+					VRING_DESC_F_INDIRECT, true);
+		}
+		__atomic_store_n(&pdrv.desc[head].flags, htole16(f),
+				 __ATOMIC_RELEASE);
+	}
+	pdrv.driver_ev->off_wrap = htole16(pdrv.next_used |
+		(pdrv.used_wrap ? 1u << VRING_PACKED_EVENT_F_WRAP_CTR : 0));
+	__atomic_store_n(&pdrv.driver_ev->flags,
+			 htole16(VRING_PACKED_EVENT_FLAG_DESC), __ATOMIC_RELEASE);
+}
+
+static unsigned int pdriver_reap(void)
+{
+	unsigned int n = 0;
+
+	for (;;) {
+		struct vring_packed_desc *d = &pdrv.desc[pdrv.next_used];
+		uint16_t f = le16toh(__atomic_load_n(&d->flags, __ATOMIC_ACQUIRE));
+		uint16_t id;
+
+		if (!(f & PF_AVAIL) != !(f & PF_USED) ||
+		    !(f & PF_USED) != !pdrv.used_wrap)
+			return n;
+		if (le32toh(d->len) != REQ_LEN + 1)
+			die("used length", -EINVAL);
+		id = le16toh(d->id);
+		pdrv.free_ids[pdrv.nr_free++] = id;
+		pdrv.next_used += pdrv.layout == DIRECT ? 3 : 1;
+		if (pdrv.next_used >= drv.num) {
+			pdrv.next_used -= drv.num;
+			pdrv.used_wrap = !pdrv.used_wrap;
+		}
+		n++;
+	}
+}
+
 /* The device side of one round: everything available, popped and pushed. */
 static inline void round_single(void)
 {
@@ -310,7 +432,8 @@ static void setup(enum layout layout, bool with_log)
 	uint64_t features = (1ull << VIRTIO_F_VERSION_1) |
 			    (1ull << VIRTIO_F_ACCESS_PLATFORM) |
 			    (1ull << VIRTIO_RING_F_INDIRECT_DESC) |
-			    (1ull << VIRTIO_RING_F_EVENT_IDX);
+			    (1ull << VIRTIO_RING_F_EVENT_IDX) |
+			    (packed ? 1ull << VIRTIO_F_RING_PACKED : 0);
 	struct vduse_device *dev;
 	struct sim_vq s;
 	int ret;
@@ -335,13 +458,20 @@ static void setup(enum layout layout, bool with_log)
 	ret = vduse_device_new(&c, &dev);
 	if (ret < 0)
 		die("vduse_device_new", ret);
-	sim_vq_init_at(&s, 0, QSIZE, RING_IOVA, 0);
+	if (packed)
+		sim_pvq_init(&pvq, 0, QSIZE, RING_IOVA);
+	else
+		sim_vq_init_at(&s, 0, QSIZE, RING_IOVA, 0);
 	if (sim_driver_ok(dev, features) != VDUSE_REQ_RESULT_OK)
 		die("DRIVER_OK", -EIO);
 	vq = vduse_device_vq(dev, 0);
 	if (!vduse_vq_started(vq))
 		die("queue start", -EIO);
-	driver_init(&s, layout);
+	drv.num = QSIZE;
+	if (packed)
+		pdriver_init(&pvq, layout);
+	else
+		driver_init(&s, layout);
 }
 
 static void teardown(void)
@@ -363,9 +493,12 @@ static void run_rounds(unsigned long requests, unsigned int batch,
 		unsigned int n = requests - done < batch ?
 				 (unsigned int)(requests - done) : batch;
 
-		driver_submit(n);
+		if (packed)
+			pdriver_submit(n);
+		else
+			driver_submit(n);
 		fn();
-		if (driver_reap() != n)
+		if ((packed ? pdriver_reap() : driver_reap()) != n)
 			die("requests lost", -EIO);
 		done += n;
 	}
@@ -395,7 +528,7 @@ static void run_case(enum api api, enum layout layout, unsigned int batch,
 
 	cur_api = api;
 	setup(layout, with_log);
-	if (batch > drv.nr_free)
+	if (batch > (packed ? pdrv.nr_free : drv.nr_free))
 		die("batch larger than the ring holds", -EINVAL);
 	/* Map everything and warm the caches: two passes over the ring. */
 	run_rounds(2 * QSIZE, batch, warm_round);
@@ -409,7 +542,8 @@ static void run_case(enum api api, enum layout layout, unsigned int batch,
 	irq_count = irqs;
 	teardown();
 	qsort(ns, reps, sizeof(ns[0]), cmp_double);
-	printf("%-7s %-9s %5u %4s %10lu %9.1f %9.1f %9.3f\n", api_names[api],
+	printf("%-7s %-6s %-9s %5u %4s %10lu %9.1f %9.1f %9.3f\n",
+	       api_names[api], packed ? "packed" : "split",
 	       layout_names[layout], batch, with_log ? "yes" : "no", requests,
 	       ns[reps / 2], ns[0],
 	       (double)irq_count / ((double)requests * reps));
@@ -419,7 +553,7 @@ static void run_case(enum api api, enum layout layout, unsigned int batch,
 static void usage(void)
 {
 	fprintf(stderr,
-		"usage: vduse-hostbench [-a single|batch] [-l direct|indirect] [-b N] [-n requests] [-r reps] [-L]\n");
+		"usage: vduse-hostbench [-a single|batch] [-l direct|indirect] [-b N] [-n requests] [-r reps] [-L] [-p]\n");
 	exit(2);
 }
 
@@ -442,7 +576,7 @@ int main(int argc, char **argv)
 	int api = -1, layout = -1, opt;
 	bool with_log = false;
 
-	while ((opt = getopt(argc, argv, "a:l:b:n:r:L")) != -1) {
+	while ((opt = getopt(argc, argv, "a:l:b:n:r:Lp")) != -1) {
 		switch (opt) {
 		case 'a':
 			api = lookup(api_names, API_NR, optarg);
@@ -468,17 +602,21 @@ int main(int argc, char **argv)
 		case 'L':
 			with_log = true;
 			break;
+		case 'p':
+			packed = true;
+			break;
 		default:
 			usage();
 		}
 	}
-	if (optind != argc)
+	if (optind != argc || (packed && with_log))
 		usage();
 	vduse_log_set_handler(NULL, NULL);
 	printf("# %s 4 KiB requests, queue size %u; ns/request: median and best of %u runs\n",
 	       "virtio-blk style", QSIZE, reps);
-	printf("%-7s %-9s %5s %4s %10s %9s %9s %9s\n", "api", "layout", "batch",
-	       "log", "requests", "ns/req", "best", "irq/req");
+	printf("%-7s %-6s %-9s %5s %4s %10s %9s %9s %9s\n", "api", "ring",
+	       "layout", "batch", "log", "requests", "ns/req", "best",
+	       "irq/req");
 	for (a = 0; a < API_NR; a++) {
 		if (api >= 0 && a != (unsigned int)api)
 			continue;

@@ -22,17 +22,21 @@ trap 'rm -rf "$tmp"' EXIT
 for a in $apis; do
 	"$exe" -a "$a"
 	"$exe" -a "$a" -L -r 3 | tail -n +3
+	"$exe" -a "$a" -p | tail -n +3
 done
 
 echo
 echo "# callgrind: instructions per request in pop+push+notify ($n requests per case)"
-printf '%-7s %-9s %5s %4s %12s\n' api layout batch log instr/req
+printf '%-7s %-6s %-9s %5s %4s %12s\n' api ring layout batch log instr/req
 for a in $apis; do
-	for log in no yes; do
+	for case in "split no" "split yes" "packed no"; do
+		set -- $case
+		ring=$1 log=$2
 		for l in direct indirect; do
 			for b in 1 32; do
 				opt=
 				[ "$log" = yes ] && opt=-L
+				[ "$ring" = packed ] && opt=-p
 				valgrind --tool=callgrind --toggle-collect=dp_round \
 					--callgrind-out-file="$tmp/cg.out" \
 					"$exe" -a "$a" -l "$l" -b "$b" -n "$n" -r 1 $opt \
@@ -40,8 +44,8 @@ for a in $apis; do
 					{ cat "$tmp/err" >&2; exit 1; }
 				total=$(sed -n 's/^totals: *\([0-9]*\).*/\1/p' "$tmp/cg.out")
 				[ -n "$total" ] || { echo "hostbench: no totals in the callgrind output" >&2; exit 1; }
-				awk -v a="$a" -v l="$l" -v b="$b" -v g="$log" -v t="$total" -v n="$n" \
-					'BEGIN { printf "%-7s %-9s %5d %4s %12.1f\n", a, l, b, g, t / n }'
+				awk -v a="$a" -v r="$ring" -v l="$l" -v b="$b" -v g="$log" -v t="$total" -v n="$n" \
+					'BEGIN { printf "%-7s %-6s %-9s %5d %4s %12.1f\n", a, r, l, b, g, t / n }'
 			done
 		done
 	done
