@@ -324,7 +324,229 @@ def iotlb():
         write(h, 'random-%d' % k, body)
 
 
+# ---- fuzz-packed-ring ---------------------------------------------------
+# Header: features (1 EVENT_IDX, 2 INDIRECT, 4/8/16 misaligned ring /
+# driver area / device area, 32 leave elements in flight at the free),
+# state (1 avail wrap, 2 used wrap, 4 raw), size % 260, avail index, used
+# (raw: the used index; else how far used is behind avail).  Then the
+# ring's descriptors and 64 indirect ones, each sel (as for split), flags
+# (NEXT, WRITE, INDIRECT; bits 3-4: 0 available in the lap the device
+# reaches it in, 1 the other lap, 2 looks used, 3 raw AVAIL 0x20 / USED
+# 0x40; 0x80 reserved bits), id, off, len; then how far ahead of avail the
+# driver's position is.
+P_AV, P_OTHER, P_USEDLIKE, P_RAW = 0, 8, 16, 24
+P_POP, P_POPB, P_PUSH, P_PUSHB, P_NOTIFY, P_ADD, P_SETDESC, P_EVENT, \
+    P_KICKS, P_GVS, P_BOGUS, P_RESYNC = 0, 2, 3, 4, 5, 6, 8, 9, 10, 11, 12, 13
+EV_ENABLE, EV_DISABLE, EV_DESC = 0, 1, 2
+
+
+def pdesc(sel=RW, flags=0, bid=0, off=0, ln=16):
+    return u8(sel) + u8(flags) + u16(bid) + u16(off) + u16(ln)
+
+
+def pring(features=0, num=4, state=1, a=0, b=0, descs=(), ind=(), drv=0,
+          ops=b''):
+    d = list(descs) + [pdesc(flags=P_OTHER)] * (num - len(descs))
+    i = list(ind) + [pdesc()] * (IND_DESCS - len(ind))
+    return (u8(features) + u8(state) + u16(num) + u16(a) + u16(b) +
+            b''.join(d[:num]) + b''.join(i) + u8(drv) + ops)
+
+
+def ppop(extra=0):
+    return op(P_POP, u8(extra))
+
+
+def ppush(k=0, ln=0):
+    return op(P_PUSH, u8(k), u32(ln))
+
+
+def ppushb(how, picks, extra=b''):
+    return op(P_PUSHB, u8(how), u8(len(picks)),
+              b''.join(u8(k) + u32(ln) for k, ln in picks), extra)
+
+
+def padd(descs):
+    return op(P_ADD, u8(len(descs) - 1), b''.join(descs))
+
+
+def pevent(flags, off_wrap, in_ring=True):
+    return op(P_EVENT, u8(flags | (0x40 if in_ring else 0)), u16(off_wrap))
+
+
+def packed_ring():
+    h = 'fuzz-packed-ring'
+    EV, INDF, LEAVE = 1, 2, 32
+    # a readable and a writable descriptor, popped, pushed, notified
+    write(h, 'chain', pring(0, 4, 1, 0, 0,
+          [pdesc(RW, NEXT, 9, 0, 64), pdesc(WO, WRITE, 7, 8, 32)], [], 2,
+          ppop() + ppush(0, 32) + op(P_NOTIFY) + ppop() + op(P_GVS)))
+    # a chain across the end of a ring of 3, EVENT_IDX, DESC events
+    write(h, 'chain-wrap-event-idx', pring(EV, 3, 1, 2, 0,
+          [pdesc(WO, WRITE | P_OTHER, 5, 0, 8),
+           pdesc(flags=P_OTHER), pdesc(RO, NEXT, 1, 0, 64)], [], 2,
+          pevent(EV_DESC, 0x0000) + ppop() + ppush(0, 1) + op(P_NOTIFY) +
+          op(P_GVS) + padd([pdesc(RW, 0, 3)]) + ppop() + ppush() +
+          op(P_NOTIFY)))
+    # an indirect table of three
+    write(h, 'indirect', pring(INDF, 5, 1, 3, 0,
+          [pdesc()] * 3 + [pdesc(IND, INDIRECT, 40, 0, 48)], [
+              pdesc(RW, 0), pdesc(RO, NEXT), pdesc(WO, WRITE)], 1,
+          ppop() + ppush(0, 16) + op(P_GVS)))
+    # indirect: not negotiated, with NEXT, nested, odd size, max, over max
+    write(h, 'indirect-not-negotiated', pring(0, 2, 1, 0, 0,
+          [pdesc(IND, INDIRECT, 0, 0, 16)], [], 1, ppop()))
+    write(h, 'indirect-next', pring(INDF, 2, 1, 0, 0,
+          [pdesc(IND, INDIRECT | NEXT, 0, 0, 16), pdesc()], [], 2, ppop()))
+    write(h, 'indirect-nested', pring(INDF, 2, 1, 0, 0,
+          [pdesc(IND, INDIRECT, 0, 0, 32)], [pdesc(RW, 0),
+           pdesc(IND, INDIRECT, 0, 0, 16)], 1, ppop()))
+    write(h, 'indirect-max', pring(INDF, 2, 1, 0, 0,
+          [pdesc(IND, INDIRECT, 0, 0, 4096)], [pdesc(RW, 0, 0, 0, 1)], 1,
+          ppop() + ppush()))
+    write(h, 'indirect-over-max', pring(INDF, 2, 1, 0, 0,
+          [pdesc(RING, INDIRECT, 0, 0, 4112)], [], 1, ppop()))
+    write(h, 'indirect-odd-size', pring(INDF, 2, 1, 0, 0,
+          [pdesc(IND, INDIRECT, 0, 0, 24)], [], 1, ppop()))
+    write(h, 'indirect-after-chain', pring(INDF, 4, 1, 0, 0,
+          [pdesc(RO, NEXT, 0, 0, 8), pdesc(IND, INDIRECT, 2, 0, 32)],
+          [pdesc(RW, 0), pdesc(WO, WRITE)], 2, ppop() + ppush(0, 3)))
+    # buffers across the RW/RO/WO boundary
+    write(h, 'span-regions', pring(0, 4, 1, 0, 0,
+          [pdesc(RW, 0, 0, 0xff0, 0x20), pdesc(RO, WRITE, 1, 0xff0, 0x20)],
+          [], 2, ppop() + ppop()))
+    # readable after writable; a zero-length writable one first is fine
+    write(h, 'read-after-write', pring(0, 4, 1, 0, 0,
+          [pdesc(WO, WRITE | NEXT), pdesc(RW, 0)], [], 2, ppop()))
+    write(h, 'zero-length', pring(0, 4, 1, 0, 0,
+          [pdesc(WO, WRITE | NEXT, 0, 0, 0), pdesc(RW, 0, 1, 0, 8)], [], 2,
+          ppop() + ppush()))
+    # a chain as long as the ring (accepted) and one longer (refused)
+    write(h, 'chain-whole-ring', pring(0, 5, 1, 0, 0,
+          [pdesc(RW, NEXT)] * 4 + [pdesc(RW, 0, 77)], [], 5,
+          ppop() + op(P_GVS) + ppush(0, 5) + op(P_GVS)))
+    write(h, 'chain-too-long', pring(0, 5, 1, 0, 0,
+          [pdesc(RW, NEXT)] * 5, [], 5, ppop()))
+    # two descriptors still in flight from before (the state): a chain
+    # may fill the other four, not take five
+    write(h, 'chain-fills-free', pring(0, 6, 1, 2, 2,
+          [pdesc(RW, 0, 9), pdesc()] + [pdesc(RW, NEXT, 3)] * 3 +
+          [pdesc(RW, 0, 3)], [], 4, ppop() + ppush(0, 1) + op(P_GVS)))
+    write(h, 'chain-longer-than-free', pring(0, 6, 1, 2, 2,
+          [pdesc(RW, 0, 9), pdesc()] + [pdesc(RW, NEXT, 3)] * 4, [], 4,
+          ppop()))
+    # a buffer id made available twice, then again after its push
+    write(h, 'bufid-twice', pring(0, 4, 1, 0, 0,
+          [pdesc(RW, 0, 42), pdesc(RW, 0, 42)], [], 2, ppop() + ppop()))
+    write(h, 'bufid-again-after-push', pring(0, 4, 1, 0, 0,
+          [pdesc(RW, 0, 42), pdesc(RW, 0, 42)], [], 2,
+          ppop() + ppush() + ppop() + ppush()))
+    # the full 16-bit id space
+    write(h, 'bufid-65535', pring(0, 2, 1, 0, 0,
+          [pdesc(RW, 0, 0xffff), pdesc(RW, 0, 0)], [], 2,
+          ppop() + ppop() + ppush(1, 9) + ppush(0, 8)))
+    # wrap-counter abuse: everything popped, then more made available
+    write(h, 'ring-full', pring(0, 3, 1, 0, 0,
+          [pdesc(RW, 0, 1), pdesc(RW, 0, 2), pdesc(RW, 0, 3)], [], 3,
+          ppop() + ppop() + ppop() + padd([pdesc(RW, 0, 4)]) + ppop()))
+    write(h, 'ring-full-from-state', pring(0, 4, 1, 0, 4,
+          [pdesc(RW, 0, 1)], [], 1, ppop()))
+    # what was in flight before (state): less room for a chain
+    write(h, 'state-in-flight', pring(0, 7, 1, 5, 3,
+          [pdesc(RW, NEXT, 0)] * 5 + [pdesc(RW, 0, 8), pdesc(RW, NEXT, 9)],
+          [], 4, ppop() + ppush(0, 2) + op(P_GVS) + ppop()))
+    # unmapped, wrong permission, the top of the IOVA space
+    write(h, 'hole', pring(0, 1, 1, 0, 0, [pdesc(HOLE)], [], 1, ppop()))
+    write(h, 'write-to-ro', pring(0, 1, 1, 0, 0, [pdesc(RO, WRITE)], [], 1,
+          ppop()))
+    write(h, 'top-exact', pring(0, 1, 1, 0, 0,
+          [pdesc(TOP, 0, 0, 0xff0, 0x10)], [], 1, ppop() + ppush()))
+    write(h, 'top-wrap', pring(0, 1, 1, 0, 0,
+          [pdesc(TOP, 0, 0, 0xff0, 0x11)], [], 1, ppop()))
+    # not available: the other lap, looks used, raw AVAIL=USED
+    write(h, 'not-available', pring(0, 2, 1, 0, 0,
+          [pdesc(RW, P_OTHER)], [], 0,
+          ppop() + op(P_SETDESC, u16(0), u8(1), pdesc(RW, P_USEDLIKE)) +
+          ppop() + op(P_SETDESC, u16(0), u8(1),
+                      pdesc(RW, P_RAW | 0x20 | 0x40)) +
+          ppop() + op(P_SETDESC, u16(0), u8(1), pdesc(RW, 0x80)) + ppop()))
+    # misaligned areas, sizes and states the library refuses
+    write(h, 'misaligned-desc', pring(4, 4, ops=ppop()))
+    write(h, 'misaligned-driver', pring(8, 4, ops=ppop()))
+    write(h, 'misaligned-device', pring(16, 4, ops=ppop()))
+    write(h, 'size-0', pring(0, 0, ops=ppop()))
+    write(h, 'size-257', pring(0, 257, ops=ppop()))
+    write(h, 'state-impossible', pring(0, 4, 4 | 1 | 2, 1, 2, ops=ppop()))
+    write(h, 'state-index-too-big', pring(0, 4, 4 | 1 | 2, 4, 0,
+                                          ops=ppop()))
+    # interrupts: DISABLE, ENABLE, DESC around the position, many laps
+    ev_ops = b''
+    # (round k uses position k % 6 of a ring of 3 counted over two laps:
+    # 0x8002 and 0x0000 fire, 0x8001 is a lap behind and does not; then
+    # 0x8001 is where the used position stops (no interrupt yet), and
+    # fires in the next round)
+    for flags, ow in ((EV_DISABLE, 0), (EV_ENABLE, 0), (EV_DESC, 0x8002),
+                      (EV_DESC, 0x0000), (EV_DESC, 0x8001), (3, 0),
+                      (EV_DESC, 0x8001), (EV_DESC, 0x8001)):
+        ev_ops += (pevent(flags, ow) + padd([pdesc(RW, 0, 1)]) + ppop() +
+                   ppush(0, 1) + op(P_NOTIFY) + op(P_NOTIFY))
+    write(h, 'events', pring(EV, 3, 1, 0, 0, [], [], 0, ev_ops))
+    write(h, 'events-no-event-idx', pring(0, 3, 1, 0, 0, [], [], 0, ev_ops))
+    # kicks off and on around pops
+    write(h, 'kicks', pring(0, 4, 1, 0, 0, [pdesc(RW, 0, 1)], [], 1,
+          op(P_KICKS, u8(0)) + ppop() + ppop() + op(P_KICKS, u8(1)) +
+          padd([pdesc(RW, 0, 2)]) + op(P_KICKS, u8(1)) + ppop()))
+    # batches: pop all, push out of order, a duplicate, a stranger, flags
+    write(h, 'batch', pring(EV, 6, 1, 0, 0,
+          [pdesc(RW, NEXT, 0), pdesc(WO, WRITE, 1)] +
+          [pdesc(RO, 0, 2 + i) for i in range(4)], [], 6,
+          op(P_POPB, u8(10)) + ppushb(2, [(1, 4), (0, 5)], u8(1)) +
+          ppushb(4, [(0, 1)], u16(9)) + ppushb(8, [(0, 1)], u8(3)) +
+          ppushb(1, [(2, 7), (0, 6), (0, 5)]) + ppushb(1, [(0, 1)] * 2) +
+          op(P_GVS)))
+    write(h, 'batch-breaks', pring(0, 4, 1, 0, 0,
+          [pdesc(RW, 0, 1), pdesc(RW, 0, 2), pdesc(HOLE, 0, 3)], [], 3,
+          op(P_POPB, u8(3)) + op(P_POPB, u8(3)) + ppush(0) + ppush(0)))
+    write(h, 'leave-in-flight', pring(LEAVE, 4, 1, 0, 0,
+          [pdesc(RW, 0, 1), pdesc(RW, 0, 2)], [], 2,
+          ppop() + op(P_POPB, u8(1))))
+    # laps of rings of odd sizes, chains of 1 to 3, pushed out of order
+    for num in (3, 5, 100, 255, 256):
+        ops = b''
+        for r in range(16):
+            n = 1 + r % (2 if num == 3 else 3)
+            ops += padd([pdesc(RW, NEXT, 1000 + r, 8 * r, 8)] * (n - 1) +
+                        [pdesc(WO, WRITE, 1000 + r, 8 * r, 8)])
+            ops += ppop() if r % 2 else op(P_POPB, u8(1))
+            if r % 2:
+                ops += ppushb(1, [(1, r), (0, r + 1)])
+        write(h, 'laps-%d' % num, pring(EV if num % 2 else 0, num, 0,
+              num - 2, 0, [], [], 0,
+              op(P_RESYNC, u8(0)) + pevent(EV_DESC, 0x8000 | (num - 1)) +
+              ops + op(P_GVS)))
+    # random well-formed-ish rings
+    rnd = random.Random(4)
+    for k in range(8):
+        num = rnd.choice([1, 2, 3, 7, 16, 64, 200, 256])
+        ds = []
+        for i in range(num):
+            fl = rnd.choice([0, NEXT, WRITE, WRITE | NEXT, 0, P_OTHER])
+            ds.append(pdesc(rnd.choice([RW, RO, WO]), fl,
+                            rnd.randrange(8), rnd.randrange(0x1000),
+                            rnd.randrange(1, 0x200)))
+        ops = b''.join(rnd.choice([
+            ppop(), ppop(), op(P_POPB, u8(rnd.randrange(8))),
+            ppush(rnd.randrange(4), rnd.randrange(99)),
+            ppushb(rnd.randrange(2), [(rnd.randrange(4), 1)] * 2),
+            op(P_NOTIFY), padd([pdesc(RW, 0, rnd.randrange(16))]),
+            pevent(rnd.randrange(3), rnd.randrange(65536))])
+            for _ in range(24))
+        write(h, 'random-%d' % k, pring(rnd.randrange(4), num,
+              rnd.randrange(4), rnd.randrange(num), rnd.randrange(num + 1),
+              ds, [], rnd.randrange(num + 1), ops))
+
+
 if __name__ == '__main__':
     split_ring()
+    packed_ring()
     messages()
     iotlb()
