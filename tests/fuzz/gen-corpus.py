@@ -491,6 +491,25 @@ def packed_ring():
                    ppush(0, 1) + op(P_NOTIFY) + op(P_NOTIFY))
     write(h, 'events', pring(EV, 3, 1, 0, 0, [], [], 0, ev_ops))
     write(h, 'events-no-event-idx', pring(0, 3, 1, 0, 0, [], [], 0, ev_ops))
+    # more than a lap used between two notifies, the event a lap behind
+    # or in this lap
+    for name, ow in (('events-laps-behind', 0x0001), ('events-laps-this',
+                                                      0x8002)):
+        laps = b''
+        for r in range(7):
+            laps += padd([pdesc(RW, 0, r)]) + ppop() + ppush(0, r)
+        write(h, name, pring(EV, 3, 1, 0, 0, [], [], 0,
+              pevent(EV_DESC, ow) + laps + op(P_NOTIFY) + op(P_GVS)))
+    # long chains and tables in a batch: more iovecs than an element's
+    # own array holds
+    write(h, 'batch-long-chains', pring(INDF, 16, 1, 0, 0,
+          [pdesc(RO, NEXT, 0, 16 * i, 16) for i in range(9)] +
+          [pdesc(WO, WRITE, 1)] + [pdesc(IND, INDIRECT, 2, 0, 16 * 20)] +
+          [pdesc(RW, 0, 3)],
+          [pdesc(RO, 0, 0, 32 * i, 32) for i in range(12)] +
+          [pdesc(WO, WRITE, 0, 32 * i, 32) for i in range(8)], 12,
+          op(P_POPB, u8(7)) + ppushb(1, [(2, 1), (0, 2), (0, 3)]) +
+          op(P_GVS)))
     # kicks off and on around pops
     write(h, 'kicks', pring(0, 4, 1, 0, 0, [pdesc(RW, 0, 1)], [], 1,
           op(P_KICKS, u8(0)) + ppop() + ppop() + op(P_KICKS, u8(1)) +
