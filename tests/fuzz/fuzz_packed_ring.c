@@ -39,7 +39,8 @@
  * descriptors the buffer took; notify interrupts exactly as the driver's
  * event area asks (DISABLE, ENABLE, DESC with EVENT_IDX); kicks off and on
  * write the device's area; GET_VQ_STATE answers the model's positions and
- * wrap counters; everything is released when the device is freed.
+ * wrap counters; the library writes nothing else in the ring or the event
+ * areas; everything is released when the device is freed.
  */
 #include <endian.h>
 #include <errno.h>
@@ -145,6 +146,12 @@ static struct {
 	uint8_t bufids[65536 / 8];	/* in flight, by buffer id */
 	struct expect ex;
 	uint8_t table[QSIZE_MAX * 16];	/* the model's indirect copy */
+	/*
+	 * What the ring region (descriptors and both event areas) should
+	 * hold: what the driver wrote, the used descriptors' id, len and
+	 * flags, the device area's flags.  The library writes nothing else.
+	 */
+	uint8_t shadow[RING_SIZE];
 } st;
 
 static void on_error(struct vduse_device *dev, struct vduse_vq *vq, int err)
@@ -258,10 +265,34 @@ static uint16_t rd16(uint64_t iova)
 	return le16toh(v);
 }
 
+/* The driver (or the model for the library) writes guest memory. */
+static void guest_write(uint64_t iova, const void *p, size_t n, bool guest)
+{
+	if (guest)
+		memcpy(fk_iova_ptr(iova), p, n);
+	if (iova - RING < RING_SIZE)
+		memcpy(st.shadow + (iova - RING), p, n);
+}
+
 static void wr16(uint64_t iova, uint16_t v)
 {
 	v = htole16(v);
-	memcpy(fk_iova_ptr(iova), &v, 2);
+	guest_write(iova, &v, 2, true);
+}
+
+/* The ring region holds what the driver and the model say. */
+static void check_ring_region(void)
+{
+	const uint8_t *ring = fk_iova_ptr(RING);
+	size_t i;
+
+	if (!memcmp(ring, st.shadow, RING_SIZE))
+		return;
+	for (i = 0; ring[i] == st.shadow[i]; i++)
+		;
+	FZ_CHECK(0, "ring region byte 0x%zx (%s) is 0x%02x, want 0x%02x", i,
+		 i < 0x1000 ? "descriptors" : i < 0x1010 ? "driver area" :
+		 "device area", ring[i], st.shadow[i]);
 }
 
 static struct vring_packed_desc ring_desc(unsigned int idx)
@@ -570,6 +601,20 @@ static void model_used(unsigned int slot, uint32_t len)
 	struct held *h = &st.held[slot];
 
 	check_used(st.used_lin, h, len);
+	{
+		struct vring_packed_desc u = ring_desc(lin_idx(st.used_lin));
+		uint64_t at = DESC_AT + 16ull * lin_idx(st.used_lin);
+
+		/* The library's id, len and (checked) flags: not its addr. */
+		u.id = htole16(h->bufid);
+		u.len = htole32(len);
+		guest_write(at + offsetof(struct vring_packed_desc, len),
+			    &u.len, 4, false);
+		guest_write(at + offsetof(struct vring_packed_desc, id),
+			    &u.id, 2, false);
+		guest_write(at + offsetof(struct vring_packed_desc, flags),
+			    &u.flags, 2, false);
+	}
 	st.used_lin = lin_add(st.used_lin, h->ndesc);
 	st.in_ring -= h->ndesc;
 	st.moved += h->ndesc;
@@ -787,7 +832,7 @@ static void set_desc_from(struct fz_in *in, uint64_t at, bool wrap,
 	d.len = htole32(len);
 	d.id = htole16(id);
 	d.flags = htole16(desc_flags(fl, wrap) | more_flags);
-	memcpy(fk_iova_ptr(at), &d, sizeof(d));
+	guest_write(at, &d, sizeof(d), true);
 }
 
 /* The driver adds a buffer of 1 to 8 descriptors at its position. */
@@ -841,8 +886,13 @@ static void op_kicks(struct fz_in *in)
 	}
 	FZ_CHECK(ret == want, "%s kicks = %d, want %d",
 		 on ? "enable" : "disable", ret, want);
-	if (!st.broken)
+	if (!st.broken) {
+		uint16_t v = htole16(on ? VRING_PACKED_EVENT_FLAG_ENABLE :
+				     VRING_PACKED_EVENT_FLAG_DISABLE);
+
 		st.kicks_off = !on;
+		guest_write(DEVICE_FLAGS, &v, 2, false);
+	}
 }
 
 static void op_gvs(void)
@@ -908,6 +958,7 @@ static void setup(struct fz_in *in, bool *leave)
 			 "region %u", i);
 	fill_data();
 	memset(fk_iova_ptr(RING), 0, RING_SIZE);
+	memset(st.shadow, 0, RING_SIZE);	/* ENABLE in both areas */
 	ret = vduse_device_new(&cfg, &st.dev);
 	FZ_CHECK(ret == 0, "vduse_device_new = %d", ret);
 	st.vq = vduse_device_vq(st.dev, 0);
@@ -984,6 +1035,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	fz_log_reset();
 	memset(&st, 0, offsetof(typeof(st), ex));
 	setup(&in, &leave);
+	check_ring_region();
 
 	while (fz_more(&in) && ops_done++ < MAX_OPS) {
 		uint8_t op = fz_u8(&in);
@@ -1043,6 +1095,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 				  VRING_PACKED_EVENT_FLAG_ENABLE),
 				 "device event flags 0x%x, kicks %s",
 				 rd16(DEVICE_FLAGS), st.kicks_off ? "off" : "on");
+		check_ring_region();
 	}
 
 	/* Every popped element is pushed (unless the input leaves them in
@@ -1062,6 +1115,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (st.started && !leave)
 		FZ_CHECK(vduse_vq_inflight(st.vq) == 0, "%u still in flight",
 			 vduse_vq_inflight(st.vq));
+	check_ring_region();
 	fz_free_device(st.dev);
 	return 0;
 }
