@@ -185,4 +185,24 @@ static inline int load_indirect(struct vduse_vq *vq, uint64_t addr,
 	return n;
 }
 
+/*
+ * A walk found the IOTLB changed under it (-ESTALE), @tries times before:
+ * re-translate the rings for another walk (0), or give up (the queue
+ * breaks after WALK_RETRIES; -EIO, or -ENOMEM for a shortage).
+ */
+static inline int walk_again(struct vduse_vq *vq, unsigned int tries)
+{
+	int ret;
+
+	if (tries == WALK_RETRIES) {
+		vduse_vq_fail(vq, -ESTALE,
+			      "the IOTLB kept changing under a chain");
+		return -EIO;
+	}
+	ret = rings_valid(vq);
+	if (ret < 0)
+		return ret == -ENOMEM ? ret : -EIO;
+	return 0;
+}
+
 #endif

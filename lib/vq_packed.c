@@ -273,14 +273,9 @@ int vduse_packed_take(struct vduse_vq *vq, struct chain *c,
 		ret = walk(vq, c, pc);
 		if (ret != -ESTALE)
 			break;
-		if (tries == WALK_RETRIES) {
-			vduse_vq_fail(vq, -ESTALE,
-				      "the IOTLB kept changing under a chain");
-			return -EIO;
-		}
-		ret = rings_valid(vq);
+		ret = walk_again(vq, tries);
 		if (ret < 0)
-			return ret == -ENOMEM ? ret : -EIO;
+			return ret;
 	}
 	if (ret < 0)
 		return ret;

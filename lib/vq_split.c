@@ -250,14 +250,9 @@ static int take_chain(struct vduse_vq *vq, unsigned int head, struct chain *c)
 		ret = walk_chain(vq, head, c);
 		if (ret != -ESTALE)
 			return ret;
-		if (tries == WALK_RETRIES) {
-			vduse_vq_fail(vq, -ESTALE,
-				      "the IOTLB kept changing under a chain");
-			return -EIO;
-		}
-		ret = rings_valid(vq);
+		ret = walk_again(vq, tries);
 		if (ret < 0)
-			return ret == -ENOMEM ? ret : -EIO;
+			return ret;
 	}
 }
 
