@@ -215,19 +215,25 @@ print('#include <stddef.h>')
 print('\n'.join(out))
 PY
 if [ -n "$incdir" ]; then
+	# One translation unit; #line names the page in every error.
+	: >"$tmp/synopsis.c"
 	for f in "$man"/*.3; do
 		head -n 20 "$f" | grep -q '^\.so ' && continue
 		base=${f##*/}
 		groff -man -Tascii -P-cbou -rLL=250n "$f" 2>/dev/null |
-			python3 "$tmp/synopsis.py" "$base" >"$tmp/synopsis.c"
-		if ! grep -q vduse "$tmp/synopsis.c"; then
+			python3 "$tmp/synopsis.py" "$base" >"$tmp/page.c"
+		if grep -q vduse "$tmp/page.c"; then
+			printf '#line 1 "%s SYNOPSIS"\n' "$base" >>"$tmp/synopsis.c"
+			cat "$tmp/page.c" >>"$tmp/synopsis.c"
+		else
 			fail "$base: nothing found in its SYNOPSIS"
-		elif ! ${CC:-cc} -fsyntax-only -Wall -Werror -I"$incdir" \
-		     -x c "$tmp/synopsis.c" >"$tmp/out" 2>&1; then
-			fail "$base: its SYNOPSIS does not agree with the header:"
-			grep -E 'error' "$tmp/out" | sed 's/^/    /'
 		fi
 	done
+	if ! ${CC:-cc} -fsyntax-only -Wall -Werror -I"$incdir" \
+	     -x c "$tmp/synopsis.c" >"$tmp/out" 2>&1; then
+		fail "a SYNOPSIS does not agree with the header:"
+		grep -E 'error' "$tmp/out" | sed 's/^/    /'
+	fi
 fi
 
 # The complete program in libvduse(7) compiles and links as it is printed.
