@@ -24,6 +24,8 @@ packages=(
 	linux-image-amd64 linux-headers-amd64
 	# the shim's static check (kernel/meson.build: shim-sparse)
 	sparse
+	# the Debian packages (debian/, tests/pkg/pkg-test.sh)
+	build-essential debhelper dh-dkms dkms lintian systemd git python3
 	# groff, for the man pages' unit test (tests/unit/man-check.sh)
 	groff-base
 	# to fetch the trixie, sid and experimental kernels
