@@ -12,9 +12,10 @@
  * (with a duplicate or a stranger in it, or the interrupt decision),
  * notify, the driver adding a buffer, a raw descriptor rewrite, the
  * driver's event area, kicks off and on, GET_VQ_STATE, a push of an id not
- * in flight, the driver's position moved.  gen-corpus.py spells the
- * format out byte by byte; FUZZ_TRACE=1 in the environment prints each
- * operation.
+ * in flight, the driver's position moved, the kernel moving a region to
+ * other memory or taking one away (with the UPDATE_IOTLB it owes) and
+ * bringing it back.  gen-corpus.py spells the format out byte by byte;
+ * FUZZ_TRACE=1 in the environment prints each operation.
  *
  * A reference model, written from the virtio spec's packed-ring rules and
  * the checks lib/vq_packed.c documents, decides every answer:
@@ -40,7 +41,9 @@
  * event area asks (DISABLE, ENABLE, DESC with EVENT_IDX); kicks off and on
  * write the device's area; GET_VQ_STATE answers the model's positions and
  * wrap counters; the library writes nothing else in the ring or the event
- * areas; everything is released when the device is freed.
+ * areas; an element's iovecs stay readable until it is pushed, whatever
+ * was remapped or unmapped; everything is released when the device is
+ * freed.
  */
 #include <endian.h>
 #include <errno.h>
@@ -152,6 +155,8 @@ static struct {
 	 * flags, the device area's flags.  The library writes nothing else.
 	 */
 	uint8_t shadow[RING_SIZE];
+	bool unmapped[NR_REGIONS];	/* taken away by the kernel */
+	uint8_t saved[NR_REGIONS][0x2000];	/* their bytes meanwhile */
 } st;
 
 static void on_error(struct vduse_device *dev, struct vduse_vq *vq, int err)
@@ -205,7 +210,7 @@ static const struct mregion *region_of(uint64_t iova)
 
 	for (i = 0; i < NR_REGIONS; i++)
 		if (iova - regions[i].start < regions[i].size)
-			return &regions[i];
+			return st.unmapped[i] ? NULL : &regions[i];
 	return NULL;
 }
 
@@ -640,9 +645,32 @@ static unsigned int pick(unsigned int k, const bool *taken)
 	return s;
 }
 
+/*
+ * An element's iovecs stay mapped until it is pushed, whatever the kernel
+ * remapped or took away meanwhile: read the first and last byte of each
+ * (ASan reports a read of memory the library unmapped).
+ */
+static void touch(const struct vduse_vq_elem *elem)
+{
+	unsigned int i, n = elem->out_num + elem->in_num;
+	uint8_t sum = 0;
+
+	for (i = 0; i < n; i++) {
+		const volatile uint8_t *b = elem->out_sg[i].iov_base;
+		size_t len = elem->out_sg[i].iov_len;
+
+		if (len)
+			sum += (uint8_t)(b[0] + b[len - 1]);
+	}
+	__asm__ volatile("" : : "r"(sum));
+}
+
 static void push_one(unsigned int slot, uint32_t len)
 {
-	int ret = vduse_vq_push(st.vq, st.held[slot].elem, len);
+	int ret;
+
+	touch(st.held[slot].elem);
+	ret = vduse_vq_push(st.vq, st.held[slot].elem, len);
 
 	FZ_CHECK(ret == 0, "push of element %u = %d", slot, ret);
 	model_used(slot, len);
@@ -720,6 +748,7 @@ static void op_push_batch(struct fz_in *in)
 		slots[i] = pick(fz_u8(in), taken);
 		taken[slots[i]] = true;
 		elems[i] = st.held[slots[i]].elem;
+		touch(elems[i]);
 		lens[i] = fz_u32(in);
 	}
 	if ((how & 2) && n) {		/* one of them twice */
@@ -921,6 +950,59 @@ static void op_resync(struct fz_in *in)
 	st.drv_lin = lin_add(v & 0x80 ? st.used_lin : st.avail_lin, v % 4);
 }
 
+/* The invalidation the kernel owes after changing region @r. */
+static void owe_iotlb(unsigned int r, bool whole)
+{
+	uint64_t start = regions[r].start;
+	uint64_t last = start + regions[r].size - 1;
+	int ret;
+
+	if (whole) {		/* as vhost-vdpa does */
+		start = 0;
+		last = UINT64_MAX;
+	}
+	ret = sim_update_iotlb(st.dev, start, last);
+	FZ_CHECK(ret == VDUSE_REQ_RESULT_OK, "UPDATE_IOTLB = %d", ret);
+}
+
+/* The kernel moves region @r to other memory, its bytes intact. */
+static void op_remap(struct fz_in *in)
+{
+	unsigned int r = fz_u8(in) % NR_REGIONS;
+	bool whole = fz_u8(in) & 1;
+	const struct mregion *m = &regions[r];
+
+	if (st.unmapped[r])
+		return;
+	memcpy(st.saved[r], fk_iova_ptr(m->start), m->size);
+	fk_region_del(m->start, m->start);
+	FZ_CHECK(!fk_region_add(m->start, m->size, (uint8_t)m->perm),
+		 "remap region %u", r);
+	memcpy(fk_iova_ptr(m->start), st.saved[r], m->size);
+	owe_iotlb(r, whole);
+}
+
+/* The kernel takes a region other than the ring's away, or brings it
+ * back as it was. */
+static void op_unmap(struct fz_in *in)
+{
+	unsigned int r = 1 + fz_u8(in) % (NR_REGIONS - 1);
+	bool whole = fz_u8(in) & 1;
+	const struct mregion *m = &regions[r];
+
+	if (!st.unmapped[r]) {
+		memcpy(st.saved[r], fk_iova_ptr(m->start), m->size);
+		fk_region_del(m->start, m->start);
+		st.unmapped[r] = true;
+		owe_iotlb(r, whole);
+	} else {
+		FZ_CHECK(!fk_region_add(m->start, m->size, (uint8_t)m->perm),
+			 "map region %u", r);
+		memcpy(fk_iova_ptr(m->start), st.saved[r], m->size);
+		st.unmapped[r] = false;
+	}
+}
+
 static void fill_data(void)
 {
 	unsigned int i;
@@ -959,6 +1041,7 @@ static void setup(struct fz_in *in, bool *leave)
 	fill_data();
 	memset(fk_iova_ptr(RING), 0, RING_SIZE);
 	memset(st.shadow, 0, RING_SIZE);	/* ENABLE in both areas */
+	memset(st.unmapped, 0, sizeof(st.unmapped));
 	ret = vduse_device_new(&cfg, &st.dev);
 	FZ_CHECK(ret == 0, "vduse_device_new = %d", ret);
 	st.vq = vduse_device_vq(st.dev, 0);
@@ -1042,14 +1125,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 		if (trace)
 			fprintf(stderr, "op %u: %u (avail %u used %u in_ring %u held %u%s)\n",
-				ops_done, op % 14, st.avail_lin, st.used_lin,
+				ops_done, op % 16, st.avail_lin, st.used_lin,
 				st.in_ring, st.nr_held,
 				st.broken ? ", broken" : "");
 		if (!st.started) {
 			op_pop(&in);
 			continue;
 		}
-		switch (op % 14) {
+		switch (op % 16) {
 		case 0:
 		case 1:
 			op_pop(&in);
@@ -1085,8 +1168,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		case 12:
 			op_bogus_push(&in);
 			break;
-		default:
+		case 13:
 			op_resync(&in);
+			break;
+		case 14:
+			op_remap(&in);
+			break;
+		default:
+			op_unmap(&in);
 			break;
 		}
 		if (st.started)

@@ -336,7 +336,10 @@ def iotlb():
 # driver's position is.
 P_AV, P_OTHER, P_USEDLIKE, P_RAW = 0, 8, 16, 24
 P_POP, P_POPB, P_PUSH, P_PUSHB, P_NOTIFY, P_ADD, P_SETDESC, P_EVENT, \
-    P_KICKS, P_GVS, P_BOGUS, P_RESYNC = 0, 2, 3, 4, 5, 6, 8, 9, 10, 11, 12, 13
+    P_KICKS, P_GVS, P_BOGUS, P_RESYNC, P_REMAP, P_UNMAP = \
+    0, 2, 3, 4, 5, 6, 8, 9, 10, 11, 12, 13, 14, 15
+# Regions by index (remap: any; unmap: 1 + the byte % 5, never the ring).
+R_RING, R_IND, R_RW, R_RO, R_WO, R_TOP = range(6)
 EV_ENABLE, EV_DISABLE, EV_DESC = 0, 1, 2
 
 
@@ -510,6 +513,32 @@ def packed_ring():
           [pdesc(WO, WRITE, 0, 32 * i, 32) for i in range(8)], 12,
           op(P_POPB, u8(7)) + ppushb(1, [(2, 1), (0, 2), (0, 3)]) +
           op(P_GVS)))
+    # the kernel moves memory under in-flight elements (whole-space or
+    # exact invalidation), takes a region away and brings it back
+    write(h, 'remap-inflight', pring(INDF, 4, 1, 0, 0,
+          [pdesc(RW, 0, 1, 0x10, 32), pdesc(WO, WRITE, 2, 0, 8),
+           pdesc(IND, INDIRECT, 3, 0, 32)],
+          [pdesc(RO, 0, 0, 0x20, 8), pdesc(RW, WRITE, 0, 0x30, 8)], 3,
+          ppop() + ppop() + op(P_REMAP, u8(R_RW), u8(1)) +
+          op(P_REMAP, u8(R_WO), u8(0)) + op(P_REMAP, u8(R_IND), u8(0)) +
+          ppop() + op(P_REMAP, u8(R_RO), u8(1)) + ppush(1, 8) +
+          ppushb(1, [(0, 32), (0, 1)])))
+    write(h, 'remap-ring', pring(EV, 4, 1, 0, 0,
+          [pdesc(RW, 0, 1), pdesc(RW, 0, 2)], [], 2,
+          ppop() + op(P_REMAP, u8(R_RING), u8(0)) + ppush(0, 4) +
+          op(P_NOTIFY) + ppop() + op(P_REMAP, u8(R_RING), u8(1)) +
+          op(P_KICKS, u8(0)) + ppush(0, 5) + op(P_GVS) +
+          padd([pdesc(RW, 0, 3)]) + op(P_KICKS, u8(1)) + ppop()))
+    write(h, 'unmap-inflight', pring(INDF, 4, 1, 0, 0,
+          [pdesc(RO, 0, 1), pdesc(RW, 0, 2), pdesc(RO, 0, 3)], [], 3,
+          ppop() + ppop() + op(P_UNMAP, u8(R_RO - 1), u8(0)) +
+          op(P_UNMAP, u8(R_RW - 1), u8(1)) + ppush(0) + ppop() + ppush()))
+    write(h, 'unmap-and-back', pring(INDF, 4, 1, 0, 0,
+          [pdesc(IND, INDIRECT, 1, 0, 16), pdesc(RO, 0, 2)],
+          [pdesc(RW, 0)], 2,
+          op(P_UNMAP, u8(R_IND - 1), u8(0)) +
+          op(P_UNMAP, u8(R_IND - 1), u8(0)) + ppop() +
+          op(P_UNMAP, u8(R_RO - 1), u8(1)) + ppop()))
     # kicks off and on around pops
     write(h, 'kicks', pring(0, 4, 1, 0, 0, [pdesc(RW, 0, 1)], [], 1,
           op(P_KICKS, u8(0)) + ppop() + ppop() + op(P_KICKS, u8(1)) +
