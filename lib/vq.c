@@ -398,6 +398,8 @@ int vduse_vq_kick_drain(struct vduse_vq *vq)
 
 	if (ret == -EAGAIN || ret == sizeof(v))
 		return 0;
+	vduse_err("%s: queue %u: reading its kick fd: %s", vq->dev->name,
+		  vq->index, ret < 0 ? strerror((int)-ret) : "short read");
 	return ret < 0 ? (int)ret : -EIO;
 }
 

@@ -111,6 +111,9 @@ static void test_vq_calls(void **state)
 			"tu: queue 0: push of id 3 that is not in flight");
 	assert_err_says(vduse_vq_push_batch(e.vq[0], &pf, &len, 1, 2), -EINVAL,
 			"tu: queue 0: push_batch: unknown flags 0x2");
+	fk_fail(FK_READ, -EBADF, 0);
+	assert_err_says(vduse_vq_kick_drain(e.vq[1]), -EBADF,
+			"tu: queue 1: reading its kick fd: Bad file descriptor");
 	/* An empty ring is no error worth a message: -EAGAIN is silent. */
 	tu_log_clear();
 	vduse_log_set_level(VDUSE_LOG_DEBUG);
