@@ -14,8 +14,9 @@
  * driver's event area, kicks off and on, GET_VQ_STATE, a push of an id not
  * in flight, the driver's position moved, the kernel moving a region to
  * other memory or taking one away (with the UPDATE_IOTLB it owes) and
- * bringing it back.  gen-corpus.py spells the format out byte by byte;
- * FUZZ_TRACE=1 in the environment prints each operation.
+ * bringing it back, the driver resetting the device with elements in
+ * flight and starting it again.  gen-corpus.py spells the format out byte
+ * by byte; FUZZ_TRACE=1 in the environment prints each operation.
  *
  * A reference model, written from the virtio spec's packed-ring rules and
  * the checks lib/vq_packed.c documents, decides every answer:
@@ -146,6 +147,8 @@ static struct {
 	struct held held[QSIZE_MAX];
 	unsigned int nr_held;
 	unsigned int errors;	/* queue_error calls */
+	unsigned int stops;	/* queue_stop calls */
+	uint64_t features;
 	uint8_t bufids[65536 / 8];	/* in flight, by buffer id */
 	struct expect ex;
 	uint8_t table[QSIZE_MAX * 16];	/* the model's indirect copy */
@@ -170,9 +173,17 @@ static void on_error(struct vduse_device *dev, struct vduse_vq *vq, int err)
 /* FUZZ_TRACE in the environment: print each operation. */
 static int trace = -1;
 
+static void on_stop(struct vduse_device *dev, struct vduse_vq *vq)
+{
+	(void)dev;
+	FZ_CHECK(vq == st.vq, "queue_stop for another queue");
+	st.stops++;
+}
+
 static const struct vduse_device_ops ops = {
 	.size = sizeof(ops),
 	.queue_error = on_error,
+	.queue_stop = on_stop,
 };
 
 /* Position and wrap counter of a ring count. */
@@ -943,6 +954,62 @@ static void op_gvs(void)
 		 lin_wrap(st.used_lin));
 }
 
+/*
+ * The driver resets the device with elements in flight (they are
+ * abandoned: queue_stop, pushes fail) and starts it again, from the state
+ * GET_VQ_STATE gave (as after a suspend) or from a fresh ring.  What was
+ * popped and not used stays off limits to the ring's capacity.
+ */
+static void op_restart(struct fz_in *in)
+{
+	uint8_t how = fz_u8(in);
+	struct vduse_vq_state_packed s = { 0 };
+	unsigned int stops = st.stops, errors = st.errors, slot;
+	uint16_t on = htole16(VRING_PACKED_EVENT_FLAG_ENABLE);
+	int ret;
+
+	ret = sim_get_vq_state_packed(st.dev, 0, &s);
+	FZ_CHECK(ret == VDUSE_REQ_RESULT_OK, "GET_VQ_STATE = %d", ret);
+	ret = sim_set_status(st.dev, 0);
+	FZ_CHECK(ret == VDUSE_REQ_RESULT_OK, "reset = %d", ret);
+	FZ_CHECK(st.stops == stops + 1 && !vduse_vq_started(st.vq),
+		 "reset: %u queue_stop calls, started %d", st.stops - stops,
+		 vduse_vq_started(st.vq));
+	for (slot = 0; slot < QSIZE_MAX; slot++) {
+		struct held *h = &st.held[slot];
+
+		if (!h->elem)
+			continue;
+		if (h->mine) {
+			ret = vduse_vq_push(st.vq, h->elem, 0);
+			FZ_CHECK(ret == -EIO, "push after the reset = %d", ret);
+			free(h->elem);
+		}
+		h->elem = NULL;
+	}
+	st.nr_held = 0;
+	memset(st.bufids, 0, sizeof(st.bufids));
+	fk_set_vq_info(0, st.num, DESC_AT, DRIVER_AT, DEVICE_AT, 0, true);
+	if (how & 1) {
+		fk_set_vq_packed(0, true, 0, true, 0);
+		st.avail_lin = st.used_lin = st.in_ring = 0;
+	} else {
+		fk_set_vq_packed(0, s.last_avail_counter, s.last_avail_idx,
+				 s.last_used_counter, s.last_used_idx);
+	}
+	ret = sim_driver_ok(st.dev, st.features);
+	FZ_CHECK(ret == VDUSE_REQ_RESULT_OK && vduse_vq_started(st.vq),
+		 "restart = %d, started %d", ret, vduse_vq_started(st.vq));
+	FZ_CHECK(st.errors == errors, "queue_error at a restart");
+	st.broken = false;
+	st.kicks_off = false;
+	st.moved = 0;
+	st.drv_lin = st.avail_lin;
+	guest_write(DEVICE_FLAGS, &on, 2, false);
+	check_inflight();
+	op_gvs();
+}
+
 static void op_resync(struct fz_in *in)
 {
 	uint8_t v = fz_u8(in);
@@ -1094,6 +1161,7 @@ static void setup(struct fz_in *in, bool *leave)
 			set_desc_from(in, IND + 16ull * i, false, 0);
 		st.drv_lin = lin_add(st.avail_lin, fz_u8(in) % (num + 1));
 	}
+	st.features = features;
 	ret = sim_driver_ok(st.dev, features);
 	FZ_CHECK(ret == VDUSE_REQ_RESULT_OK || !good, "DRIVER_OK = %d", ret);
 	st.started = vduse_vq_started(st.vq);
@@ -1125,14 +1193,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 		if (trace)
 			fprintf(stderr, "op %u: %u (avail %u used %u in_ring %u held %u%s)\n",
-				ops_done, op % 16, st.avail_lin, st.used_lin,
+				ops_done, op % 17, st.avail_lin, st.used_lin,
 				st.in_ring, st.nr_held,
 				st.broken ? ", broken" : "");
 		if (!st.started) {
 			op_pop(&in);
 			continue;
 		}
-		switch (op % 16) {
+		switch (op % 17) {
 		case 0:
 		case 1:
 			op_pop(&in);
@@ -1174,8 +1242,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		case 14:
 			op_remap(&in);
 			break;
-		default:
+		case 15:
 			op_unmap(&in);
+			break;
+		default:
+			op_restart(&in);
 			break;
 		}
 		if (st.started)

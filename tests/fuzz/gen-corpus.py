@@ -336,8 +336,8 @@ def iotlb():
 # driver's position is.
 P_AV, P_OTHER, P_USEDLIKE, P_RAW = 0, 8, 16, 24
 P_POP, P_POPB, P_PUSH, P_PUSHB, P_NOTIFY, P_ADD, P_SETDESC, P_EVENT, \
-    P_KICKS, P_GVS, P_BOGUS, P_RESYNC, P_REMAP, P_UNMAP = \
-    0, 2, 3, 4, 5, 6, 8, 9, 10, 11, 12, 13, 14, 15
+    P_KICKS, P_GVS, P_BOGUS, P_RESYNC, P_REMAP, P_UNMAP, P_RESTART = \
+    0, 2, 3, 4, 5, 6, 8, 9, 10, 11, 12, 13, 14, 15, 16
 # Regions by index (remap: any; unmap: 1 + the byte % 5, never the ring).
 R_RING, R_IND, R_RW, R_RO, R_WO, R_TOP = range(6)
 EV_ENABLE, EV_DISABLE, EV_DESC = 0, 1, 2
@@ -539,6 +539,21 @@ def packed_ring():
           op(P_UNMAP, u8(R_IND - 1), u8(0)) +
           op(P_UNMAP, u8(R_IND - 1), u8(0)) + ppop() +
           op(P_UNMAP, u8(R_RO - 1), u8(1)) + ppop()))
+    # a reset with elements in flight, started again from GET_VQ_STATE's
+    # state (what was in flight stays off limits) or from a fresh ring
+    write(h, 'restart-inflight', pring(0, 5, 1, 0, 0,
+          [pdesc(RW, NEXT, 1), pdesc(WO, WRITE, 1), pdesc(RO, 0, 2),
+           pdesc(RW, 0, 3)], [], 4,
+          ppop() + op(P_POPB, u8(1)) + ppush(0, 3) + op(P_RESTART, u8(0)) +
+          padd([pdesc(RW, 0, 2)]) + ppop() +
+          padd([pdesc(RW, NEXT, 4), pdesc(RW, 0, 4)]) + ppop() +
+          op(P_RESTART, u8(1)) + op(P_RESYNC, u8(0)) +
+          padd([pdesc(RW, 0, 5)]) + ppop() + ppush(0, 1)))
+    write(h, 'restart-broken', pring(EV, 3, 1, 0, 0,
+          [pdesc(HOLE, 0, 1)], [], 1,
+          ppop() + op(P_RESTART, u8(1)) +
+          op(P_SETDESC, u16(0), u8(1), pdesc(RW, 0, 1)) + ppop() +
+          ppush(0, 2) + op(P_NOTIFY)))
     # kicks off and on around pops
     write(h, 'kicks', pring(0, 4, 1, 0, 0, [pdesc(RW, 0, 1)], [], 1,
           op(P_KICKS, u8(0)) + ppop() + ppop() + op(P_KICKS, u8(1)) +
