@@ -47,7 +47,7 @@ step mkfs mkfs.ext4 -q /dev/vda &&
 		step umount umount /mnt/disk &&
 			echo 3 >/proc/sys/vm/drop_caches &&
 			step remount mount -t ext4 -o ro /dev/vda /mnt/disk &&
-			step read-back sh -c 'cd /mnt/disk && sha256sum -c /tmp/sums | tail -n 3' &&
+			step read-back sh -c 'cd /mnt/disk && sha256sum -c /tmp/sums >/tmp/sums.out; rc=$?; tail -n 3 /tmp/sums.out; exit $rc' &&
 			step umount-again umount /mnt/disk &&
 			step fsck e2fsck -fn /dev/vda
 	}
