@@ -177,6 +177,20 @@ struct vduse_device_config {
 	 */
 	const void *log_id;
 	uint32_t log_id_size;
+	/*
+	 * Virtqueue groups and address spaces (VDUSE API version 1): the
+	 * device has @num_groups groups (0: one), queue i is in group
+	 * @queue_group[i] (NULL: every queue in group 0), and there are
+	 * @num_as address spaces (0: one).  The driver puts a group in an
+	 * address space (VDUSE_SET_VQ_GROUP_ASID, e.g. vhost-vdpa's
+	 * VHOST_VDPA_SET_GROUP_ASID; all in space 0 after a reset), and each
+	 * queue then finds its buffers in its group's space.  More than one
+	 * group or space on a kernel without API version 1 (before 7.2):
+	 * vduse_device_new() fails with -EOPNOTSUPP.
+	 */
+	uint32_t num_groups;
+	uint32_t num_as;
+	const uint32_t *queue_group;
 };
 
 #define VDUSE_LOG_ID_MAX		64

@@ -78,6 +78,41 @@ static int check_config(const struct vduse_device_config *c)
 			  c->name);
 		return -EINVAL;
 	}
+	if (c->num_groups > VDUSE_LIB_MAX_GROUPS ||
+	    c->num_as > VDUSE_LIB_MAX_GROUPS) {
+		vduse_err("%s: %u virtqueue groups, %u address spaces (at most %u)",
+			  c->name, c->num_groups, c->num_as,
+			  VDUSE_LIB_MAX_GROUPS);
+		return -EINVAL;
+	}
+	for (uint32_t i = 0; c->queue_group && i < c->num_queues; i++) {
+		if (c->queue_group[i] >= (c->num_groups ? c->num_groups : 1)) {
+			vduse_err("%s: queue %u in group %u of %u", c->name, i,
+				  c->queue_group[i],
+				  c->num_groups ? c->num_groups : 1);
+			return -EINVAL;
+		}
+	}
+	return 0;
+}
+
+/* Groups and address spaces from a checked config. */
+static int alloc_groups(struct vduse_device *dev,
+			const struct vduse_device_config *c)
+{
+	dev->num_groups = c->num_groups ? c->num_groups : 1;
+	dev->num_as = c->num_as ? c->num_as : 1;
+	dev->group_asid = calloc(dev->num_groups, sizeof(*dev->group_asid));
+	if (!dev->group_asid)
+		return -ENOMEM;
+	if (c->queue_group) {
+		dev->queue_group = malloc(c->num_queues *
+					  sizeof(*dev->queue_group));
+		if (!dev->queue_group)
+			return -ENOMEM;
+		memcpy(dev->queue_group, c->queue_group,
+		       c->num_queues * sizeof(*dev->queue_group));
+	}
 	return 0;
 }
 
@@ -159,6 +194,13 @@ static int negotiate_api(struct vduse_device *dev)
 		return ret;
 	}
 	dev->api_version = (unsigned int)version;
+	if (version < VDUSE_API_VERSION_1 &&
+	    (dev->num_groups > 1 || dev->num_as > 1)) {
+		vduse_err("%s: %u virtqueue groups and %u address spaces need VDUSE API version 1 (the kernel has %llu)",
+			  dev->name, dev->num_groups, dev->num_as,
+			  (unsigned long long)offered);
+		return -EOPNOTSUPP;
+	}
 
 	ret = vduse_sys->ioctl(fd, VDUSE_GET_FEATURES, &kfeat);
 	if (ret < 0) {
@@ -199,9 +241,9 @@ static int create_in_kernel(struct vduse_device *dev)
 	kc->vq_align = (uint32_t)sysconf(_SC_PAGESIZE);
 	kc->config_size = dev->config_size;
 	if (dev->api_version >= VDUSE_API_VERSION_1) {
-		/* One group of every queue, in one address space. */
-		VDUSE_LIB_CONFIG_NGROUPS(kc) = 1;
-		VDUSE_LIB_CONFIG_NAS(kc) = 1;
+		/* By default one group of every queue, in one space. */
+		VDUSE_LIB_CONFIG_NGROUPS(kc) = dev->num_groups;
+		VDUSE_LIB_CONFIG_NAS(kc) = dev->num_as;
 	}
 	if (dev->config_size)
 		memcpy(kc->config, dev->config, dev->config_size);
@@ -322,6 +364,9 @@ static int device_alloc(const struct vduse_device_config *cfg,
 	}
 	dev->num_queues = c.num_queues;
 	dev->queue_size = c.queue_size;
+	ret = alloc_groups(dev, &c);
+	if (ret < 0)
+		goto fail;
 	dev->config_size = c.config_size;
 	dev->opaque = c.opaque;
 	if (c.ops) {
@@ -490,6 +535,8 @@ void vduse_device_free(struct vduse_device *dev)
 	if (dev->control_fd >= 0)
 		vduse_sys->close(dev->control_fd);
 	free(dev->config);
+	free(dev->group_asid);
+	free(dev->queue_group);
 	free(dev);
 }
 

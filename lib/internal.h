@@ -15,6 +15,7 @@
 
 #define VDUSE_LIB_MAX_QUEUE_SIZE	32768u
 #define VDUSE_LIB_MAX_QUEUES		65535u
+#define VDUSE_LIB_MAX_GROUPS		65535u	/* and address spaces */
 
 struct vring_desc;
 struct vring_avail;
@@ -114,6 +115,7 @@ struct vduse_vq {
 	 * answer.  Cleared by a reset.
 	 */
 	bool ready_msg;
+	uint32_t group;		/* its virtqueue group (API 1) */
 };
 
 struct vduse_device {
@@ -151,6 +153,11 @@ struct vduse_device {
 	unsigned int api_version;
 	uint64_t vduse_features;	/* 1 << VDUSE_F_*, in use */
 	bool suspended;		/* VDUSE_SUSPEND: no queue starts until reset */
+	/* API 1: groups, address spaces, each group's space (num_groups). */
+	uint32_t num_groups;
+	uint32_t num_as;
+	uint32_t *group_asid;
+	uint32_t *queue_group;	/* from the config, NULL: all 0 */
 };
 
 /* vq.c */

@@ -206,7 +206,19 @@ static int get_fd(struct vduse_iotlb *t, struct vduse_iotlb_entry *e)
 
 	pthread_once(&fork_once, fork_register);
 	pthread_rwlock_rdlock(&fork_lock);
-	fd = vduse_sys->ioctl(t->dev_fd, VDUSE_IOTLB_GET_FD, e);
+	if (t->fd2) {
+		struct vduse_lib_iotlb_entry2 e2 = {
+			.start = e->start, .last = e->last, .asid = t->asid,
+		};
+
+		fd = vduse_sys->ioctl(t->dev_fd, VDUSE_IOTLB_GET_FD2, &e2);
+		e->offset = e2.offset;
+		e->start = e2.start;
+		e->last = e2.last;
+		e->perm = e2.perm;
+	} else {
+		fd = vduse_sys->ioctl(t->dev_fd, VDUSE_IOTLB_GET_FD, e);
+	}
 	if (fd >= 0) {
 		ret = vduse_sys->set_cloexec(fd);
 		if (ret < 0) {

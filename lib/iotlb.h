@@ -52,6 +52,13 @@ struct vduse_iotlb {
 	unsigned int pins[2];	/* elements in flight, by slot */
 	unsigned int slot;	/* where new elements are counted */
 	bool grace;		/* waiting is waiting for pins[slot ^ 1] */
+
+	/*
+	 * API 1 with several address spaces: regions are looked up in
+	 * address space @asid (IOTLB_GET_FD2).  Changed with the lock held.
+	 */
+	bool fd2;
+	uint32_t asid;
 };
 
 void vduse_iotlb_init(struct vduse_iotlb *t, int dev_fd);

@@ -34,20 +34,64 @@ static void start_queues(struct vduse_device *dev)
 		vduse_vq_start(&dev->vqs[i]);
 }
 
-static void update_iotlb(struct vduse_device *dev, uint64_t start,
-			 uint64_t last)
+#define ANY_ASID	UINT32_MAX
+
+/* [start, last] of address space @asid (ANY_ASID: of all) changed. */
+static void update_iotlb(struct vduse_device *dev, uint32_t asid,
+			 uint64_t start, uint64_t last)
 {
 	unsigned int i;
 
-	vduse_dbg("%s: UPDATE_IOTLB [0x%llx, 0x%llx]", dev->name,
-		  (unsigned long long)start, (unsigned long long)last);
+	vduse_dbg("%s: UPDATE_IOTLB [0x%llx, 0x%llx] address space %d",
+		  dev->name, (unsigned long long)start,
+		  (unsigned long long)last, (int)asid);
 	for (i = 0; i < dev->num_queues; i++) {
 		struct vduse_iotlb *t = &dev->vqs[i].iotlb;
 
 		vduse_iotlb_lock(t);
 		/* What in-flight elements use stays mapped until pushed. */
-		vduse_iotlb_invalidate(t, start, last);
-		vduse_iotlb_reclaim(t);
+		if (asid == ANY_ASID || t->asid == asid) {
+			vduse_iotlb_invalidate(t, start, last);
+			vduse_iotlb_reclaim(t);
+		}
+		vduse_iotlb_unlock(t);
+	}
+}
+
+/*
+ * API 1: the driver puts a virtqueue group in an address space.  The
+ * group's queues forget what they mapped from the old one (what in-flight
+ * elements use stays mapped until pushed) and look up in the new one.
+ */
+static void set_group_asid(struct vduse_device *dev,
+			   const struct vduse_dev_request *req,
+			   struct vduse_dev_response *resp)
+{
+	struct vduse_lib_vq_group_asid g;
+	unsigned int i;
+
+	memcpy(&g, &req->vq_state, sizeof(g));	/* the payload's start */
+	if (g.group >= dev->num_groups || g.asid >= dev->num_as) {
+		vduse_err("%s: SET_VQ_GROUP_ASID: group %u of %u, address space %u of %u",
+			  dev->name, g.group, dev->num_groups, g.asid,
+			  dev->num_as);
+		resp->result = VDUSE_REQ_RESULT_FAILED;
+		return;
+	}
+	vduse_dbg("%s: group %u in address space %u", dev->name, g.group,
+		  g.asid);
+	dev->group_asid[g.group] = g.asid;
+	for (i = 0; i < dev->num_queues; i++) {
+		struct vduse_iotlb *t = &dev->vqs[i].iotlb;
+
+		if (dev->vqs[i].group != g.group)
+			continue;
+		vduse_iotlb_lock(t);
+		if (t->asid != g.asid) {
+			vduse_iotlb_invalidate(t, 0, UINT64_MAX);
+			vduse_iotlb_reclaim(t);
+			t->asid = g.asid;
+		}
 		vduse_iotlb_unlock(t);
 	}
 }
@@ -58,11 +102,17 @@ static void reset(struct vduse_device *dev)
 
 	vduse_device_stop_queues(dev);
 	/* Queues that failed to start may still hold mappings. */
-	update_iotlb(dev, 0, UINT64_MAX);
+	update_iotlb(dev, ANY_ASID, 0, UINT64_MAX);
 	for (i = 0; i < dev->num_queues; i++) {
 		dev->vqs[i].broken = false;	/* stopped: no thread uses it */
 		dev->vqs[i].ready_msg = false;
+		/* The kernel puts every group back in address space 0. */
+		vduse_iotlb_lock(&dev->vqs[i].iotlb);
+		dev->vqs[i].iotlb.asid = 0;
+		vduse_iotlb_unlock(&dev->vqs[i].iotlb);
 	}
+	for (i = 0; i < dev->num_groups; i++)
+		dev->group_asid[i] = 0;
 	dev->suspended = false;
 	__atomic_store_n(&dev->negotiated, 0, __ATOMIC_RELAXED);
 	if (dev->ops.reset)
@@ -241,7 +291,9 @@ static void handle(struct vduse_device *dev,
 	case VDUSE_SET_STATUS:
 		vduse_device_set_status(dev, req->s.status);
 		break;
-	case VDUSE_UPDATE_IOTLB:
+	case VDUSE_UPDATE_IOTLB: {
+		uint32_t asid = ANY_ASID;
+
 		if (req->iova.start > req->iova.last) {
 			vduse_err("%s: UPDATE_IOTLB of an empty range [0x%llx, 0x%llx]",
 				  dev->name, (unsigned long long)req->iova.start,
@@ -249,7 +301,17 @@ static void handle(struct vduse_device *dev,
 			resp->result = VDUSE_REQ_RESULT_FAILED;
 			break;
 		}
-		update_iotlb(dev, req->iova.start, req->iova.last);
+		/* API 1: the address space follows start and last. */
+		if (dev->api_version >= VDUSE_API_VERSION_1)
+			memcpy(&asid, (const char *)&req->iova + 16,
+			       sizeof(asid));
+		update_iotlb(dev, asid, req->iova.start, req->iova.last);
+		break;
+	}
+	case VDUSE_LIB_REQ_SET_VQ_GROUP_ASID:
+		if (dev->api_version < VDUSE_API_VERSION_1)
+			goto unknown;
+		set_group_asid(dev, req, resp);
 		break;
 	case VDUSE_LIB_REQ_SET_VQ_READY:
 		if (!have_vduse_feature(dev, VDUSE_F_QUEUE_READY))

@@ -26,6 +26,8 @@ int vduse_vq_init(struct vduse_vq *vq, struct vduse_device *dev,
 	vq->kick_fd = -1;
 	vq->ilog = vduse_ilog_vq(dev, index);
 	vduse_iotlb_init(&vq->iotlb, dev->dev_fd);
+	vq->group = dev->queue_group ? dev->queue_group[index] : 0;
+	vq->iotlb.fd2 = dev->num_as > 1;
 
 	ret = vduse_sys->eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 	if (ret < 0) {
@@ -37,6 +39,8 @@ int vduse_vq_init(struct vduse_vq *vq, struct vduse_device *dev,
 	if (!setup)
 		return 0;
 
+	/* API 1: the group is the u32 at byte 8 (0 before: reserved). */
+	memcpy((char *)&cfg + 8, &vq->group, sizeof(vq->group));
 	ret = vduse_sys->ioctl(dev->dev_fd, VDUSE_VQ_SETUP, &cfg);
 	if (ret < 0) {
 		vduse_err("%s: queue %u: VDUSE_VQ_SETUP (max size %u): %s",

@@ -28,6 +28,7 @@ enum fd_kind { FD_NONE, FD_CONTROL, FD_DEV, FD_EVENT, FD_IOTLB };
 struct region {
 	uint64_t iova, size, off;
 	uint8_t perm;
+	uint32_t asid;		/* address space (API 1), 0 by default */
 };
 
 struct live_map {
@@ -45,6 +46,7 @@ struct fail {
 
 struct fk_queue {
 	uint32_t max_size;
+	uint32_t group;		/* from VQ_SETUP (API 1) */
 	struct vduse_vq_info info;
 	int kickfd;
 	unsigned int kickfd_calls;
@@ -82,6 +84,7 @@ static struct {
 	uint64_t api_offered;
 	bool have_vduse_features;
 	uint64_t vduse_offered, vduse_set;
+	uint64_t getfd2_asids;	/* bit n: IOTLB_GET_FD2 asked in space n */
 	unsigned int config_irqs;
 	bool have_set_config;
 	uint32_t set_config_offset, set_config_length;
@@ -254,7 +257,7 @@ static int fk_close(int fd)
 	return ret;
 }
 
-static int get_fd(struct vduse_iotlb_entry *e)
+static int get_fd_as(struct vduse_iotlb_entry *e, uint32_t asid)
 {
 	unsigned int i;
 
@@ -266,7 +269,8 @@ static int get_fd(struct vduse_iotlb_entry *e)
 	for (i = 0; i < fk.nr_regions; i++) {
 		struct region *r = &fk.regions[i];
 
-		if (r->iova <= e->last && e->start <= r->iova + r->size - 1) {
+		if (r->asid == asid && r->iova <= e->last &&
+		    e->start <= r->iova + r->size - 1) {
 			e->start = r->iova;
 			e->last = r->iova + r->size - 1;
 			e->offset = r->off;
@@ -276,6 +280,28 @@ static int get_fd(struct vduse_iotlb_entry *e)
 		}
 	}
 	return -EINVAL;
+}
+
+static int get_fd(struct vduse_iotlb_entry *e)
+{
+	return get_fd_as(e, 0);
+}
+
+/* As 7.3: the first 32 bytes are GET_FD's entry, then the asid. */
+static int get_fd2(struct vduse_lib_iotlb_entry2 *e2)
+{
+	struct vduse_iotlb_entry e = { .start = e2->start, .last = e2->last };
+	int ret;
+
+	if (fk.api_version < 1 || e2->asid >= 64)
+		return -EINVAL;
+	fk.getfd2_asids |= 1ULL << e2->asid;
+	ret = get_fd_as(&e, e2->asid);
+	e2->offset = e.offset;
+	e2->start = e.start;
+	e2->last = e.last;
+	e2->perm = e.perm;
+	return ret;
 }
 
 static int control_ioctl(unsigned long req, void *arg)
@@ -349,6 +375,8 @@ static int dev_ioctl(unsigned long req, void *arg)
 		if (c->index >= FK_MAX_QUEUES || !c->max_size)
 			return -EINVAL;
 		fk.queues[c->index].max_size = c->max_size;
+		memcpy(&fk.queues[c->index].group, (const char *)c + 8,
+		       sizeof(uint32_t));
 		return 0;
 	}
 	case VDUSE_VQ_GET_INFO: {
@@ -401,6 +429,8 @@ static int dev_ioctl(unsigned long req, void *arg)
 		return 0;
 	case VDUSE_IOTLB_GET_FD:
 		return get_fd(arg);
+	case VDUSE_IOTLB_GET_FD2:
+		return get_fd2(arg);
 	default:
 		return -ENOTTY;
 	}
@@ -926,6 +956,11 @@ void fk_set_uapi(uint64_t api_version, bool have_features, uint64_t offered)
 	UNLOCK();
 }
 
+uint64_t fk_getfd2_asids(void)
+{
+	return fk.getfd2_asids;
+}
+
 uint64_t fk_vduse_features_set(void)
 {
 	uint64_t v;
@@ -992,6 +1027,7 @@ type name(unsigned int index)			\
 }
 
 QGETTER(uint32_t, fk_vq_max_size, max_size)
+QGETTER(uint32_t, fk_vq_group, group)
 QGETTER(int, fk_vq_kickfd, kickfd)
 QGETTER(unsigned int, fk_vq_kickfd_calls, kickfd_calls)
 QGETTER(unsigned int, fk_vq_irqs, irqs)
@@ -1090,6 +1126,12 @@ unsigned int fk_vdpa_binds(void)
 
 int fk_region_add(uint64_t iova, uint64_t size, uint8_t perm)
 {
+	return fk_region_add_as(0, iova, size, perm);
+}
+
+int fk_region_add_as(uint32_t asid, uint64_t iova, uint64_t size,
+		     uint8_t perm)
+{
 	uint64_t page = (uint64_t)sysconf(_SC_PAGESIZE);
 	uint64_t span = (size + page - 1) & ~(page - 1);
 	unsigned int i;
@@ -1099,7 +1141,8 @@ int fk_region_add(uint64_t iova, uint64_t size, uint8_t perm)
 	for (i = 0; i < fk.nr_regions; i++) {
 		struct region *r = &fk.regions[i];
 
-		if (r->iova <= iova + size - 1 && iova <= r->iova + r->size - 1)
+		if (r->asid == asid && r->iova <= iova + size - 1 &&
+		    iova <= r->iova + r->size - 1)
 			ret = -EEXIST;
 	}
 	/* A guard page between regions: IOVA neighbours are not neighbours
@@ -1120,7 +1163,7 @@ int fk_region_add(uint64_t iova, uint64_t size, uint8_t perm)
 	if (!ret) {
 		fk.regions[fk.nr_regions++] = (struct region){
 			.iova = iova, .size = size, .off = fk.mem_next,
-			.perm = perm };
+			.perm = perm, .asid = asid };
 		fk.mem_next += span + page;
 	}
 	UNLOCK();
@@ -1152,7 +1195,7 @@ void *fk_iova_ptr(uint64_t iova)
 	for (i = 0; i < fk.nr_regions; i++) {
 		struct region *r = &fk.regions[i];
 
-		if (r->iova <= iova && iova - r->iova < r->size) {
+		if (!r->asid && r->iova <= iova && iova - r->iova < r->size) {
 			p = fk.mem + r->off + (iova - r->iova);
 			break;
 		}

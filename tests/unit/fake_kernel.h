@@ -59,6 +59,8 @@ void fk_set_features(uint64_t features);	/* DEV_GET_FEATURES answer */
  */
 void fk_set_uapi(uint64_t api_version, bool have_features, uint64_t offered);
 uint64_t fk_vduse_features_set(void);	/* last SET_FEATURES, 0: none */
+/* Bit n: IOTLB_GET_FD2 looked up an IOVA in address space n. */
+uint64_t fk_getfd2_asids(void);
 unsigned int fk_config_irqs(void);
 /* Last DEV_SET_CONFIG: offset, length and up to 256 bytes of payload. */
 bool fk_last_set_config(uint32_t *offset, uint32_t *length, void *buf,
@@ -72,6 +74,7 @@ void fk_set_vq_info(unsigned int index, uint32_t num, uint64_t desc,
 void fk_set_vq_packed(unsigned int index, bool avail_wrap, uint16_t avail_idx,
 		      bool used_wrap, uint16_t used_idx);
 uint32_t fk_vq_max_size(unsigned int index);	/* from VQ_SETUP, 0 if none */
+uint32_t fk_vq_group(unsigned int index);	/* from VQ_SETUP (API 1) */
 int fk_vq_kickfd(unsigned int index);		/* last SETUP_KICKFD, -2: never */
 unsigned int fk_vq_kickfd_calls(unsigned int index);
 unsigned int fk_vq_irqs(unsigned int index);
@@ -108,6 +111,12 @@ unsigned int fk_vdpa_binds(void);	/* driver_override + probe calls */
  * adjacent in memory).  Returns 0 or -errno.
  */
 int fk_region_add(uint64_t iova, uint64_t size, uint8_t perm);
+/*
+ * The same in address space @asid (API 1: found by IOTLB_GET_FD2 only;
+ * fk_iova_ptr() sees address space 0 only).
+ */
+int fk_region_add_as(uint32_t asid, uint64_t iova, uint64_t size,
+		     uint8_t perm);
 /* Remove every region overlapping [start, last] from the "kernel". */
 void fk_region_del(uint64_t start, uint64_t last);
 /* The test's own read-write view of guest memory at @iova (NULL: none). */

@@ -407,6 +407,101 @@ static void test_vduse_features_fallback(void **state)
 	check_no_leaks();
 }
 
+/* UPDATE_IOTLB of [start, last] in address space @asid (API 1). */
+static int update_iotlb_as(struct vduse_device *dev, uint32_t asid,
+			   uint64_t start, uint64_t last)
+{
+	struct vduse_dev_request req = { .type = VDUSE_UPDATE_IOTLB };
+	struct vduse_dev_response resp;
+	uint32_t id;
+
+	req.iova.start = start;
+	req.iova.last = last;
+	memcpy((char *)&req.iova + 16, &asid, sizeof(asid));
+	id = fk_push_msg(&req);
+	vduse_device_process(dev);
+	assert_true(fk_response(id, &resp));
+	return (int)resp.result;
+}
+
+#define GROUP_ASID(dev, g, as) \
+	send_msg(dev, VDUSE_LIB_REQ_SET_VQ_GROUP_ASID, g, as)
+
+/*
+ * API 1: two groups in two address spaces.  Queue 1 (group 1), once the
+ * driver puts group 1 in space 1, finds its ring there (IOTLB_GET_FD2 with
+ * asid 1), and an UPDATE_IOTLB of space 1 unmaps only what it mapped.
+ */
+static void test_groups_and_address_spaces(void **state)
+{
+	static const uint32_t groups[2] = { 0, 1 };
+	struct vduse_device_config c = tu_config("as", 2, TU_QSIZE);
+	const struct vduse_dev_config *kc;
+	struct vduse_device *dev;
+	unsigned int both, after;
+	struct sim_vq s[2];
+
+	c.num_groups = 2;
+	c.num_as = 2;
+	c.queue_group = groups;
+	fk_set_uapi(1, true, 0);
+	assert_int_equal(fk_region_add(TU_RING_BASE, TU_RING_SIZE,
+				       VDUSE_ACCESS_RW), 0);
+	assert_int_equal(fk_region_add_as(1, TU_RING_BASE, TU_RING_SIZE,
+					  VDUSE_ACCESS_RW), 0);
+	assert_int_equal(vduse_device_new(&c, &dev), 0);
+	kc = fk_created_config();
+	assert_int_equal(VDUSE_LIB_CONFIG_NGROUPS(kc), 2);
+	assert_int_equal(VDUSE_LIB_CONFIG_NAS(kc), 2);
+	assert_int_equal(fk_vq_group(0), 0);
+	assert_int_equal(fk_vq_group(1), 1);
+
+	/* Group and space numbers are checked: 1 is the last of each. */
+	assert_int_equal(GROUP_ASID(dev, 2, 0), FAILED);
+	assert_int_equal(GROUP_ASID(dev, 0, 2), FAILED);
+	assert_true(tu_log_contains("group 0 of 2, address space 2 of 2"));
+	assert_int_equal(GROUP_ASID(dev, 1, 1), OK);
+
+	sim_vq_init_at(&s[0], 0, TU_QSIZE, TU_RING0, 0);
+	sim_vq_init_at(&s[1], 1, TU_QSIZE, TU_RING1, 0);
+	assert_int_equal(sim_driver_ok(dev, TU_F(VIRTIO_F_VERSION_1)), OK);
+	assert_true(STARTED(dev, 0));
+	assert_true(STARTED(dev, 1));
+	assert_int_equal(fk_getfd2_asids(), 3);	/* both spaces looked up */
+	both = fk_live_maps();
+	assert_true(both >= 2);
+
+	/* Space 1 changes: queue 0's mapping (space 0) stays. */
+	assert_int_equal(update_iotlb_as(dev, 1, 0, UINT64_MAX), OK);
+	after = fk_live_maps();
+	assert_true(after > 0 && after < both);
+	assert_int_equal(update_iotlb_as(dev, 0, 0, UINT64_MAX), OK);
+	assert_true(fk_live_maps() < after);
+
+	vduse_device_free(dev);
+	check_no_leaks();
+}
+
+/* More than one group or space needs API 1; queue groups are checked. */
+static void test_groups_need_api_1(void **state)
+{
+	static const uint32_t groups[2] = { 0, 2 };
+	struct vduse_device_config c = tu_config("g0", 2, 8);
+	struct vduse_device *dev = (void *)&c;
+
+	c.num_groups = 2;
+	assert_int_equal(vduse_device_new(&c, &dev), -EOPNOTSUPP);
+	assert_null(dev);
+	assert_true(tu_log_contains("need VDUSE API version 1 (the kernel has 0)"));
+	assert_false(fk_dev_exists("g0"));
+
+	fk_set_uapi(1, false, 0);
+	c.queue_group = groups;
+	assert_int_equal(vduse_device_new(&c, &dev), -EINVAL);
+	assert_true(tu_log_contains("queue 1 in group 2 of 2"));
+	check_no_leaks();
+}
+
 static void test_free_null_and_version(void **state)
 {
 	const char *v = vduse_version();
@@ -594,6 +689,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_uapi_newer_and_refused, tu_setup, tu_teardown),
 		cmocka_unit_test_setup_teardown(test_queue_ready_and_suspend, tu_setup, tu_teardown),
 		cmocka_unit_test_setup_teardown(test_vduse_features_fallback, tu_setup, tu_teardown),
+		cmocka_unit_test_setup_teardown(test_groups_and_address_spaces, tu_setup, tu_teardown),
+		cmocka_unit_test_setup_teardown(test_groups_need_api_1, tu_setup, tu_teardown),
 		cmocka_unit_test_setup_teardown(test_free_null_and_version, tu_setup, tu_teardown),
 		cmocka_unit_test_setup_teardown(test_set_config, tu_setup, tu_teardown),
 		cmocka_unit_test_setup_teardown(test_set_config_empty, tu_setup, tu_teardown),
