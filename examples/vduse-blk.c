@@ -534,9 +534,22 @@ static int blk_device_get(const struct blk_opts *o,
 		.log_id_size = o->log ? sizeof(id) : 0,
 		.flags = o->no_packed ? VDUSE_DEVICE_F_NO_PACKED : 0,
 	};
+	const char *as = getenv("VDUSE_BLK_TEST_AS");
+	uint32_t groups[64];
 	int ret;
 
 	*reopened = false;
+	/*
+	 * For tests/vm/guest/uapi.sh only: queue i in virtqueue group i and
+	 * VDUSE_BLK_TEST_AS address spaces (VDUSE API version 1).
+	 */
+	if (as && cfg.num_queues <= 64) {
+		for (uint32_t i = 0; i < cfg.num_queues; i++)
+			groups[i] = i;
+		cfg.num_groups = cfg.num_queues;
+		cfg.num_as = (uint32_t)atoi(as);
+		cfg.queue_group = groups;
+	}
 	blk_disk_config(be->disk, &config);
 	blk_log_id(o, be->fd, &id);
 	ret = blk_log_dir(o);

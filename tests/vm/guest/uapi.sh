@@ -5,7 +5,9 @@
 # the experimental flavor with vhost_vdpa loaded, and /usr/local/bin/
 # vdpa-uapi, tests/vm/vdpa-uapi.c): vduse-blk --driver vhost serves a tmpfs
 # file; vdpa-uapi enables queue 0 before DRIVER_OK and queue 1 after it,
-# suspends the device and reads both queues' state back.
+# suspends the device and reads both queues' state back.  Then API version
+# 1's address spaces: with queue 1 alone in group 1 and two spaces, the
+# driver moves group 1 to space 1 and reads sector 0 through queue 1 there.
 
 . /lib/vmtest.sh
 
@@ -79,4 +81,29 @@ kill -TERM "$PID"
 rc=0
 wait "$PID" || rc=$?
 check detach test "$rc" = 0
+
+# Address spaces: sector 0 holds 0x5a bytes; vdpa-uapi --asid reads it
+# through queue 1 with its rings and buffers in address space 1 only.
+dd if=/dev/zero bs=512 count=1 2>/dev/null | tr '\000' 'Z' |
+	dd of="$BACKING" bs=512 count=1 conv=notrunc 2>/dev/null
+: >"$NODE_OUT"
+VDUSE_BLK_TEST_AS=2 vduse-blk --name uapi1 --queues 2 --no-log --driver vhost \
+	--verbose "$BACKING" >"$NODE_OUT" 2>"$LOG" &
+PID=$!
+if wait_for 60 has_node && alive; then
+	pass attach-groups
+	vdpa-uapi --asid "$(cat "$NODE_OUT")" >/tmp/tool.out 2>&1
+	rc=$?
+	while read -r l; do info "$l"; done </tmp/tool.out
+	check asid-read test "$rc" = 0
+	check asid-moved grep -q 'uapi1: group 1 in address space 1' "$LOG"
+	kill -TERM "$PID"
+	rc=0
+	wait "$PID" || rc=$?
+	check detach-groups test "$rc" = 0
+else
+	fail attach-groups "vduse-blk with VDUSE_BLK_TEST_AS=2 printed no node"
+	show_log "$LOG"
+	kill -KILL "$PID" 2>/dev/null
+fi
 exit 0
