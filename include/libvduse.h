@@ -300,7 +300,7 @@ uint64_t vduse_device_features(const struct vduse_device *dev);
 uint8_t vduse_device_status(const struct vduse_device *dev);
 /*
  * The VDUSE API version the library chose with the kernel when the device
- * was created: the highest both speak (0 up to Linux 7.2, 1 from 7.3).
+ * was created: the highest both speak (0 on 6.12, 1 from Linux 7.2).
  */
 unsigned int vduse_device_api_version(const struct vduse_device *dev);
 /*

@@ -15,10 +15,10 @@
 #include <linux/vduse.h>
 
 /*
- * API version 1 (Linux 7.3): virtqueue groups and address spaces.  The
- * create config carries ngroups and nas (both at least 1), VQ_SETUP a group,
- * UPDATE_IOTLB an address space id, and IOTLB_GET_FD2 looks up an IOVA in
- * one address space.
+ * API version 1 (Linux 7.2 and later): virtqueue groups and address
+ * spaces.  The create config carries ngroups and nas (both at least 1),
+ * VQ_SETUP a group, UPDATE_IOTLB an address space id, and IOTLB_GET_FD2
+ * looks up an IOVA in one address space.
  */
 #ifdef VDUSE_API_VERSION_1
 #define VDUSE_LIB_HEADER_HAS_V1		1	/* config has ngroups, nas */
