@@ -1,11 +1,14 @@
 // SPDX-License-Identifier: MIT
-/* Choosing the vDPA bus driver (vduse_device_attach_driver) and the
- * vhost-vdpa node (vduse_device_vhost_node). */
+/* Choosing the vDPA bus driver (vduse_device_attach_driver), the
+ * vhost-vdpa node (vduse_device_vhost_node), and vhost-vdpa consumers
+ * coming and going (VA mode). */
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "fake_kernel.h"
+#include "sim_driver.h"
 #include "test_util.h"
 
 static struct vduse_device *new_dev(const char *name)
@@ -213,6 +216,72 @@ static void test_node_buffer(void **state)
 	free_dev(dev);
 }
 
+/*
+ * vhost-vdpa consumers one after another, in VA mode: a consumer that goes
+ * away empties its map first (its regions vanish from the kernel and one
+ * UPDATE_IOTLB covers the whole space, as on 6.12) while the backend still
+ * holds one of its elements; the element's buffers stay readable until it
+ * is pushed (the push then finds the rings gone), and the reset follows.
+ * The next consumer maps other memory at the same IOVAs: the device reads
+ * the new bytes, never the old, and nothing of an earlier consumer stays
+ * mapped or open.
+ */
+static void test_consumer_switch(void **state)
+{
+	struct sim_buf buf = { TU_DATA + 0x40, 64, false };
+	uint8_t want[64];
+	struct tu_env e;
+
+	tu_env_start(&e, tu_base_features(), 0);
+	for (int gen = 0; gen < 4; gen++) {
+		struct vduse_vq_elem *a;
+
+		tu_fill(TU_DATA + 0x40, (uint8_t)(0x10 + gen), sizeof(want));
+		memcpy(want, fk_iova_ptr(TU_DATA + 0x40), sizeof(want));
+		sim_publish(&e.s[0], sim_add_chain(&e.s[0], &buf, 1));
+		a = tu_pop(e.vq[0]);
+		assert_int_equal(a->out_num, 1);
+		assert_int_equal(a->out_sg[0].iov_len, sizeof(want));
+		assert_memory_equal(a->out_sg[0].iov_base, want, sizeof(want));
+
+		/* The consumer goes: its memory leaves the IOTLB. */
+		fk_region_del(0, UINT64_MAX);
+		assert_int_equal(sim_update_iotlb(e.dev, 0, UINT64_MAX),
+				 VDUSE_REQ_RESULT_OK);
+		assert_true(fk_live_maps() > 0);	/* retired, held */
+		assert_memory_equal(a->out_sg[0].iov_base, want, sizeof(want));
+		assert_true(vduse_vq_push(e.vq[0], a, 0) < 0);
+		free(a);
+		assert_true(vduse_vq_broken(e.vq[0]));
+		assert_int_equal(sim_set_status(e.dev, 0), VDUSE_REQ_RESULT_OK);
+		assert_int_equal(fk_live_maps(), 0);
+
+		/* The next consumer: new memory at the same IOVAs. */
+		assert_int_equal(fk_region_add(TU_RING_BASE, TU_RING_SIZE,
+					       VDUSE_ACCESS_RW), 0);
+		assert_int_equal(fk_region_add(TU_DATA, TU_DATA_SIZE,
+					       VDUSE_ACCESS_RW), 0);
+		sim_vq_init_at(&e.s[0], 0, TU_QSIZE, TU_RING0, 0);
+		sim_vq_init_at(&e.s[1], 1, TU_QSIZE, TU_RING1, 0);
+		assert_int_equal(sim_driver_ok(e.dev, tu_base_features()),
+				 VDUSE_REQ_RESULT_OK);
+		assert_true(vduse_vq_started(e.vq[0]));
+		assert_false(vduse_vq_broken(e.vq[0]));
+	}
+	/* The last consumer's bytes, through its own mappings. */
+	tu_fill(TU_DATA + 0x40, 0x77, sizeof(want));
+	memcpy(want, fk_iova_ptr(TU_DATA + 0x40), sizeof(want));
+	sim_publish(&e.s[0], sim_add_chain(&e.s[0], &buf, 1));
+	{
+		struct vduse_vq_elem *a = tu_pop(e.vq[0]);
+
+		assert_memory_equal(a->out_sg[0].iov_base, want, sizeof(want));
+		assert_int_equal(vduse_vq_push(e.vq[0], a, 0), 0);
+		free(a);
+	}
+	tu_env_free(&e);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -223,6 +292,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_bind_fails, tu_setup, tu_teardown),
 		cmocka_unit_test_setup_teardown(test_reconnected, tu_setup, tu_teardown),
 		cmocka_unit_test_setup_teardown(test_node_buffer, tu_setup, tu_teardown),
+		cmocka_unit_test_setup_teardown(test_consumer_switch, tu_setup, tu_teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
