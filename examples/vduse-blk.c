@@ -458,7 +458,8 @@ struct blk_log_id {
 static void blk_log_id(const struct blk_opts *o, int fd,
 		       struct blk_log_id *id)
 {
-	char serial[BLK_ID_BYTES + 1];
+	char buf[BLK_ID_BYTES + 1];
+	const char *serial;
 	struct stat st;
 
 	memset(id, 0, sizeof(*id));
@@ -467,7 +468,8 @@ static void blk_log_id(const struct blk_opts *o, int fd,
 		id->dev = S_ISBLK(st.st_mode) ? st.st_rdev : st.st_dev;
 		id->ino = S_ISBLK(st.st_mode) ? 0 : st.st_ino;
 	}
-	blk_serial(o, serial, sizeof(serial));
+	/* --serial's string, or the default made in @buf. */
+	serial = blk_serial(o, buf, sizeof(buf));
 	memcpy(id->serial, serial, strnlen(serial, sizeof(id->serial)));
 }
 

@@ -31,11 +31,14 @@ BACKING=/tmp/backing.img
 LOG=/run/vduse-blk/$NAME
 QUEUES=2
 KILLS=5
+# A serial of its own: a restart must rebuild the same log_id from it.
+SERIAL=recovery-serial
 truncate -s 64M "$BACKING"
 
 # The one command line every restart repeats.
 serve() {
-	vduse-blk --name "$NAME" --queues "$QUEUES" -v "$BACKING" "$@" 2>>"$BLK_LOG" &
+	vduse-blk --name "$NAME" --queues "$QUEUES" --serial "$SERIAL" -v \
+		"$BACKING" "$@" 2>>"$BLK_LOG" &
 	BLK_PID=$!
 }
 
@@ -187,15 +190,15 @@ check_refusals() {
 	kill_daemon
 	mv "$LOG" /tmp/log.saved
 	refused "without the log" "no in-flight log at $LOG" \
-		--name "$NAME" --queues "$QUEUES" "$BACKING" || _ok=0
+		--name "$NAME" --queues "$QUEUES" --serial "$SERIAL" "$BACKING" || _ok=0
 	mv /tmp/log.saved "$LOG"
 	truncate -s 64M /tmp/other.img
 	refused "with another file" "log_id differs" \
-		--name "$NAME" --queues "$QUEUES" /tmp/other.img || _ok=0
+		--name "$NAME" --queues "$QUEUES" --serial "$SERIAL" /tmp/other.img || _ok=0
 	refused "with another queue count" "queue count" \
-		--name "$NAME" --queues 1 "$BACKING" || _ok=0
+		--name "$NAME" --queues 1 --serial "$SERIAL" "$BACKING" || _ok=0
 	refused "with another block size" "config space differs" \
-		--name "$NAME" --queues "$QUEUES" --block-size 4096 "$BACKING" || _ok=0
+		--name "$NAME" --queues "$QUEUES" --serial "$SERIAL" --block-size 4096 "$BACKING" || _ok=0
 	restart || _ok=0
 	dd if=/dev/vda of=/dev/null bs=64k count=16 iflag=direct 2>/dev/null || _ok=0
 	[ "$_ok" = 1 ]
@@ -220,7 +223,7 @@ check_dead_refused() {
 	kill_daemon
 	sleep 4
 	refused "after reconnect_timeout" "failed it after its timeout" \
-		--name "$NAME" --queues "$QUEUES" "$BACKING"
+		--name "$NAME" --queues "$QUEUES" --serial "$SERIAL" "$BACKING"
 }
 
 check_dmesg() {
