@@ -92,6 +92,9 @@ truncate -s 64M "$BACKING" || { fail setup "cannot create $BACKING"; exit 1; }
 # 1. Four queues of 1024, 4 KiB blocks: geometry, discard, write zeroes,
 #    flush, and data surviving the device's shutdown.
 if start blk-4q-4k vduse-blk -n ex0 -q 4 -s 1024 -b 4096 --serial ex-serial "$BACKING"; then
+	# The VDUSE uAPI the library chose, from its info line.
+	info "uapi $(grep -m1 'kernel: ' "$LOG")"
+	check uapi-line grep -q 'VDUSE API version [01] (kernel: [0-9]*), VDUSE features' "$LOG"
 	check blk-lbs expect_eq "$(sysfs queue/logical_block_size)" 4096
 	# virtio_blk uses at most one queue per CPU.
 	check blk-nqueues expect_eq "$(ls /sys/block/vda/mq | wc -l)" "$(min 4 "$(nproc)")"
