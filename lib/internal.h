@@ -68,6 +68,11 @@ struct vduse_vq {
 	 */
 	bool packed;
 	struct vduse_packed *pk;
+	/*
+	 * Started since the last reset: GET_VQ_STATE answers from our
+	 * indices, otherwise from the kernel's (VQ_GET_INFO).
+	 */
+	bool state_ours;
 
 	uint16_t last_avail_idx;
 	uint16_t used_idx;

@@ -106,6 +106,7 @@ static void reset(struct vduse_device *dev)
 	for (i = 0; i < dev->num_queues; i++) {
 		dev->vqs[i].broken = false;	/* stopped: no thread uses it */
 		dev->vqs[i].ready_msg = false;
+		dev->vqs[i].state_ours = false;
 		/* The kernel puts every group back in address space 0. */
 		vduse_iotlb_lock(&dev->vqs[i].iotlb);
 		dev->vqs[i].iotlb.asid = 0;
@@ -213,6 +214,26 @@ static void get_vq_state(struct vduse_device *dev,
 	}
 	vq = &dev->vqs[index];
 	resp->vq_state.index = index;
+	if (!vq->state_ours) {
+		/*
+		 * Not started since the last reset: our indices are an older
+		 * ring's, the kernel's are what the driver set (vhost-vdpa's
+		 * SET_VRING_BASE) or the start of a fresh ring.
+		 */
+		struct vduse_vq_info info = { .index = index };
+		int ret = vduse_sys->ioctl(dev->dev_fd, VDUSE_VQ_GET_INFO,
+					   &info);
+
+		if (ret < 0) {
+			vduse_err("%s: GET_VQ_STATE: VDUSE_VQ_GET_INFO of queue %u: %s",
+				  dev->name, index, strerror(-ret));
+			resp->result = VDUSE_REQ_RESULT_FAILED;
+			return;
+		}
+		memcpy(&resp->vq_state.packed, &info.packed,
+		       sizeof(info.packed));
+		return;
+	}
 	vduse_iotlb_lock(&vq->iotlb);
 	if (vq->packed && vq->pk) {
 		struct vduse_vq_state_packed *p = &resp->vq_state.packed;

@@ -252,6 +252,7 @@ kick:
 		return ret;
 	}
 	vq->started = true;
+	vq->state_ours = true;
 	vduse_dbg("%s: queue %u started: size %u avail %u used %u", dev->name,
 		  vq->index, vq->num, vq->last_avail_idx, vq->used_idx);
 

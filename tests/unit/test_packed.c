@@ -414,6 +414,26 @@ static void test_state(void **state)
 	env_free(&e);
 }
 
+/* After a reset, the kernel's packed state until the queue starts. */
+static void test_state_after_reset(void **state)
+{
+	struct sim_buf b = { TU_DATA, 8, true };
+	struct vduse_vq_state_packed st;
+	struct penv e;
+
+	start(&e, 8);
+	roundtrip(&e, &b, 1, 1, 1);
+	assert_int_equal(sim_set_status(e.dev, 0), VDUSE_REQ_RESULT_OK);
+	fk_set_vq_packed(0, false, 5, true, 3);
+	assert_int_equal(sim_get_vq_state_packed(e.dev, 0, &st),
+			 VDUSE_REQ_RESULT_OK);
+	assert_int_equal(st.last_avail_counter, 0);
+	assert_int_equal(st.last_avail_idx, 5);
+	assert_int_equal(st.last_used_counter, 1);
+	assert_int_equal(st.last_used_idx, 3);
+	env_free(&e);
+}
+
 /* A queue restarted from a state the driver set (vhost-vdpa's base). */
 static void test_start_state(void **state)
 {
@@ -885,6 +905,7 @@ int main(void)
 		T(test_interrupt_event_previous_lap),
 		T(test_kick_suppression),
 		T(test_state),
+		T(test_state_after_reset),
 		T(test_start_state),
 		T(test_bad_start_state),
 		T(test_boundary_start_state),

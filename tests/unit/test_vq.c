@@ -742,6 +742,40 @@ static void test_get_vq_state(void **state)
 	tu_env_free(&e);
 }
 
+/*
+ * After a reset, until a queue starts again, GET_VQ_STATE gives the
+ * kernel's state (what vhost-vdpa's SET_VRING_BASE set), not the indices
+ * of the ring before the reset.
+ */
+static void test_get_vq_state_after_reset(void **state)
+{
+	struct tu_env e;
+	uint16_t st = 0;
+
+	tu_env_start(&e, tu_base_features(), 100);
+	for (int i = 0; i < 3; i++)
+		roundtrip_one(&e, 0, i);
+	assert_int_equal(sim_set_status(e.dev, 0), VDUSE_REQ_RESULT_OK);
+	fk_set_vq_info(0, TU_QSIZE, TU_RING0, 0, 0, 7, false);
+	assert_int_equal(sim_get_vq_state(e.dev, 0, &st), VDUSE_REQ_RESULT_OK);
+	assert_int_equal(st, 7);
+	/* Started again: ours. */
+	sim_vq_init_at(&e.s[0], 0, TU_QSIZE, TU_RING0, 7);
+	sim_vq_init_at(&e.s[1], 1, TU_QSIZE, TU_RING1, 7);
+	assert_int_equal(sim_driver_ok(e.dev, tu_base_features()),
+			 VDUSE_REQ_RESULT_OK);
+	roundtrip_one(&e, 0, 9);
+	assert_int_equal(sim_get_vq_state(e.dev, 0, &st), VDUSE_REQ_RESULT_OK);
+	assert_int_equal(st, 8);
+	/* The kernel refusing VQ_GET_INFO: a failed answer, said why. */
+	assert_int_equal(sim_set_status(e.dev, 0), VDUSE_REQ_RESULT_OK);
+	fk_fail_ioctl(VDUSE_VQ_GET_INFO, -EIO, 0);
+	assert_int_equal(sim_get_vq_state(e.dev, 1, &st),
+			 VDUSE_REQ_RESULT_FAILED);
+	assert_true(tu_log_contains("GET_VQ_STATE: VDUSE_VQ_GET_INFO of queue 1"));
+	tu_env_free(&e);
+}
+
 static void test_kick_fd(void **state)
 {
 	struct tu_env e;
@@ -837,6 +871,7 @@ int main(void)
 		T(test_push_errors),
 		T(test_reset),
 		T(test_get_vq_state),
+		T(test_get_vq_state_after_reset),
 		T(test_kick_fd),
 		T(test_start_failures),
 		T(test_bad_queue_size),
