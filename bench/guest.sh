@@ -24,7 +24,11 @@ SIZE_MB=${BENCH_SIZE_MB:-256}
 DIR=/mnt/bench
 WORKLOADS="randread randwrite seqread qd1read"
 # "name:queues": the contenders, in the order each workload runs them
-CONTENDERS="loop:1 vduse-blk:1 vduse-blk:2 qsd:1 qsd:2"
+# (bench/run.sh --contenders gives another list; the names it may use:
+# loop, vduse-blk, vduse-blk-packed (vduse-blk --no-log, so that it offers
+# packed rings), vduse-null (reads zeros and stores nothing: what VDUSE and
+# the library cost without any I/O) and qsd)
+CONTENDERS=${BENCH_CONTENDERS:-"loop:1 vduse-blk:1 vduse-blk:2 qsd:1 qsd:2"}
 # bench/run.sh --compare: an older build's vduse-blk as well
 [ -n "${BENCH_COMPARE:-}" ] &&
 	CONTENDERS="$CONTENDERS vduse-blk-base:1 vduse-blk-base:2"
@@ -76,6 +80,14 @@ vdpa_disk() {
 srv_start() {
 	_log=/run/bench.$3.log
 	case $1 in
+	vduse-blk-packed)
+		vduse-blk --no-log --name "$3" --queues "$2" "$4" >"$_log" 2>&1 &
+		echo $! >"/run/bench.$3.pid"
+		;;
+	vduse-null)
+		vduse-null --name "$3" --size "$SIZE_MB" >"$_log" 2>&1 &
+		echo $! >"/run/bench.$3.pid"
+		;;
 	vduse-blk*)
 		"$1" --name "$3" --queues "$2" "$4" >"$_log" 2>&1 &
 		echo $! >"/run/bench.$3.pid"

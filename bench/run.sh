@@ -16,12 +16,15 @@
 # contender of its own, "vduse-blk-base" with 1 and 2 queues, in the same
 # boot; in the guest it uses this build's libvduse.
 #
+# --contenders "NAME:QUEUES ..." runs these instead of the default list
+# (names in bench/guest.sh; loop must be one of them for the ratios).
+#
 #   bench/run.sh [--build DIR] [--no-build] [--runtime SECONDS] [--reps N]
-#       [--size-mb MB] [--compare DIR]
+#       [--size-mb MB] [--compare DIR] [--contenders LIST]
 set -euo pipefail
 
 top=$(cd "$(dirname "$0")/.." && pwd)
-build=$top/build runtime=10 reps=3 size_mb=256 do_build=yes compare=
+build=$top/build runtime=10 reps=3 size_mb=256 do_build=yes compare= contenders=
 while (($#)); do
 	case $1 in
 	--build) build=$2; shift 2 ;;
@@ -30,7 +33,8 @@ while (($#)); do
 	--reps) reps=$2; shift 2 ;;
 	--size-mb) size_mb=$2; shift 2 ;;
 	--compare) compare=$2; shift 2 ;;
-	*) echo "usage: $0 [--build DIR] [--no-build] [--runtime S] [--reps N] [--size-mb MB] [--compare DIR]" >&2; exit 2 ;;
+	--contenders) contenders=$2; shift 2 ;;
+	*) echo "usage: $0 [--build DIR] [--no-build] [--runtime S] [--reps N] [--size-mb MB] [--compare DIR] [--contenders LIST]" >&2; exit 2 ;;
 	esac
 done
 
@@ -39,7 +43,11 @@ if [[ $do_build == yes ]]; then
 	"$top/scripts/build.sh" "$build"
 fi
 
-ncont=5 extra=()
+ncont=5 extra=(--bin "$build/examples/vduse-null")
+if [[ -n $contenders ]]; then
+	ncont=$(wc -w <<<"$contenders")
+	extra+=(--env "BENCH_CONTENDERS='$contenders'")
+fi
 if [[ -n $compare ]]; then
 	# $ORIGIN/../lib: beside a lib/ holding its libvduse for ldd here; in
 	# the guest /usr/local/lib, this build's.
@@ -48,8 +56,8 @@ if [[ -n $compare ]]; then
 	mkdir -p "$cmp/bin" "$cmp/lib"
 	cp -L "$compare/examples/vduse-blk" "$cmp/bin/vduse-blk-base"
 	cp -a "$compare"/lib/libvduse.so* "$cmp/lib/"
-	extra=(--bin "$cmp/bin/vduse-blk-base" --env BENCH_COMPARE=1)
-	ncont=7
+	extra+=(--bin "$cmp/bin/vduse-blk-base" --env BENCH_COMPARE=1)
+	ncont=$((ncont + 2))
 fi
 # 4 workloads x reps x (runtime + ramp + start-up), per contender, plus slack
 limit=$((ncont * 4 * reps * (runtime + 4) + 300))
