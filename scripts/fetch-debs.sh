@@ -29,53 +29,10 @@ if [[ -f $dest/REQUEST && $(cat "$dest/REQUEST") == "$want" && -d $dest/root ]];
 	exit 0
 fi
 
-apt_dir=$top/.cache/apt-$suite
-mkdir -p "$apt_dir/lists/partial" "$apt_dir/cache/archives/partial" "$dest"
-
-mirror_uris() {
-	local f
-	for f in /etc/apt/sources.list.d/*.sources; do
-		[[ -f $f ]] || continue
-		awk '
-			/^[[:space:]]*$/ { if (uris != "" && suites !~ /security/) print uris; uris = ""; suites = ""; next }
-			/^URIs:/   { sub(/^URIs:[[:space:]]*/, ""); uris = $0 }
-			/^Suites:/ { sub(/^Suites:[[:space:]]*/, ""); suites = $0 }
-			END { if (uris != "" && suites !~ /security/) print uris }
-		' "$f"
-	done
-	for f in /etc/apt/sources.list /etc/apt/sources.list.d/*.list; do
-		[[ -f $f ]] || continue
-		awk '$1 == "deb" && $3 !~ /security/ { for (i = 2; i <= NF; i++) if ($i !~ /^\[/ && $i !~ /\]$/) { print $i; break } }' "$f"
-	done
-}
-
-uris=$(mirror_uris | tr ' ' '\n' | grep -E '^(https?|file)://' | sort -u | paste -sd ' ')
-if [[ -z $uris ]]; then
-	echo "fetch-debs: no Debian mirror URI found in /etc/apt sources" >&2
-	exit 1
-fi
-
-sources=$apt_dir/sources.sources
-cat >"$sources" <<SRC
-Types: deb
-URIs: $uris
-Suites: $suite
-Components: main
-Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
-SRC
-
-apt_opts=(
-	-o "Dir::Etc::SourceList=$sources"
-	-o Dir::Etc::SourceParts=/dev/null
-	-o "Dir::State::Lists=$apt_dir/lists"
-	-o "Dir::Cache=$apt_dir/cache"
-	-o Dir::State::Status=/dev/null
-	-o Debug::NoLocking=1
-	-o APT::Sandbox::User=root
-)
-
-echo "fetch-debs: updating package lists for $suite" >&2
-apt-get "${apt_opts[@]}" -qq update
+mkdir -p "$dest"
+# shellcheck source=scripts/apt-suite.sh
+. "$top/scripts/apt-suite.sh"
+apt_suite_init "$top" "$suite" fetch-debs
 
 # The packages and everything they pre-depend or depend on, recursively
 # (virtual packages, shown as <name>, are provided by a real one listed too).
