@@ -148,3 +148,57 @@ void fz_free_device(struct vduse_device *dev)
 	FZ_CHECK(fk_bad_closes() == 0, "close of an fd never handed out");
 	fk_teardown();
 }
+
+const struct fz_region *fz_region_of(const struct fz_memory *m, uint64_t iova)
+{
+	unsigned int i;
+
+	for (i = 0; i < m->nr; i++)
+		if (iova - m->regions[i].start < m->regions[i].size)
+			return m->unmapped && m->unmapped[i] ? NULL :
+			       &m->regions[i];
+	return NULL;
+}
+
+int fz_pieces(const struct fz_memory *m, uint64_t iova, uint64_t len,
+	      unsigned int perm, struct fz_seg *out, unsigned int room)
+{
+	int n = 0;
+
+	if (len && iova + len - 1 < iova)
+		return -1;
+	while (len) {
+		const struct fz_region *r = fz_region_of(m, iova);
+		uint64_t chunk;
+
+		if (!r || (r->perm & perm) != perm)
+			return -1;
+		chunk = r->start + r->size - iova;	/* 0: 2^64 */
+		if (!chunk || chunk > len)
+			chunk = len;
+		if (out && (unsigned int)n < room)
+			out[n] = (struct fz_seg){ iova, chunk };
+		n++;
+		iova += chunk;
+		len -= chunk;
+	}
+	return n;
+}
+
+void fz_read_guest(const struct fz_memory *m, uint64_t iova, void *dst,
+		   uint64_t len)
+{
+	uint8_t *d = dst;
+
+	while (len) {
+		const struct fz_region *r = fz_region_of(m, iova);
+		uint64_t chunk = r->start + r->size - iova;
+
+		if (!chunk || chunk > len)
+			chunk = len;
+		memcpy(d, fk_iova_ptr(iova), chunk);
+		d += chunk;
+		iova += chunk;
+		len -= chunk;
+	}
+}

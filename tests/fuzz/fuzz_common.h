@@ -65,6 +65,39 @@ static inline uint8_t fz_pattern(uint64_t iova)
 /* Fill @len bytes at @p, guest IOVA @iova, with fz_pattern(iova ^ @salt). */
 void fz_fill(uint8_t *p, uint64_t iova, uint64_t len, uint64_t salt);
 
+/*
+ * The model's guest memory: IOVA regions with VDUSE_ACCESS_* permissions.
+ * @unmapped (NULL: none) marks regions the kernel took away, which then
+ * hold no IOVA.
+ */
+struct fz_region {
+	uint64_t start, size;
+	unsigned int perm;
+};
+
+struct fz_seg {
+	uint64_t iova, len;
+};
+
+struct fz_memory {
+	const struct fz_region *regions;
+	unsigned int nr;
+	const bool *unmapped;
+};
+
+/* The region holding @iova, or NULL. */
+const struct fz_region *fz_region_of(const struct fz_memory *m, uint64_t iova);
+/*
+ * Split [iova, iova + len) into per-region pieces needing @perm.  Returns
+ * the piece count, or -1 if a byte is unmapped, lacks @perm or the range
+ * wraps.  Pieces are stored in @out while there is room.
+ */
+int fz_pieces(const struct fz_memory *m, uint64_t iova, uint64_t len,
+	      unsigned int perm, struct fz_seg *out, unsigned int room);
+/* Copy guest bytes through the fake kernel's view (fz_pieces() said OK). */
+void fz_read_guest(const struct fz_memory *m, uint64_t iova, void *dst,
+		   uint64_t len);
+
 struct vduse_device;
 /*
  * Free @dev, check that it left no mapping, no fd and no bad close in the

@@ -93,12 +93,7 @@
 #define IOV_CAP		(2 * QSIZE_MAX + 16)
 #define SEG_ROOM	(2 * IOV_CAP)
 
-struct mregion {
-	uint64_t start, size;
-	unsigned int perm;
-};
-
-static const struct mregion regions[] = {
+static const struct fz_region regions[] = {
 	{ RING, RING_SIZE, VDUSE_ACCESS_RW },
 	{ IND, IND_SIZE, VDUSE_ACCESS_RW },
 	{ DATA_RW, DATA_SIZE, VDUSE_ACCESS_RW },
@@ -108,10 +103,6 @@ static const struct mregion regions[] = {
 };
 #define NR_REGIONS	(sizeof(regions) / sizeof(regions[0]))
 
-struct seg {
-	uint64_t iova, len;
-};
-
 /* What the model expects of one pop. */
 struct expect {
 	int ret;		/* 0, -EAGAIN or -EIO */
@@ -119,7 +110,7 @@ struct expect {
 	uint16_t bufid;		/* the buffer id (last descriptor's) */
 	unsigned int ndesc;	/* ring descriptors it takes */
 	unsigned int nout, nin;
-	struct seg out[SEG_ROOM], in[SEG_ROOM];
+	struct fz_seg out[SEG_ROOM], in[SEG_ROOM];
 };
 
 /* A popped element, by its element id (a slot below the ring size). */
@@ -215,62 +206,19 @@ static void bufid_set(uint16_t id, bool busy)
 		st.bufids[id / 8] &= (uint8_t)~(1u << (id % 8));
 }
 
-static const struct mregion *region_of(uint64_t iova)
-{
-	unsigned int i;
-
-	for (i = 0; i < NR_REGIONS; i++)
-		if (iova - regions[i].start < regions[i].size)
-			return st.unmapped[i] ? NULL : &regions[i];
-	return NULL;
-}
-
-/*
- * Split [iova, iova + len) into per-region pieces needing @perm.  Returns
- * the piece count, or -1 if a byte is unmapped, lacks @perm or the range
- * wraps.  Pieces are stored while there is room.
- */
 static int pieces(uint64_t iova, uint64_t len, unsigned int perm,
-		  struct seg *out, unsigned int room)
+		  struct fz_seg *out, unsigned int room)
 {
-	int n = 0;
+	const struct fz_memory m = { regions, NR_REGIONS, st.unmapped };
 
-	if (len && iova + len - 1 < iova)
-		return -1;
-	while (len) {
-		const struct mregion *r = region_of(iova);
-		uint64_t chunk;
-
-		if (!r || (r->perm & perm) != perm)
-			return -1;
-		chunk = r->start + r->size - iova;	/* 0: 2^64 */
-		if (!chunk || chunk > len)
-			chunk = len;
-		if (out && (unsigned int)n < room)
-			out[n] = (struct seg){ iova, chunk };
-		n++;
-		iova += chunk;
-		len -= chunk;
-	}
-	return n;
+	return fz_pieces(&m, iova, len, perm, out, room);
 }
 
-/* Copy guest bytes through the fake kernel's view (pieces() said OK). */
 static void read_guest(uint64_t iova, void *dst, uint64_t len)
 {
-	uint8_t *d = dst;
+	const struct fz_memory m = { regions, NR_REGIONS, st.unmapped };
 
-	while (len) {
-		const struct mregion *r = region_of(iova);
-		uint64_t chunk = r->start + r->size - iova;
-
-		if (!chunk || chunk > len)
-			chunk = len;
-		memcpy(d, fk_iova_ptr(iova), chunk);
-		d += chunk;
-		iova += chunk;
-		len -= chunk;
-	}
+	fz_read_guest(&m, iova, dst, len);
 }
 
 static uint16_t rd16(uint64_t iova)
@@ -441,7 +389,7 @@ static void model_pop(struct expect *ex)
 
 /* The library's iovecs carry exactly the model's pieces, byte for byte. */
 static void check_sg(const struct iovec *iov, unsigned int n,
-		     const struct seg *seg, unsigned int nseg, const char *what)
+		     const struct fz_seg *seg, unsigned int nseg, const char *what)
 {
 	unsigned int i = 0, j = 0;
 	uint64_t io = 0, so = 0;
@@ -1037,7 +985,7 @@ static void op_remap(struct fz_in *in)
 {
 	unsigned int r = fz_u8(in) % NR_REGIONS;
 	bool whole = fz_u8(in) & 1;
-	const struct mregion *m = &regions[r];
+	const struct fz_region *m = &regions[r];
 
 	if (st.unmapped[r])
 		return;
@@ -1055,7 +1003,7 @@ static void op_unmap(struct fz_in *in)
 {
 	unsigned int r = 1 + fz_u8(in) % (NR_REGIONS - 1);
 	bool whole = fz_u8(in) & 1;
-	const struct mregion *m = &regions[r];
+	const struct fz_region *m = &regions[r];
 
 	if (!st.unmapped[r]) {
 		memcpy(st.saved[r], fk_iova_ptr(m->start), m->size);
