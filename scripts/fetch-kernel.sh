@@ -10,9 +10,11 @@
 # Newer kernels (sid's 7.2, experimental's 7.3) are split: for a glob naming
 # linux-binary-VER-amd64 (the image, usr/lib/modules/VER/vmlinuz), the
 # matching linux-modules-VER-amd64 is fetched and extracted with it.
+# PACKAGE-GLOB is a bash extended glob (extglob).
 # The mirror URIs come from the machine's apt sources at run time; none are
 # written into the repository. Once the kernel is extracted, this is a no-op.
 set -euo pipefail
+shopt -s extglob
 
 suite=${1:-trixie}
 glob=${2:-'linux-image-6.12.*+deb13-amd64-unsigned'}

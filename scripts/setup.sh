@@ -50,10 +50,11 @@ if ((${#missing[@]})); then
 fi
 
 "$top/scripts/fetch-kernel.sh" trixie 'linux-image-6.12.*+deb13-amd64-unsigned'
-# Split packages from 7.x on: linux-binary-VER-amd64 brings linux-modules-VER-amd64
-# ([0-9] before -amd64 leaves out the -rt and -cloud kernels).
-"$top/scripts/fetch-kernel.sh" sid 'linux-binary-7.2*[0-9]-amd64'
-"$top/scripts/fetch-kernel.sh" experimental 'linux-binary-7.3*[0-9]-amd64'
+# Split packages from 7.x on: linux-binary-VER-amd64 brings linux-modules-VER-amd64.
+# VER is 7.2 or 7.3 and maybe more of the version (7.2.13+deb14,
+# 7.3.0-rc7), ending in a digit: the -rt and -cloud kernels are left out.
+"$top/scripts/fetch-kernel.sh" sid 'linux-binary-7.2?(*[0-9])-amd64'
+"$top/scripts/fetch-kernel.sh" experimental 'linux-binary-7.3?(*[0-9])-amd64'
 # trixie's qemu-io with libblkio, for the vhost-vdpa VM test (vm-vhost-trixie)
 "$top/scripts/fetch-debs.sh" trixie blkio-trixie qemu-utils qemu-block-extra libblkio1
 echo "setup: ok" >&2
