@@ -128,7 +128,7 @@ static void test_runner_calls(void **state)
 {
 	struct vduse_device_config c = tu_config("run", 1, 8);
 	struct vduse_runner_ops ops = { .size = 2 };
-	struct vduse_runner *r = NULL;
+	struct vduse_runner *r = NULL, *r2 = NULL;
 	struct vduse_device *dev;
 
 	assert_int_equal(vduse_device_new(&c, &dev), 0);
@@ -139,8 +139,10 @@ static void test_runner_calls(void **state)
 			"vduse_runner_new: ops is NULL");
 	ops.size = sizeof(ops);
 	assert_int_equal(vduse_runner_new(dev, &ops, NULL, &r), 0);
-	assert_err_says(vduse_runner_new(dev, &ops, NULL, &r), -EBUSY,
+	/* A second runner: refused, and the first one is still ours. */
+	assert_err_says(vduse_runner_new(dev, &ops, NULL, &r2), -EBUSY,
 			"run: the device has a runner already");
+	assert_null(r2);
 	assert_err_says(vduse_runner_start(NULL), -EINVAL,
 			"vduse_runner_start: r is NULL");
 	vduse_runner_free(r);
