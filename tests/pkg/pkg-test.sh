@@ -77,6 +77,10 @@ if [[ ${1:-} == install ]]; then
 	# manager, and /tmp is the root's own.
 	mount -t tmpfs tmpfs "$root/run"
 	mount -t tmpfs tmpfs "$root/tmp"
+	# The source tree at its own path, wherever the checkout is: a clone
+	# under /tmp or /run would be hidden by the root's own.
+	mkdir -p "$root$top"
+	mount --bind "$top" "$root$top"
 	in_root() { chroot "$root" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root LC_ALL=C.UTF-8 \
 		DEBIAN_FRONTEND=noninteractive "$@"; }
 
