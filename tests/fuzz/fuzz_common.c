@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/uio.h>
 
 #include "libvduse.h"
 #include "fuzz_common.h"
@@ -200,5 +201,41 @@ void fz_read_guest(const struct fz_memory *m, uint64_t iova, void *dst,
 		d += chunk;
 		iova += chunk;
 		len -= chunk;
+	}
+}
+
+/* The library's iovecs carry exactly the model's pieces, byte for byte. */
+void fz_check_sg(const struct iovec *iov, unsigned int n,
+		     const struct fz_seg *seg, unsigned int nseg, const char *what)
+{
+	unsigned int i = 0, j = 0;
+	uint64_t io = 0, so = 0;
+
+	while (i < n && !iov[i].iov_len)
+		i++;
+	while (j < nseg || i < n) {
+		uint64_t chunk;
+
+		FZ_CHECK(i < n && j < nseg, "%s: %u iovecs for %u pieces",
+			 what, n, nseg);
+		chunk = iov[i].iov_len - io;
+		if (seg[j].len - so < chunk)
+			chunk = seg[j].len - so;
+		FZ_CHECK(fz_alias((uint8_t *)iov[i].iov_base + io,
+				  fk_iova_ptr(seg[j].iova + so), chunk),
+			 "%s: iovec %u is not guest IOVA 0x%llx", what, i,
+			 (unsigned long long)(seg[j].iova + so));
+		io += chunk;
+		so += chunk;
+		if (io == iov[i].iov_len) {
+			i++;
+			io = 0;
+			while (i < n && !iov[i].iov_len)
+				i++;
+		}
+		if (so == seg[j].len) {
+			j++;
+			so = 0;
+		}
 	}
 }

@@ -94,6 +94,13 @@ const struct fz_region *fz_region_of(const struct fz_memory *m, uint64_t iova);
  */
 int fz_pieces(const struct fz_memory *m, uint64_t iova, uint64_t len,
 	      unsigned int perm, struct fz_seg *out, unsigned int room);
+struct iovec;
+/*
+ * The library's @n iovecs carry exactly the model's @nseg pieces, byte for
+ * byte (the same memory as the fake kernel's view); @what names them.
+ */
+void fz_check_sg(const struct iovec *iov, unsigned int n,
+		 const struct fz_seg *seg, unsigned int nseg, const char *what);
 /* Copy guest bytes through the fake kernel's view (fz_pieces() said OK). */
 void fz_read_guest(const struct fz_memory *m, uint64_t iova, void *dst,
 		   uint64_t len);

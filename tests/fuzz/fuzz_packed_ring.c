@@ -387,42 +387,6 @@ static void model_pop(struct expect *ex)
 	ex->ret = model_walk(ex) ? 0 : -EIO;
 }
 
-/* The library's iovecs carry exactly the model's pieces, byte for byte. */
-static void check_sg(const struct iovec *iov, unsigned int n,
-		     const struct fz_seg *seg, unsigned int nseg, const char *what)
-{
-	unsigned int i = 0, j = 0;
-	uint64_t io = 0, so = 0;
-
-	while (i < n && !iov[i].iov_len)
-		i++;
-	while (j < nseg || i < n) {
-		uint64_t chunk;
-
-		FZ_CHECK(i < n && j < nseg, "%s: %u iovecs for %u pieces",
-			 what, n, nseg);
-		chunk = iov[i].iov_len - io;
-		if (seg[j].len - so < chunk)
-			chunk = seg[j].len - so;
-		FZ_CHECK(fz_alias((uint8_t *)iov[i].iov_base + io,
-				  fk_iova_ptr(seg[j].iova + so), chunk),
-			 "%s: iovec %u is not guest IOVA 0x%llx", what, i,
-			 (unsigned long long)(seg[j].iova + so));
-		io += chunk;
-		so += chunk;
-		if (io == iov[i].iov_len) {
-			i++;
-			io = 0;
-			while (i < n && !iov[i].iov_len)
-				i++;
-		}
-		if (so == seg[j].len) {
-			j++;
-			so = 0;
-		}
-	}
-}
-
 /* A popped element matches the model's walk: take it into flight. */
 static void accept(struct vduse_vq_elem *elem, bool mine)
 {
@@ -433,8 +397,8 @@ static void accept(struct vduse_vq_elem *elem, bool mine)
 		 st.num);
 	h = &st.held[elem->id];
 	FZ_CHECK(!h->elem, "element id %u handed out twice", elem->id);
-	check_sg(elem->out_sg, elem->out_num, ex->out, ex->nout, "out");
-	check_sg(elem->in_sg, elem->in_num, ex->in, ex->nin, "in");
+	fz_check_sg(elem->out_sg, elem->out_num, ex->out, ex->nout, "out");
+	fz_check_sg(elem->in_sg, elem->in_num, ex->in, ex->nin, "in");
 	h->elem = elem;
 	h->mine = mine;
 	h->bufid = ex->bufid;

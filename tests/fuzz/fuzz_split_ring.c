@@ -222,42 +222,6 @@ static void model_pop(struct expect *ex)
 	ex->ret = model_walk(ex->head, ex) ? 0 : -EIO;
 }
 
-/* The library's iovecs carry exactly the model's pieces, byte for byte. */
-static void check_sg(const struct iovec *iov, unsigned int n,
-		     const struct fz_seg *seg, unsigned int nseg, const char *what)
-{
-	unsigned int i = 0, j = 0;
-	uint64_t io = 0, so = 0;
-
-	while (i < n && !iov[i].iov_len)
-		i++;
-	while (j < nseg || i < n) {
-		uint64_t chunk;
-
-		FZ_CHECK(i < n && j < nseg, "%s: %u iovecs for %u pieces",
-			 what, n, nseg);
-		chunk = iov[i].iov_len - io;
-		if (seg[j].len - so < chunk)
-			chunk = seg[j].len - so;
-		FZ_CHECK(fz_alias((uint8_t *)iov[i].iov_base + io,
-				  fk_iova_ptr(seg[j].iova + so), chunk),
-			 "%s: iovec %u is not guest IOVA 0x%llx", what, i,
-			 (unsigned long long)(seg[j].iova + so));
-		io += chunk;
-		so += chunk;
-		if (io == iov[i].iov_len) {
-			i++;
-			io = 0;
-			while (i < n && !iov[i].iov_len)
-				i++;
-		}
-		if (so == seg[j].len) {
-			j++;
-			so = 0;
-		}
-	}
-}
-
 static void op_pop(struct fz_in *in)
 {
 	struct expect *ex = &st.ex;
@@ -299,8 +263,8 @@ static void op_pop(struct fz_in *in)
 	for (k = sizeof(*elem); k < sz; k++)
 		FZ_CHECK(((uint8_t *)elem)[k] == 0, "caller bytes not zeroed");
 	memset((uint8_t *)elem + sizeof(*elem), 0xa5, extra);
-	check_sg(elem->out_sg, elem->out_num, ex->out, ex->nout, "out");
-	check_sg(elem->in_sg, elem->in_num, ex->in, ex->nin, "in");
+	fz_check_sg(elem->out_sg, elem->out_num, ex->out, ex->nout, "out");
+	fz_check_sg(elem->in_sg, elem->in_num, ex->in, ex->nin, "in");
 	st.inflight[elem->id] = elem;
 	st.nr_inflight++;
 	st.last_avail++;
