@@ -12,18 +12,8 @@ set -euo pipefail
 
 src=$1
 build=$2
-root=$(mktemp -d)
-trap 'rm -rf "$root"' EXIT
-
-meson install -C "$build" --destdir "$root" --no-rebuild >"$root/install.log" 2>&1 ||
-	{ cat "$root/install.log"; exit 1; }
-prefix=$(meson introspect "$build" --buildoptions |
-	python3 -c 'import json,sys; print(next(o["value"] for o in json.load(sys.stdin) if o["name"]=="prefix"))')
-pc=$(find "$root" -name libvduse.pc | head -n 1)
-[[ -n $pc ]] || { echo "FAIL: libvduse.pc was not installed"; exit 1; }
-export PKG_CONFIG_PATH=$(dirname "$pc")
-flags=$(pkg-config --define-variable=prefix="$root$prefix" --cflags --libs libvduse)
-libdir=$(pkg-config --define-variable=prefix="$root$prefix" --variable=libdir libvduse)
+# shellcheck source=tests/install/scratch-install.sh
+. "$src/tests/install/scratch-install.sh"
 
 "$src/tests/unit/doc-code.py" extract "$src/README.md" "Using it" "$root/readme.c"
 
