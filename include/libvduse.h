@@ -537,6 +537,27 @@ struct vduse_runner_ops {
 	 * every queue thread, with no limit.
 	 */
 	unsigned int stop_slow_ms;
+
+	/*
+	 * Optional: the backend owns the queue thread's wait, e.g. to wait
+	 * for kicks and its I/O in one io_uring_enter().  When set, the
+	 * runner calls it in the queue thread right after a successful
+	 * queue_init, instead of its own poll() loop and queue_event: the
+	 * backend serves the queue (requests may be waiting from before the
+	 * kick fd was armed), waits on vduse_vq_kick_fd() itself (draining
+	 * it, e.g. with vduse_vq_kick_drain() or by reading the eventfd) and
+	 * on @stop_fd, an fd that becomes readable (POLLIN) when the thread
+	 * must stop; it must not read or close @stop_fd.  Return 0 once
+	 * @stop_fd is readable: the runner then calls queue_exit, and the
+	 * stop_slow_ms limit counts from the stop request as usual.  Return
+	 * -errno to hand the wait back to the runner (e.g. the backend's
+	 * io_uring lacks a feature): it says so at debug level, goes on
+	 * with its own loop and starts with a VDUSE_RUNNER_KICK queue_event,
+	 * so the backend must leave its state fit for queue_event.  A return
+	 * of 0 while @stop_fd is not readable is a backend bug: the runner
+	 * logs it and the queue idles until it is told to stop.
+	 */
+	int (*queue_run)(struct vduse_vq *vq, void *opaque, int stop_fd);
 };
 
 /*

@@ -2,8 +2,10 @@
 /*
  * The runner: a control thread that answers the kernel's messages, and one
  * pthread per started queue that waits on the queue's kick fd (and an
- * optional fd of the backend's) and calls the backend.  It is built only on
- * the public core API plus the queue start/stop hooks.
+ * optional fd of the backend's) and calls the backend, or hands that wait
+ * to the backend (vduse_runner_ops.queue_run) with the fd that tells it to
+ * stop.  It is built only on the public core API plus the queue start/stop
+ * hooks.
  */
 #include <errno.h>
 #include <poll.h>
@@ -87,6 +89,41 @@ static const char *poll_err_name(short revents)
 	return "POLLHUP";
 }
 
+static bool fd_readable(int fd, int timeout_ms)
+{
+	struct pollfd pfd = { .fd = fd, .events = POLLIN };
+
+	while (poll(&pfd, 1, timeout_ms) < 0)
+		if (errno != EINTR)
+			return false;
+	return pfd.revents != 0;
+}
+
+/*
+ * The backend owns the wait (queue_run).  Returns true when the thread is
+ * done (told to stop), false when the runner's own loop takes over.
+ */
+static bool backend_run(struct runner_queue *q)
+{
+	struct vduse_runner *r = q->r;
+	struct vduse_vq *vq = q->vq;
+	int ret;
+
+	ret = r->ops.queue_run(vq, r->opaque, q->stop_fd);
+	if (ret < 0) {
+		vduse_dbg("%s: queue %u: the backend hands the wait back: %s",
+			  vq->dev->name, vq->index, strerror(-ret));
+		return false;
+	}
+	if (fd_readable(q->stop_fd, 0))
+		return true;
+	vduse_err("%s: queue %u: queue_run returned before the queue was told to stop; the queue idles until then",
+		  vq->dev->name, vq->index);
+	while (!fd_readable(q->stop_fd, -1))
+		;
+	return true;
+}
+
 static void *queue_thread(void *arg)
 {
 	struct runner_queue *q = arg;
@@ -104,6 +141,8 @@ static void *queue_thread(void *arg)
 	/* Nobody would consume the poll fd's readiness: do not spin on it. */
 	if (!r->ops.queue_event)
 		poll_fd = -1;
+	if (ret == 0 && r->ops.queue_run && backend_run(q))
+		goto out;
 	/* Requests may be waiting from before the kick fd was armed. */
 	if (ret == 0 && r->ops.queue_event)
 		r->ops.queue_event(vq, r->opaque, VDUSE_RUNNER_KICK);
@@ -143,6 +182,7 @@ static void *queue_thread(void *arg)
 			r->ops.queue_event(vq, r->opaque, events);
 	}
 
+out:
 	if (ret == 0 && r->ops.queue_exit)
 		r->ops.queue_exit(vq, r->opaque);
 	pthread_mutex_lock(&r->lock);

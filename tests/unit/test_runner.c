@@ -702,6 +702,238 @@ static void test_runner_left_behind(void **state)
 	assert_int_equal(fk_live_maps(), 0);
 }
 
+/*
+ * queue_run: the backend owns the queue thread's wait.  qr_run() waits on
+ * the kick fd and the stop fd in one poll(), as a backend waiting in its
+ * own io_uring would, and records the order of events.
+ */
+enum qr_mode { QR_SERVE, QR_DECLINE, QR_EARLY, QR_DEAF };
+
+static struct {
+	enum qr_mode mode;
+	unsigned int runs, returned, served, exit_after_return;
+	int stop_fd;
+	pthread_t run_thread, init_thread;
+} qr;
+
+static int qr_init(struct vduse_vq *vq, void *opaque, int *poll_fd)
+{
+	qr.init_thread = pthread_self();
+	ADD(rs.init, 1);
+	return 0;
+}
+
+static int qr_run(struct vduse_vq *vq, void *opaque, int stop_fd)
+{
+	struct pollfd fds[2] = {
+		{ .fd = stop_fd, .events = POLLIN },
+		{ .fd = vduse_vq_kick_fd(vq), .events = POLLIN },
+	};
+	void *p;
+
+	qr.run_thread = pthread_self();
+	qr.stop_fd = stop_fd;
+	ADD(qr.runs, 1);
+	switch (qr.mode) {
+	case QR_DECLINE:
+		return -EOPNOTSUPP;
+	case QR_EARLY:
+		ADD(qr.returned, 1);
+		return 0;
+	case QR_DEAF:
+		/* Never looks at the stop fd: the slow-stop limit applies. */
+		usleep(300 * 1000);
+		ADD(qr.returned, 1);
+		return 0;
+	case QR_SERVE:
+		break;
+	}
+	for (;;) {
+		if (poll(fds, 2, -1) < 0)
+			continue;
+		if (fds[0].revents)
+			break;
+		vduse_vq_kick_drain(vq);
+		while (vduse_vq_pop(vq, sizeof(struct vduse_vq_elem), &p) == 0) {
+			struct vduse_vq_elem *elem = p;
+
+			vduse_vq_push(vq, elem, 0);
+			free(elem);
+			ADD(qr.served, 1);
+		}
+		vduse_vq_notify(vq);
+	}
+	ADD(qr.returned, 1);
+	return 0;
+}
+
+static void qr_exit(struct vduse_vq *vq, void *opaque)
+{
+	if (LD(qr.returned) == LD(qr.runs))
+		ADD(qr.exit_after_return, 1);
+	ADD(rs.exit, 1);
+}
+
+static void qr_up(enum qr_mode mode, unsigned int slow_ms, const char *name,
+		  struct sim_vq *s, struct vduse_device **dev,
+		  struct vduse_runner **r)
+{
+	const struct vduse_runner_ops ops = {
+		.size = sizeof(ops),
+		.queue_init = qr_init,
+		.queue_event = r_event,
+		.queue_exit = qr_exit,
+		.queue_run = qr_run,
+		.stop_slow_ms = slow_ms,
+	};
+	struct vduse_device_config c = tu_config(name, 1, TU_QSIZE);
+
+	memset(&rs, 0, sizeof(rs));
+	memset(&qr, 0, sizeof(qr));
+	rs.poll_fd = -1;
+	qr.mode = mode;
+	runner_up(&c, &ops, 1, s, dev, r);
+	WAIT_FOR(LD(qr.runs) == 1);
+}
+
+static void qr_down(struct vduse_device *dev)
+{
+	assert_int_equal(sim_set_status(dev, 0), VDUSE_REQ_RESULT_OK);
+	vduse_device_free(dev);
+	assert_int_equal(fk_live_fds(), 0);
+	assert_int_equal(fk_live_maps(), 0);
+}
+
+/*
+ * The backend's loop serves kicks in the queue thread, no queue_event is
+ * called, and a reset, then vduse_runner_free(), make it return before
+ * queue_exit and queue_stop run.
+ */
+static void test_runner_queue_run(void **state)
+{
+	const uint8_t fok = VIRTIO_CONFIG_S_FEATURES_OK;
+	struct sim_buf b = { TU_DATA, 16, true };
+	struct vduse_runner *r;
+	struct vduse_device *dev;
+	struct sim_vq s;
+	uint32_t msg;
+
+	qr_up(QR_SERVE, 0, "runq", &s, &dev, &r);
+	assert_true(pthread_equal(qr.run_thread, qr.init_thread));
+	assert_false(pthread_equal(qr.run_thread, pthread_self()));
+	assert_true(qr.stop_fd >= 0);
+
+	sim_publish(&s, sim_add_chain(&s, &b, 1));
+	sim_kick(&s);
+	WAIT_FOR(sim_used_idx(&s) == 1);
+	WAIT_FOR(fk_vq_irqs(0) == 1);
+	assert_int_equal(LD(qr.served), 1);
+	assert_int_equal(LD(rs.events), 0);
+
+	/* Reset: answered once the backend's loop returned and queue_exit
+	 * ran, then queue_stop. */
+	msg = push_status(0);
+	WAIT_FOR(answered(msg));
+	assert_int_equal(LD(qr.returned), 1);
+	assert_int_equal(LD(rs.exit), 1);
+	assert_int_equal(LD(qr.exit_after_return), 1);
+	assert_int_equal(LD(tu_cb.queue_stop), 1);
+	assert_false(tu_log_contains("slow to stop"));
+
+	/* Started again; vduse_runner_free() stops it the same way. */
+	sim_vq_init_at(&s, 0, TU_QSIZE, TU_RING0, 0);
+	push_status(fok);
+	msg = push_status(fok | VIRTIO_CONFIG_S_DRIVER_OK);
+	WAIT_FOR(answered(msg));
+	WAIT_FOR(LD(qr.runs) == 2);
+	vduse_runner_free(r);
+	assert_int_equal(LD(qr.returned), 2);
+	assert_int_equal(LD(rs.exit), 2);
+	assert_int_equal(LD(qr.exit_after_return), 2);
+	assert_int_equal(LD(rs.events), 0);
+	qr_down(dev);
+}
+
+/* queue_run declines: the runner's own loop takes over, KICK first. */
+static void test_runner_queue_run_declines(void **state)
+{
+	struct sim_buf b = { TU_DATA, 16, true };
+	struct vduse_runner *r;
+	struct vduse_device *dev;
+	struct sim_vq s;
+	uint32_t msg;
+
+	qr_up(QR_DECLINE, 0, "runqd", &s, &dev, &r);
+	WAIT_FOR(LD(rs.events) == 1);
+	assert_int_equal(LD(rs.kicks), 1);
+	sim_publish(&s, sim_add_chain(&s, &b, 1));
+	sim_kick(&s);
+	WAIT_FOR(sim_used_idx(&s) == 1);
+	assert_int_equal(LD(rs.handled), 1);
+	msg = push_status(0);
+	WAIT_FOR(answered(msg));
+	assert_int_equal(LD(rs.exit), 1);
+	assert_int_equal(LD(qr.runs), 1);
+	vduse_runner_free(r);
+	assert_int_equal(LD(rs.exit), 1);
+	qr_down(dev);
+}
+
+/*
+ * queue_run returns 0 without being told to stop: logged, and the thread
+ * idles (no queue_event, no queue_exit) until the queue stops.
+ */
+static void test_runner_queue_run_early(void **state)
+{
+	struct sim_buf b = { TU_DATA, 16, true };
+	struct vduse_runner *r;
+	struct vduse_device *dev;
+	struct sim_vq s;
+	uint32_t msg;
+
+	qr_up(QR_EARLY, 0, "runqe", &s, &dev, &r);
+	WAIT_FOR(tu_log_contains("queue_run returned before the queue was told to stop"));
+	sim_publish(&s, sim_add_chain(&s, &b, 1));
+	sim_kick(&s);
+	usleep(20000);
+	assert_int_equal(LD(rs.events), 0);
+	assert_int_equal(LD(rs.exit), 0);
+	assert_int_equal(sim_used_idx(&s), 0);
+	msg = push_status(0);
+	WAIT_FOR(answered(msg));
+	assert_int_equal(LD(rs.exit), 1);
+	assert_int_equal(LD(tu_cb.queue_stop), 1);
+	vduse_runner_free(r);
+	qr_down(dev);
+}
+
+/*
+ * A queue_run that does not watch the stop fd is left behind at
+ * stop_slow_ms like a slow queue_exit, and reaped once it returns.
+ */
+static void test_runner_queue_run_deaf(void **state)
+{
+	struct vduse_runner *r;
+	struct vduse_device *dev;
+	struct timespec t0;
+	struct sim_vq s;
+	uint32_t msg;
+
+	qr_up(QR_DEAF, 50, "runqs", &s, &dev, &r);
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	msg = push_status(0);
+	WAIT_FOR(answered(msg));
+	assert_true(ms_since(&t0) < 250);
+	assert_true(tu_log_contains("queue 0: slow to stop"));
+	WAIT_FOR(LD(tu_cb.queue_stop) == 1);
+	assert_int_equal(LD(rs.exit), 1);
+	assert_int_equal(LD(qr.exit_after_return), 1);
+	assert_true(tu_log_contains("queue 0: its thread stopped after"));
+	assert_false(tu_log_contains("queue_run returned before"));
+	vduse_runner_free(r);
+	qr_down(dev);
+}
+
 #define T(f) cmocka_unit_test_setup_teardown(f, tu_setup, tu_teardown)
 
 int main(void)
@@ -717,6 +949,10 @@ int main(void)
 		T(test_runner_parallel_stop_slow),
 		T(test_runner_parallel_stop_in_time),
 		T(test_runner_left_behind),
+		T(test_runner_queue_run),
+		T(test_runner_queue_run_declines),
+		T(test_runner_queue_run_early),
+		T(test_runner_queue_run_deaf),
 		T(test_runner_bad_args),
 	};
 
