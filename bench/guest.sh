@@ -27,7 +27,11 @@ WORKLOADS="randread randwrite seqread qd1read"
 # (bench/run.sh --contenders gives another list; the names it may use:
 # loop, vduse-blk, vduse-blk-packed (vduse-blk --no-log, so that it offers
 # packed rings), vduse-null (reads zeros and stores nothing: what VDUSE and
-# the library cost without any I/O) and qsd)
+# the library cost without any I/O), vduse-null-poll (the same, busy-polling
+# with kicks off: the floor under any daemon) and qsd; vduse-blk-WORD-...
+# adds options to vduse-blk, one per word: ring (--wait=ring), runner
+# (--wait=runner), pin (--pin), float (--no-pin), pollN (--poll-us=N),
+# packed (--no-log), base (the --compare build's binary))
 CONTENDERS=${BENCH_CONTENDERS:-"loop:1 vduse-blk:1 vduse-blk:2 qsd:1 qsd:2"}
 # bench/run.sh --compare: an older build's vduse-blk as well
 [ -n "${BENCH_COMPARE:-}" ] &&
@@ -84,12 +88,27 @@ srv_start() {
 		vduse-blk --no-log --name "$3" --queues "$2" "$4" >"$_log" 2>&1 &
 		echo $! >"/run/bench.$3.pid"
 		;;
-	vduse-null)
-		vduse-null --name "$3" --size "$SIZE_MB" >"$_log" 2>&1 &
+	vduse-null | vduse-null-poll)
+		_args=
+		[ "$1" = vduse-null-poll ] && _args=--poll
+		# shellcheck disable=SC2086
+		vduse-null $_args --name "$3" --size "$SIZE_MB" >"$_log" 2>&1 &
 		echo $! >"/run/bench.$3.pid"
 		;;
 	vduse-blk*)
-		"$1" --name "$3" --queues "$2" "$4" >"$_log" 2>&1 &
+		_bin=vduse-blk _args=
+		for _w in $(echo "${1#vduse-blk}" | tr - ' '); do
+			case $_w in
+			base) _bin=vduse-blk-base ;;
+			ring | runner) _args="$_args --wait=$_w" ;;
+			pin) _args="$_args --pin" ;;
+			float) _args="$_args --no-pin" ;;
+			poll*) _args="$_args --poll-us=${_w#poll}" ;;
+			packed) _args="$_args --no-log" ;;
+			esac
+		done
+		# shellcheck disable=SC2086
+		"$_bin" $_args --name "$3" --queues "$2" "$4" >"$_log" 2>&1 &
 		echo $! >"/run/bench.$3.pid"
 		;;
 	qsd)

@@ -20,6 +20,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <sys/eventfd.h>
 #include <sys/mman.h>
 
 #include <cmocka.h>
@@ -584,10 +585,88 @@ static void test_wake(void **state)
 	blk_ring_exit(&e->ring);
 }
 
+static bool t_fd_readable(int fd)
+{
+	struct pollfd p = { .fd = fd, .events = POLLIN };
+
+	return poll(&p, 1, 0) == 1;
+}
+
+/*
+ * be->ring_wait: blk_ring_wait() sleeps in the ring until a kick (which
+ * it consumes), the retry timer, a request's completion or the stop fd
+ * (which it leaves readable) wakes it.
+ */
+static void test_ring_wait(void **state)
+{
+	struct t_env *e = *state;
+	int kick = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	int stop = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	struct t_io *w;
+
+	assert_true(kick >= 0 && stop >= 0);
+	alarm(10);	/* a wait that never ends fails the test */
+	e->be.ring_wait = true;
+	t_ring(e, 8);
+	assert_true(e->ring.own_wait);
+
+	/* A kick wakes it and is consumed. */
+	assert_int_equal(eventfd_write(kick, 1), 0);
+	assert_int_equal(blk_ring_wait(&e->ring, kick, stop), 0);
+	blk_ring_poll(&e->ring);
+	assert_true(e->ring.kicked);
+	assert_false(e->ring.stopped);
+	assert_false(e->ring.kick_armed);
+	assert_false(t_fd_readable(kick));
+	e->ring.kicked = false;
+
+	/* The retry timer wakes it (blk_ring_wake()). */
+	blk_ring_wake(&e->ring);
+	assert_int_equal(blk_ring_wait(&e->ring, kick, stop), 0);
+	blk_ring_poll(&e->ring);
+	assert_false(e->ring.retry_armed);
+	assert_false(e->ring.kicked);
+
+	/* A request's completion wakes it; the kick read stays armed. */
+	w = t_write(e, 5, 0x33);
+	blk_ring_start(&e->ring, &w->io);
+	while (!w->ndone) {
+		assert_int_equal(blk_ring_wait(&e->ring, kick, stop), 0);
+		blk_ring_poll(&e->ring);
+	}
+	assert_int_equal(w->done_status, VIRTIO_BLK_S_OK);
+	t_check_sector(e, 5, 0x33);
+	assert_true(e->ring.kick_armed);
+	assert_false(e->ring.kicked);
+
+	/* A kick after the read was armed. */
+	assert_int_equal(eventfd_write(kick, 1), 0);
+	while (!e->ring.kicked) {
+		assert_int_equal(blk_ring_wait(&e->ring, kick, stop), 0);
+		blk_ring_poll(&e->ring);
+	}
+	assert_false(t_fd_readable(kick));
+
+	/* The stop fd: seen, and left readable for the runner. */
+	assert_int_equal(eventfd_write(stop, 1), 0);
+	while (!e->ring.stopped) {
+		assert_int_equal(blk_ring_wait(&e->ring, kick, stop), 0);
+		blk_ring_poll(&e->ring);
+	}
+	assert_true(t_fd_readable(stop));
+	alarm(0);
+	free(w);
+	blk_ring_exit(&e->ring);
+	close(kick);
+	close(stop);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_sq_full_waits, t_setup,
+						t_teardown),
+		cmocka_unit_test_setup_teardown(test_ring_wait, t_setup,
 						t_teardown),
 		cmocka_unit_test_setup_teardown(test_submit_eagain_idle,
 						t_setup, t_teardown),

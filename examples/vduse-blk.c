@@ -59,6 +59,9 @@ struct blk_opts {
 	const char *driver;	/* vDPA bus driver, NULL: the bus's choice */
 	bool no_packed;
 	bool verbose;
+	bool ring_wait;		/* --wait=ring */
+	bool pin;		/* --pin */
+	uint32_t poll_us;	/* --poll-us */
 };
 
 enum {
@@ -69,6 +72,10 @@ enum {
 	BLK_OPT_NO_LOG,
 	BLK_OPT_DRIVER,
 	BLK_OPT_NO_PACKED,
+	BLK_OPT_WAIT,
+	BLK_OPT_PIN,
+	BLK_OPT_NO_PIN,
+	BLK_OPT_POLL_US,
 };
 
 static const struct option blk_long_opts[] = {
@@ -84,6 +91,10 @@ static const struct option blk_long_opts[] = {
 	{ "log",	required_argument, NULL, BLK_OPT_LOG },
 	{ "no-log",	no_argument,	   NULL, BLK_OPT_NO_LOG },
 	{ "no-packed",	no_argument,	   NULL, BLK_OPT_NO_PACKED },
+	{ "wait",	required_argument, NULL, BLK_OPT_WAIT },
+	{ "pin",	no_argument,	   NULL, BLK_OPT_PIN },
+	{ "no-pin",	no_argument,	   NULL, BLK_OPT_NO_PIN },
+	{ "poll-us",	required_argument, NULL, BLK_OPT_POLL_US },
 	{ "verbose",	no_argument,	   NULL, 'v' },
 	{ "help",	no_argument,	   NULL, 'h' },
 	{ NULL, 0, NULL, 0 },
@@ -132,6 +143,16 @@ static void blk_usage(FILE *f)
 "      --no-packed        offer split virtqueues only.  Packed ones are\n"
 "                         offered when there is no in-flight log (the log\n"
 "                         records split rings only), so with --no-log\n"
+"      --wait ring|runner where each queue thread waits: runner (poll()\n"
+"                         on the kick fd and the io_uring, then a read of\n"
+"                         the kick fd) or ring (the kick read, the stop\n"
+"                         and the I/O all in the queue's io_uring: one\n"
+"                         io_uring_enter() per wake-up; default: runner)\n"
+"      --pin, --no-pin    pin queue N's thread to the Nth CPU it may use,\n"
+"                         or let it float (default: --no-pin)\n"
+"      --poll-us N        before an idle queue sleeps, look at its ring for\n"
+"                         N microseconds with kicks off, 0 to 1000000\n"
+"                         (default: 0)\n"
 "  -v, --verbose          debug messages (ours and the library's)\n"
 "  -h, --help             show this help and exit\n"
 "\n"
@@ -250,6 +271,25 @@ static int blk_parse_args(int argc, char **argv, struct blk_opts *o)
 			break;
 		case BLK_OPT_NO_PACKED:
 			o->no_packed = true;
+			break;
+		case BLK_OPT_WAIT:
+			o->ring_wait = !strcmp(optarg, "ring");
+			if (!o->ring_wait && strcmp(optarg, "runner")) {
+				fprintf(stderr, BLK_PROG ": --wait is ring or runner, not '%s'\n",
+					optarg);
+				ret = -EINVAL;
+			}
+			break;
+		case BLK_OPT_PIN:
+		case BLK_OPT_NO_PIN:
+			o->pin = c == BLK_OPT_PIN;
+			break;
+		case BLK_OPT_POLL_US:
+			ret = blk_parse_u32(optarg, "--poll-us", &o->poll_us);
+			if (!ret && o->poll_us > 1000000) {
+				fprintf(stderr, BLK_PROG ": --poll-us is at most 1000000\n");
+				ret = -EINVAL;
+			}
 			break;
 		case 'v':
 			o->verbose = true;
@@ -673,7 +713,9 @@ static int blk_serve(const struct blk_opts *o, const struct blk_backend *be,
 	blk_dbg("%s: uapi: VDUSE API version %u, VDUSE features 0x%llx",
 		o->name, vduse_device_api_version(dev),
 		(unsigned long long)vduse_device_vduse_features(dev));
-	ret = vduse_runner_new(dev, &blk_runner_ops, (void *)be, &runner);
+	ret = vduse_runner_new(dev, be->ring_wait ? &blk_runner_ops_ring :
+						    &blk_runner_ops,
+			       (void *)be, &runner);
 	if (ret < 0) {
 		blk_err("cannot create the runner: %s", strerror(-ret));
 		goto out;
@@ -768,6 +810,9 @@ int main(int argc, char **argv)
 		.fd = fd,
 		.blkdev = blkdev,
 		.flush = &flush,
+		.ring_wait = o.ring_wait,
+		.pin = o.pin,
+		.poll_us = o.poll_us,
 	};
 	if (getenv("VDUSE_BLK_TEST_HOLD_FLUSH_MS"))
 		be.test_hold_flush_ms =

@@ -16,6 +16,13 @@
  *   - a signalfd for SIGINT/SIGTERM;
  *   - an eventfd a helper thread writes when attach or detach returns.
  *
+ * With --poll the loop never sleeps while a queue is started: it turns
+ * the queue's kicks off (vduse_vq_disable_kicks()) and keeps popping, and
+ * looks at its fds without waiting (poll() with a 0 timeout) every
+ * NULL_SPIN_ROUNDS rounds.  That is the cheapest a VDUSE device can be
+ * served (no kick, no wake-up, one CPU spent on it): bench/run.sh measures
+ * it as the floor under any daemon (docs/benchmarks.md).
+ *
  * vduse_device_attach() and vduse_device_detach() block until the kernel's
  * driver has probed or gone, and the kernel needs this loop's answers to get
  * there.  So they run in a short-lived helper thread while the loop goes on.
@@ -43,6 +50,8 @@
 #define NULL_PROG	"vduse-null"
 #define NULL_QUEUES	1
 #define NULL_QUEUE_SIZE	128
+/* --poll: rounds over the queues between two looks at the other fds. */
+#define NULL_SPIN_ROUNDS	4096
 
 /* Runs vduse_device_attach() or _detach() off the event loop. */
 struct null_helper {
@@ -121,11 +130,12 @@ static uint32_t null_handle(const struct blk_disk *disk,
 	return blk_req_used_len(&r);
 }
 
-/* Serve everything the driver has queued on @vq. */
-static void null_serve(const struct blk_disk *disk, struct vduse_vq *vq)
+/* Serve everything the driver has queued on @vq; returns how much. */
+static unsigned int null_serve(const struct blk_disk *disk,
+			       struct vduse_vq *vq)
 {
 	struct vduse_vq_elem *elem;
-	bool pushed = false;
+	unsigned int pushed = 0;
 	int ret;
 
 	/* -EAGAIN re-arms the kick, so a request queued later will kick. */
@@ -135,7 +145,7 @@ static void null_serve(const struct blk_disk *disk, struct vduse_vq *vq)
 			blk_warn("queue %u: push: %s", vduse_vq_index(vq),
 				 strerror(-ret));
 		else
-			pushed = true;
+			pushed++;
 		free(elem);
 	}
 	if (ret != -EAGAIN && ret != -EIO)
@@ -143,6 +153,7 @@ static void null_serve(const struct blk_disk *disk, struct vduse_vq *vq)
 			strerror(-ret));
 	if (pushed)
 		vduse_vq_notify(vq);	/* one interrupt for the batch */
+	return pushed;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -157,6 +168,8 @@ struct null_loop {
 	int sig_fd;
 	bool stopping;		/* a signal arrived */
 	bool attached;
+	bool busy_poll;		/* --poll */
+	bool kicks_off[NULL_QUEUES];	/* --poll: disabled since it started */
 };
 
 static struct pollfd null_pollfd(int fd)
@@ -200,6 +213,8 @@ static int null_on_device(struct null_loop *l, short revents)
 		blk_err("vduse_device_process: %s", strerror(-ret));
 		return ret;
 	}
+	/* A queue that (re)started has its kicks on again. */
+	memset(l->kicks_off, 0, sizeof(l->kicks_off));
 	/* A queue may have started with requests already waiting. */
 	for (i = 0; i < vduse_device_num_queues(l->dev); i++) {
 		struct vduse_vq *vq = vduse_device_vq(l->dev, i);
@@ -208,6 +223,36 @@ static int null_on_device(struct null_loop *l, short revents)
 			null_serve(l->disk, vq);
 	}
 	return 0;
+}
+
+/*
+ * --poll: serve the started queues, kicks off, for NULL_SPIN_ROUNDS rounds.
+ * Returns false when no queue is started (then the loop sleeps in poll()).
+ */
+static bool null_spin(struct null_loop *l)
+{
+	unsigned int i, n = vduse_device_num_queues(l->dev), round;
+	bool any = false;
+
+	for (i = 0; i < n; i++) {
+		struct vduse_vq *vq = vduse_device_vq(l->dev, i);
+
+		if (!vduse_vq_started(vq))
+			continue;
+		any = true;
+		if (!l->kicks_off[i])
+			l->kicks_off[i] = vduse_vq_disable_kicks(vq) == 0;
+	}
+	if (!any)
+		return false;
+	for (round = 0; round < NULL_SPIN_ROUNDS; round++)
+		for (i = 0; i < n; i++) {
+			struct vduse_vq *vq = vduse_device_vq(l->dev, i);
+
+			if (vduse_vq_started(vq))
+				null_serve(l->disk, vq);
+		}
+	return true;
 }
 
 static void null_on_signal(struct null_loop *l)
@@ -249,7 +294,7 @@ static int null_loop_run(struct null_loop *l)
 	struct pollfd fds[NULL_FD_QUEUES + NULL_QUEUES];
 	struct vduse_vq *vqs[NULL_FD_QUEUES + NULL_QUEUES];
 	nfds_t i, n;
-	int ret = 0;
+	int ret = 0, timeout;
 
 	while (ret == 0) {
 		/* Detach once a signal came and attach has returned. */
@@ -263,8 +308,10 @@ static int null_loop_run(struct null_loop *l)
 		if (l->stopping && !l->helper.running)
 			break;
 
+		/* --poll: spin, then only look at the fds. */
+		timeout = l->busy_poll && null_spin(l) ? 0 : -1;
 		n = null_fill_fds(l, fds, vqs);
-		if (poll(fds, n, -1) < 0) {
+		if (poll(fds, n, timeout) < 0) {
 			if (errno == EINTR)
 				continue;
 			ret = -errno;
@@ -319,7 +366,7 @@ static void null_helper_finish(struct null_loop *l)
 static void null_usage(FILE *f)
 {
 	fprintf(f,
-"Usage: " NULL_PROG " [-n NAME] [-S MIB] [-v]\n"
+"Usage: " NULL_PROG " [-n NAME] [-S MIB] [-p] [-v]\n"
 "\n"
 "A virtio-blk disk through VDUSE that reads as zeros and forgets writes.\n"
 "It is created, attached (a /dev/vdX appears) and served until SIGINT or\n"
@@ -327,16 +374,18 @@ static void null_usage(FILE *f)
 "\n"
 "  -n, --name NAME   device name (default: vduse-null0)\n"
 "  -S, --size MIB    disk size in MiB (default: 1024)\n"
+"  -p, --poll        busy-poll the queues with kicks off (a CPU spins)\n"
 "  -v, --verbose     debug messages\n"
 "  -h, --help        show this help and exit\n");
 }
 
 static int null_parse_args(int argc, char **argv, const char **name,
-			   uint64_t *size, bool *verbose)
+			   uint64_t *size, bool *busy_poll, bool *verbose)
 {
 	static const struct option opts[] = {
 		{ "name", required_argument, NULL, 'n' },
 		{ "size", required_argument, NULL, 'S' },
+		{ "poll", no_argument, NULL, 'p' },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
@@ -345,7 +394,7 @@ static int null_parse_args(int argc, char **argv, const char **name,
 	char *end;
 	int c;
 
-	while ((c = getopt_long(argc, argv, "n:S:vh", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "n:S:pvh", opts, NULL)) != -1) {
 		switch (c) {
 		case 'n':
 			*name = optarg;
@@ -360,6 +409,9 @@ static int null_parse_args(int argc, char **argv, const char **name,
 				return -EINVAL;
 			}
 			*size = mib << 20;
+			break;
+		case 'p':
+			*busy_poll = true;
 			break;
 		case 'v':
 			*verbose = true;
@@ -413,7 +465,8 @@ int main(int argc, char **argv)
 	sigset_t sigs;
 	int ret;
 
-	ret = null_parse_args(argc, argv, &name, &size, &verbose);
+	ret = null_parse_args(argc, argv, &name, &size, &l.busy_poll,
+			      &verbose);
 	if (ret)
 		return ret > 0 ? EXIT_SUCCESS : 2;
 	blk_log_init(NULL_PROG, verbose);

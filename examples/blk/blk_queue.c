@@ -17,12 +17,23 @@
  *    each completion event looks at the ring itself.  When the queue runs
  *    idle, kicks go back on before the thread sleeps, and
  *    vduse_vq_enable_kicks() looking at the ring once more closes the race
- *    with a request made available in between.
+ *    with a request made available in between;
+ *  - with --poll-us, an idle queue first keeps kicks off and looks at the
+ *    ring for that long, so that a request arriving meanwhile costs the
+ *    driver no kick and this thread no wake-up;
+ *  - with --wait=ring (blk_runner_ops_ring) the runner hands the thread's
+ *    wait to blk_queue_run(): the kick eventfd's read, the runner's stop
+ *    fd and the retry timer are operations in the queue's io_uring, and
+ *    one io_uring_enter() submits the I/O, re-arms and waits for all of
+ *    them (docs/architecture.md, "one wait").
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <pthread.h>
+#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "blk_log.h"
 #include "blk_queue.h"
@@ -44,6 +55,7 @@ struct blk_queue {
 	bool kicks_off;			/* vduse_vq_disable_kicks() is on */
 	bool again;			/* left work for the next event */
 	bool poll_dead;			/* the runner no longer polls the ring */
+	uint64_t poll_ns;		/* --poll-us, in ns */
 };
 
 /* ------------------------------------------------------------------------ */
@@ -150,6 +162,35 @@ static unsigned int blk_queue_pop_all(struct blk_queue *q)
 	return total;
 }
 
+static uint64_t blk_now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/*
+ * --poll-us: the queue is idle; with kicks off, look at the ring for
+ * q->poll_ns.  Returns true when requests came (they were started).
+ */
+static bool blk_queue_spin(struct blk_queue *q)
+{
+	uint64_t end;
+
+	if (!q->kicks_off) {
+		if (vduse_vq_disable_kicks(q->vq) != 0)
+			return false;
+		q->kicks_off = true;
+	}
+	end = blk_now_ns() + q->poll_ns;
+	do {
+		if (blk_queue_pop_all(q))
+			return true;
+	} while (blk_now_ns() < end);
+	return false;
+}
+
 /*
  * Serve the queue until it waits for something: completions (kicks off)
  * or a kick (kicks on, the ring seen empty after turning them on).
@@ -179,6 +220,11 @@ static void blk_queue_serve(struct blk_queue *q, bool pop, bool notify)
 				return;	/* the ring's poll fd wakes us */
 			continue;	/* room was freed: look for more */
 		}
+		if (!q->busy && q->poll_ns && !q->poll_dead &&
+		    blk_queue_spin(q)) {
+			pop = false;	/* blk_queue_spin() started them */
+			continue;
+		}
 		if (!q->kicks_off)
 			return;		/* idle: the next request kicks */
 		ret = vduse_vq_enable_kicks(q->vq);
@@ -206,6 +252,33 @@ static void blk_queue_free(struct blk_queue *q)
 	free(q);
 }
 
+/* --pin: queue N's thread on the Nth CPU this thread may use (modulo). */
+static void blk_queue_pin(unsigned int index)
+{
+	cpu_set_t allowed, one;
+	int cpu, n, want, ret;
+
+	if (pthread_getaffinity_np(pthread_self(), sizeof(allowed), &allowed))
+		return;
+	n = CPU_COUNT(&allowed);
+	if (n <= 0)
+		return;
+	want = (int)(index % (unsigned int)n);
+	for (cpu = 0; cpu < CPU_SETSIZE; cpu++) {
+		if (!CPU_ISSET(cpu, &allowed) || want--)
+			continue;
+		CPU_ZERO(&one);
+		CPU_SET(cpu, &one);
+		ret = pthread_setaffinity_np(pthread_self(), sizeof(one), &one);
+		if (ret)
+			blk_warn("queue %u: cannot pin to CPU %d: %s", index,
+				 cpu, strerror(ret));
+		else
+			blk_dbg("queue %u: pinned to CPU %d", index, cpu);
+		return;
+	}
+}
+
 static int blk_queue_init(struct vduse_vq *vq, void *opaque, int *poll_fd)
 {
 	const struct blk_backend *be = opaque;
@@ -215,8 +288,11 @@ static int blk_queue_init(struct vduse_vq *vq, void *opaque, int *poll_fd)
 	q = calloc(1, sizeof(*q));
 	if (!q)
 		return -ENOMEM;
+	if (be->pin)
+		blk_queue_pin(vduse_vq_index(vq));
 	q->vq = vq;
 	q->size = vduse_vq_size(vq);
+	q->poll_ns = (uint64_t)be->poll_us * 1000u;
 	q->io = calloc(q->size, sizeof(*q->io));
 	q->popped = calloc(q->size, sizeof(*q->popped));
 	q->done = calloc(q->size, sizeof(*q->done));
@@ -263,6 +339,48 @@ static void blk_queue_event(struct vduse_vq *vq, void *opaque,
 	blk_queue_serve(q, kick || q->kicks_off || q->again, kick);
 }
 
+/*
+ * --wait=ring: the thread's only wait is blk_ring_wait(), which submits the
+ * I/O, re-arms the kick read and the stop and timer polls, and sleeps
+ * until one of them (or a request's I/O) completes.  Returns once the
+ * runner's stop fd is readable; queue_exit follows.
+ */
+static int blk_queue_run(struct vduse_vq *vq, void *opaque, int stop_fd)
+{
+	struct blk_queue *q = vduse_vq_priv(vq);
+	struct blk_ring *ring;
+	bool warned = false, kick;
+	int ret;
+
+	(void)opaque;
+	if (!q || !q->ring.own_wait)
+		return -EOPNOTSUPP;
+	ring = &q->ring;
+	/* Requests may be waiting from before the kick fd was armed. */
+	ring->kicked = true;
+	for (;;) {
+		if (ring->stopped)
+			return 0;
+		kick = ring->kicked;
+		ring->kicked = false;
+		blk_queue_push(q, false);
+		blk_queue_serve(q, kick || q->kicks_off || q->again, kick);
+		if (ring->kicked || ring->stopped)
+			continue;	/* seen while serving */
+		ret = blk_ring_wait(ring, vduse_vq_kick_fd(vq), stop_fd);
+		if (ret < 0 && ret != -EINTR && ret != -ETIME) {
+			/* The kernel took nothing: pause, then try again. */
+			if (!warned)
+				blk_warn("queue %u: io_uring_enter: %s; retrying",
+					 vduse_vq_index(vq), strerror(-ret));
+			warned = true;
+			nanosleep(&(struct timespec){ .tv_nsec = 1000000 },
+				  NULL);
+		}
+		blk_ring_poll(ring);
+	}
+}
+
 /* Wait for every request in flight so that each one gets pushed. */
 static void blk_queue_exit(struct vduse_vq *vq, void *opaque)
 {
@@ -287,4 +405,12 @@ const struct vduse_runner_ops blk_runner_ops = {
 	.queue_init = blk_queue_init,
 	.queue_event = blk_queue_event,
 	.queue_exit = blk_queue_exit,
+};
+
+const struct vduse_runner_ops blk_runner_ops_ring = {
+	.size = sizeof(struct vduse_runner_ops),
+	.queue_init = blk_queue_init,
+	.queue_event = blk_queue_event,
+	.queue_exit = blk_queue_exit,
+	.queue_run = blk_queue_run,
 };

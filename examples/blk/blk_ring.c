@@ -12,7 +12,11 @@
  *    and the retry timer makes sure there is one;
  *  - on a memory-backed file (tmpfs, ramfs) a READ or WRITE is a copy done
  *    at once with preadv()/pwritev(): io_uring has no non-blocking path
- *    for those files and would pass every one to a worker thread.
+ *    for those files and would pass every one to a worker thread;
+ *  - with be->ring_wait the queue thread's waits (kick, stop, retry timer)
+ *    are operations in the ring too, tagged with small user_data values
+ *    (enum blk_ring_tag), so one io_uring_enter() is the thread's only
+ *    wait.
  *
  * A request has at most one operation in flight.
  */
@@ -20,6 +24,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -109,13 +114,21 @@ static void blk_io_prep(struct blk_ring *r, struct blk_io *io,
 }
 
 /*
- * An SQE for one more operation, or NULL.  Operations in flight stay
- * within the CQ's size, so that no completion overflows the CQ ring
- * (overflowed completions would not make the ring fd readable).
+ * Operations in flight stay within the CQ's size, less what the owner's
+ * waits may post, so that no completion overflows the CQ ring (overflowed
+ * completions would not make the ring fd readable).
  */
+static bool blk_ring_room(const struct blk_ring *r)
+{
+	unsigned int waits = r->own_wait ? BLK_RING_TAGS : 0;
+
+	return r->inflight + waits < r->ring.cq.ring_entries;
+}
+
+/* An SQE for one more operation, or NULL. */
 static struct io_uring_sqe *blk_ring_get_sqe(struct blk_ring *r)
 {
-	if (r->inflight >= r->ring.cq.ring_entries)
+	if (!blk_ring_room(r))
 		return NULL;
 	return io_uring_get_sqe(&r->ring);
 }
@@ -158,7 +171,7 @@ static void blk_io_queue(struct blk_ring *r, struct blk_io *io)
 		return;
 	}
 
-	if (!r->pending && r->inflight < r->ring.cq.ring_entries) {
+	if (!r->pending && blk_ring_room(r)) {
 		sqe = io_uring_get_sqe(&r->ring);
 		/* A full SQ: hand it to the kernel to make room. */
 		if (!sqe && r->submit(&r->ring) > 0)
@@ -446,22 +459,128 @@ static void blk_io_done(struct blk_ring *r, struct blk_io *io, int res)
 	}
 }
 
+/* One of the owner's waits completed (be->ring_wait). */
+static void blk_ring_tag_done(struct blk_ring *r, enum blk_ring_tag tag,
+			      int res)
+{
+	switch (tag) {
+	case BLK_RING_TAG_KICK_POLL:
+		/* Only failures post (CQE_SKIP_SUCCESS); the read follows
+		 * with -ECANCELED. */
+		blk_dbg("queue %u: poll of the kick fd: %s", r->index,
+			strerror(-res));
+		break;
+	case BLK_RING_TAG_KICK:
+		r->kick_armed = false;
+		/* Even a failed read means: look at the ring. */
+		r->kicked = true;
+		if (res < 0 && res != -ECANCELED && res != -EAGAIN &&
+		    res != -EINTR)
+			blk_warn("queue %u: read of the kick fd: %s", r->index,
+				 strerror(-res));
+		break;
+	case BLK_RING_TAG_STOP:
+		r->stop_armed = false;
+		if (res > 0)
+			r->stopped = true;
+		break;
+	case BLK_RING_TAG_TIMER:
+		r->timer_armed = false;
+		break;
+	default:
+		break;
+	}
+}
+
 unsigned int blk_ring_reap(struct blk_ring *r)
 {
 	struct io_uring_cqe *cqe;
 	unsigned int head, n, total = 0;
+	uintptr_t data;
 
 	/* A completion may queue a step whose submit posts a completion. */
 	do {
 		n = 0;
 		io_uring_for_each_cqe(&r->ring, head, cqe) {
-			blk_io_done(r, io_uring_cqe_get_data(cqe), cqe->res);
+			data = (uintptr_t)io_uring_cqe_get_data(cqe);
+			if (data < BLK_RING_TAGS) {
+				blk_ring_tag_done(r, (enum blk_ring_tag)data,
+						  cqe->res);
+			} else {
+				blk_io_done(r, (struct blk_io *)data, cqe->res);
+				total++;
+			}
 			n++;
 		}
 		io_uring_cq_advance(&r->ring, n);
-		total += n;
 	} while (n);
 	return total;
+}
+
+/* An SQE for one of the owner's waits (they do not count as inflight). */
+static struct io_uring_sqe *blk_ring_wait_sqe(struct blk_ring *r,
+					      unsigned int need)
+{
+	if (io_uring_sq_space_left(&r->ring) < need && r->submit(&r->ring) < 0)
+		return NULL;
+	if (io_uring_sq_space_left(&r->ring) < need)
+		return NULL;
+	return io_uring_get_sqe(&r->ring);
+}
+
+static bool blk_ring_arm_poll(struct blk_ring *r, int fd,
+			      enum blk_ring_tag tag)
+{
+	struct io_uring_sqe *sqe = blk_ring_wait_sqe(r, 1);
+
+	if (!sqe)
+		return false;
+	io_uring_prep_poll_add(sqe, fd, POLLIN);
+	io_uring_sqe_set_data(sqe, (void *)(uintptr_t)tag);
+	return true;
+}
+
+/*
+ * The kick: a poll linked to a read, so that the read runs once the
+ * eventfd is readable whether or not the kernel would arm a poll for a
+ * read of a non-blocking file itself; the poll posts only on failure.
+ */
+static bool blk_ring_arm_kick(struct blk_ring *r, int kick_fd)
+{
+	struct io_uring_sqe *sqe = blk_ring_wait_sqe(r, 2);
+
+	if (!sqe)
+		return false;
+	io_uring_prep_poll_add(sqe, kick_fd, POLLIN);
+	io_uring_sqe_set_data(sqe, (void *)(uintptr_t)BLK_RING_TAG_KICK_POLL);
+	sqe->flags |= IOSQE_IO_LINK | IOSQE_CQE_SKIP_SUCCESS;
+	sqe = io_uring_get_sqe(&r->ring);
+	io_uring_prep_read(sqe, kick_fd, &r->kick_val, sizeof(r->kick_val), 0);
+	io_uring_sqe_set_data(sqe, (void *)(uintptr_t)BLK_RING_TAG_KICK);
+	return true;
+}
+
+int blk_ring_wait(struct blk_ring *r, int kick_fd, int stop_fd)
+{
+	struct __kernel_timespec ts = { .tv_nsec = BLK_RETRY_NS };
+	struct io_uring_cqe *cqe;
+	bool armed = true;
+	int ret;
+
+	if (!r->kick_armed)
+		armed = r->kick_armed = blk_ring_arm_kick(r, kick_fd);
+	if (!r->stop_armed && armed)
+		armed = r->stop_armed = blk_ring_arm_poll(r, stop_fd,
+							  BLK_RING_TAG_STOP);
+	if (!r->timer_armed && armed)
+		armed = r->timer_armed = blk_ring_arm_poll(r, r->timer_fd,
+							   BLK_RING_TAG_TIMER);
+	if (armed)
+		ret = io_uring_submit_and_wait(&r->ring, 1);
+	else	/* no room to arm a wait: do not sleep on it */
+		ret = io_uring_submit_and_wait_timeout(&r->ring, &cqe, 1, &ts,
+						       NULL);
+	return ret < 0 ? ret : 0;
 }
 
 void blk_ring_poll(struct blk_ring *r)
@@ -484,6 +603,38 @@ bool blk_ring_memory_backed(int fd)
 	if (fstatfs(fd, &sfs) < 0)
 		return false;
 	return sfs.f_type == TMPFS_MAGIC || sfs.f_type == RAMFS_MAGIC;
+}
+
+/*
+ * The ring: with be->ring_wait, only this thread submits and it reaps when
+ * it waits, so SINGLE_ISSUER|DEFER_TASKRUN (6.1) if the kernel takes them,
+ * SINGLE_ISSUER alone (6.0), or neither.
+ */
+static int blk_ring_setup(struct blk_ring *r, unsigned int entries)
+{
+	static const unsigned int tries[] = {
+		IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN,
+		IORING_SETUP_SINGLE_ISSUER,
+		0,
+	};
+	unsigned int i = r->own_wait ? 0 : 2;
+	int ret;
+
+	for (;; i++) {
+		struct io_uring_params p = { .flags = tries[i] };
+
+		ret = io_uring_queue_init_params(entries, &r->ring, &p);
+		if (ret != -EINVAL || i == 2)
+			break;
+	}
+	if (ret == 0 && r->own_wait)
+		blk_dbg("queue %u: io_uring%s%s", r->index,
+			tries[i] & IORING_SETUP_SINGLE_ISSUER ?
+				" SINGLE_ISSUER" : "",
+			tries[i] & IORING_SETUP_DEFER_TASKRUN ?
+				"|DEFER_TASKRUN" : " without its setup flags");
+	r->setup_flags = ret == 0 ? tries[i] : 0;
+	return ret;
 }
 
 int blk_ring_init(struct blk_ring *r, const struct blk_backend *be,
@@ -515,7 +666,8 @@ int blk_ring_init(struct blk_ring *r, const struct blk_backend *be,
 		goto err;
 	}
 	r->sync_rw = blk_ring_memory_backed(be->fd);
-	ret = io_uring_queue_init(entries, &r->ring, 0);
+	r->own_wait = be->ring_wait;
+	ret = blk_ring_setup(r, entries);
 	if (ret < 0) {
 		blk_err("queue %u: io_uring_queue_init: %s", index,
 			strerror(-ret));
@@ -557,6 +709,8 @@ static void blk_ring_abandon(struct blk_ring *r)
 	struct blk_io *io;
 
 	for (; head != sq->sqe_tail; head++) {
+		if (sq->sqes[head & sq->ring_mask].user_data < BLK_RING_TAGS)
+			continue;	/* the owner's wait */
 		io = (struct blk_io *)(uintptr_t)
 			sq->sqes[head & sq->ring_mask].user_data;
 		r->inflight--;

@@ -12,6 +12,13 @@
  * 1 ms retry timer.  The poll fd is readable when completions arrive or
  * the timer fires, so a waiting request is retried even when nothing else
  * is in flight and the driver never kicks again.
+ *
+ * With blk_backend.ring_wait the ring is also the queue thread's only wait
+ * (blk_ring_wait()): a poll and a read of the kick eventfd, a poll of the
+ * runner's stop fd and one of the retry timer sit in the ring next to the
+ * I/O, so one io_uring_enter() submits, waits and re-arms.  The ring is
+ * then created with IORING_SETUP_SINGLE_ISSUER|IORING_SETUP_DEFER_TASKRUN
+ * when the kernel takes them (without them otherwise).
  */
 #ifndef BLK_RING_H
 #define BLK_RING_H
@@ -35,6 +42,12 @@ struct blk_backend {
 	 * test can kill the daemon while a FLUSH is in flight.
 	 */
 	unsigned int test_hold_flush_ms;
+	/* --wait=ring: each queue thread waits in its ring (blk_ring_wait()). */
+	bool ring_wait;
+	/* --pin: queue thread N runs on the Nth CPU it may use (modulo). */
+	bool pin;
+	/* --poll-us: look at an idle ring this long, kicks off, before sleeping. */
+	unsigned int poll_us;
 };
 
 /* One request, from pop to push. */
@@ -84,6 +97,25 @@ struct blk_ring {
 	unsigned int sync_depth;
 	/* io_uring_submit(); the tests replace it to inject failures. */
 	int (*submit)(struct io_uring *ring);
+	/* be->ring_wait: the owner's waits in the ring (blk_ring_wait()) */
+	bool own_wait;
+	unsigned int setup_flags;	/* what io_uring_queue_init took */
+	bool kick_armed, stop_armed, timer_armed;
+	bool kicked;			/* the kick fd fired: the owner clears it */
+	bool stopped;			/* the stop fd is readable */
+	uint64_t kick_val;		/* the kick eventfd's count lands here */
+};
+
+/*
+ * The user_data of the owner's waits in the ring; a request's is its
+ * struct blk_io pointer, never this small.
+ */
+enum blk_ring_tag {
+	BLK_RING_TAG_KICK_POLL = 1,	/* linked to the read; error only */
+	BLK_RING_TAG_KICK,		/* the read of the kick eventfd */
+	BLK_RING_TAG_STOP,
+	BLK_RING_TAG_TIMER,
+	BLK_RING_TAGS			/* CQEs they may take at once: below */
 };
 
 /*
@@ -124,8 +156,20 @@ static inline bool blk_ring_ready(struct blk_ring *r)
 	return io_uring_cq_ready(&r->ring) != 0;
 }
 
-/* Handle every completion in the CQ; returns how many there were. */
+/*
+ * Handle every completion in the CQ; returns how many requests' there were
+ * (the waits' set r->kicked, r->stopped).
+ */
 unsigned int blk_ring_reap(struct blk_ring *r);
+
+/*
+ * be->ring_wait: arm what is not armed (a poll then a read of @kick_fd, a
+ * poll of @stop_fd and of the retry timer), submit everything and wait for
+ * one completion, in one io_uring_enter().  Then call blk_ring_poll().
+ * Returns 0 or -errno (-EINTR, -ETIME: go on; others: the kernel took
+ * nothing, try again after a pause).
+ */
+int blk_ring_wait(struct blk_ring *r, int kick_fd, int stop_fd);
 
 /*
  * Make the poll fd readable at once (through the retry timer), for an
