@@ -144,11 +144,11 @@ struct vduse_device_config {
 	 * implements, unless VDUSE_DEVICE_F_NO_RING_FEATURES is in @flags.
 	 * It also offers VIRTIO_F_RING_PACKED (packed virtqueues, behind the
 	 * same pop/push calls) unless VDUSE_DEVICE_F_NO_RING_FEATURES or
-	 * VDUSE_DEVICE_F_NO_PACKED is in @flags or an in-flight log is
-	 * configured: the log records split rings only, and asking for
-	 * VIRTIO_F_RING_PACKED here together with a log is -EINVAL.  A kernel
-	 * that refuses the packed bit (VDUSE_CREATE_DEV EINVAL) gets the
-	 * device without it.
+	 * VDUSE_DEVICE_F_NO_PACKED is in @flags; an in-flight log records
+	 * split and packed rings alike.  A kernel that refuses the packed
+	 * bit (VDUSE_CREATE_DEV EINVAL) gets the device without it, and a
+	 * vduse_device_open() with the same config then accepts the log
+	 * that says so.
 	 */
 	uint64_t features;
 	uint32_t num_queues;	/* 1 .. 65535 */

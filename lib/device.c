@@ -349,18 +349,11 @@ static int device_alloc(const struct vduse_device_config *cfg,
 	if (!(c.flags & VDUSE_DEVICE_F_NO_RING_FEATURES))
 		dev->features |= (1ULL << VIRTIO_RING_F_INDIRECT_DESC) |
 				 (1ULL << VIRTIO_RING_F_EVENT_IDX);
-	/* The in-flight log records split rings only. */
 	if (!(c.flags & (VDUSE_DEVICE_F_NO_RING_FEATURES |
 			 VDUSE_DEVICE_F_NO_PACKED)) &&
-	    !(c.features & (1ULL << VIRTIO_F_RING_PACKED)) && !has_log(&c)) {
+	    !(c.features & (1ULL << VIRTIO_F_RING_PACKED))) {
 		dev->features |= 1ULL << VIRTIO_F_RING_PACKED;
 		dev->packed_auto = true;
-	}
-	if (has_log(&c) && (dev->features & (1ULL << VIRTIO_F_RING_PACKED))) {
-		vduse_err("%s: VIRTIO_F_RING_PACKED with an in-flight log: the log records split rings only",
-			  c.name);
-		ret = -EINVAL;
-		goto fail;
 	}
 	dev->num_queues = c.num_queues;
 	dev->queue_size = c.queue_size;

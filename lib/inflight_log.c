@@ -7,6 +7,7 @@
 #include <endian.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/virtio_config.h>
 #include <linux/virtio_ring.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -18,6 +19,7 @@
 
 #include "internal.h"
 #include "log.h"
+#include "vq_packed.h"
 
 #ifdef VDUSE_LIB_CRASH_POINTS
 unsigned long vduse_crash_countdown;
@@ -38,10 +40,12 @@ static size_t header_bytes(void)
 	return ALIGN64(sizeof(struct vduse_ilog_header));
 }
 
+/* Per entry: the state, and for packed rings two descriptor copies. */
 static size_t vq_stride(unsigned int queue_size)
 {
 	return ALIGN64(sizeof(struct vduse_ilog_vq) +
-		       sizeof(uint64_t) * queue_size);
+		       (2 * sizeof(uint64_t) +
+			2 * sizeof(struct vduse_ilog_desc)) * queue_size);
 }
 
 static size_t file_bytes(const struct vduse_device *dev)
@@ -200,6 +204,12 @@ static int check_header(struct vduse_device *dev,
 	if (h->vq_stride != vq_stride(dev->queue_size))
 		MISMATCH("queue record size", "%u", h->vq_stride,
 			 (unsigned int)vq_stride(dev->queue_size));
+	/* Created where the kernel refused the packed rings we add. */
+	if (dev->packed_auto &&
+	    h->features == (dev->features & ~(1ULL << VIRTIO_F_RING_PACKED))) {
+		dev->features = h->features;
+		dev->packed_auto = false;
+	}
 	if (h->features != dev->features)
 		MISMATCH("features", "0x%llx",
 			 (unsigned long long)h->features,
@@ -299,8 +309,20 @@ void vduse_ilog_vq_start(struct vduse_vq *vq)
 	l->desc_addr = vq->desc_addr;
 	l->avail_addr = vq->avail_addr;
 	l->used_addr = vq->used_addr;
-	vduse_ilog_store16(&l->avail_idx, vq->last_avail_idx);
-	vduse_ilog_store16(&l->used_idx, vq->used_idx);
+	l->layout = vq->packed ? VDUSE_ILOG_PACKED : VDUSE_ILOG_SPLIT;
+	if (vq->packed) {
+		vduse_ilog_store(&l->avail_seq,
+				 VDUSE_ILOG_AVAIL_SEQ(VDUSE_ILOG_POS(vq->last_avail_idx,
+								     vq->pk->avail_wrap),
+						      0));
+		vq->pk->pops = 0;
+		vduse_ilog_store16(&l->used_idx,
+				   VDUSE_ILOG_POS(vq->used_idx,
+						  vq->pk->used_wrap));
+	} else {
+		vduse_ilog_store16(&l->avail_idx, vq->last_avail_idx);
+		vduse_ilog_store16(&l->used_idx, vq->used_idx);
+	}
 	vduse_crash_point();
 	__atomic_store_n(&l->num, vq->num, __ATOMIC_RELEASE);
 }
@@ -319,6 +341,8 @@ static int corrupt(struct vduse_vq *vq, const char *why, unsigned int head,
 	return -EINVAL;
 }
 
+static int recover_packed(struct vduse_vq *vq);
+
 int vduse_ilog_recover_vq(struct vduse_vq *vq)
 {
 	struct vduse_ilog_vq *l = vq->ilog;
@@ -327,6 +351,16 @@ int vduse_ilog_recover_vq(struct vduse_vq *vq)
 	bool advance = false;
 	uint32_t *order;
 
+	if (l->layout != (vq->packed ? VDUSE_ILOG_PACKED : VDUSE_ILOG_SPLIT)) {
+		vduse_err("%s: queue %u: the in-flight log recorded a %s ring, the driver negotiated a %s one: cannot recover",
+			  vq->dev->name, vq->index,
+			  l->layout == VDUSE_ILOG_PACKED ? "packed" :
+			  l->layout == VDUSE_ILOG_SPLIT ? "split" : "unknown",
+			  vq->packed ? "packed" : "split");
+		return -EINVAL;
+	}
+	if (vq->packed)
+		return recover_packed(vq);
 	used_ring = le16toh(__atomic_load_n(&vq->used->idx, __ATOMIC_ACQUIRE));
 	/* Pass 1: check every entry, change nothing. */
 	for (i = 0; i < vq->max_size; i++) {
@@ -424,4 +458,297 @@ int vduse_ilog_recover_vq(struct vduse_vq *vq)
 	vduse_info("%s: queue %u recovered: avail %u used %u, %u requests to pop again",
 		   vq->dev->name, vq->index, avail, used_ring, nr);
 	return 0;
+}
+
+/*
+ * Packed rings.  A position with its wrap counter as a count modulo
+ * 2 num (wrap 1 first: both counters start at 1), and back.
+ */
+static unsigned int lin(uint16_t p, unsigned int n)
+{
+	return (p & 0x7fffu) + (p & 0x8000u ? 0 : n);
+}
+
+static uint16_t unlin(unsigned int x, unsigned int n)
+{
+	return x < n ? VDUSE_ILOG_POS(x, 1) : VDUSE_ILOG_POS(x - n, 0);
+}
+
+/* How far @to is ahead of @from, modulo 2 num. */
+static unsigned int ahead(unsigned int from, unsigned int to, unsigned int n)
+{
+	return (to + 2 * n - from) % (2 * n);
+}
+
+/*
+ * Count the ring descriptors of @slot's logged chain (1 for an indirect
+ * buffer), marking its pool entries in @owner; 0 (and logged) when the
+ * chain makes no sense.
+ */
+static unsigned int chain_length(struct vduse_vq *vq, unsigned int slot,
+				 uint64_t e, uint16_t *owner)
+{
+	struct vduse_ilog_vq *l = vq->ilog;
+	const struct vduse_ilog_desc *d =
+		&vduse_ilog_first(l, vq->max_size)[slot];
+	const struct vduse_ilog_desc *pool = vduse_ilog_pool(l, vq->max_size);
+	unsigned int link = VDUSE_ILOG_LINK(e), count = 1;
+
+	while (!(d->flags & VRING_DESC_F_INDIRECT) &&
+	       (d->flags & VRING_DESC_F_NEXT)) {
+		if (++count > vq->num) {
+			corrupt(vq, "has a chain longer than the ring", slot, e);
+			return 0;
+		}
+		if (link >= vq->num || owner[link]) {
+			corrupt(vq, link >= vq->num ?
+				"links a copy outside the pool" :
+				"shares a copy with another", slot, e);
+			return 0;
+		}
+		owner[link] = (uint16_t)(slot + 1);
+		d = &pool[link];
+		link = d->id;
+	}
+	if (link != VDUSE_ILOG_NONE) {
+		corrupt(vq, "has more copies than its chain", slot, e);
+		return 0;
+	}
+	return count;
+}
+
+/*
+ * Was the used descriptor of DONE entry @e, at the log's next used
+ * position, published?  Before the device's flags store the ring holds
+ * there what the driver wrote in this lap, whose AVAIL/USED bits the entry
+ * recorded; after it, AVAIL == USED == the used wrap counter; once the
+ * driver has taken it and reused the position in the next lap, the
+ * driver's new flags (AVAIL != the wrap counter).  Anything but the
+ * recorded bits means the driver could see it.
+ */
+static bool published(struct vduse_vq *vq, uint64_t e)
+{
+	uint16_t u = VDUSE_ILOG_USED(e);
+	uint16_t f = le16toh(__atomic_load_n(&vq->pk->desc[u & 0x7fffu].flags,
+					     __ATOMIC_ACQUIRE));
+	unsigned int bits = (f & (1u << VRING_PACKED_DESC_F_AVAIL) ? 1u : 0) |
+			    (f & (1u << VRING_PACKED_DESC_F_USED) ? 2u : 0);
+
+	if (bits == (u & 0x8000u ? 3u : 0))
+		return true;
+	return bits != VDUSE_ILOG_OLD(e);
+}
+
+/* Slots in flight, by pop number. */
+struct by_seq {
+	uint64_t seq;
+	unsigned int slot;
+};
+
+static int cmp_seq(const void *a, const void *b)
+{
+	const struct by_seq *x = a, *y = b;
+
+	return x->seq < y->seq ? -1 : x->seq > y->seq;
+}
+
+static int recover_packed(struct vduse_vq *vq)
+{
+	struct vduse_ilog_vq *l = vq->ilog;
+	struct vduse_packed *pk = vq->pk;
+	const struct vduse_ilog_desc *first = vduse_ilog_first(l, vq->max_size);
+	const uint64_t *seq = vduse_ilog_seq(l, vq->max_size);
+	uint64_t as = l->avail_seq, pops = as >> 16;
+	unsigned int n = vq->num, i, nr = 0, in_ring, held = 0;
+	unsigned int avail, used, pending = UINT32_MAX;
+	uint16_t *ndesc, *owner;
+	uint8_t *gone, *pool_used;
+	struct by_seq *order;
+	bool moved;
+	int ret = -EINVAL;
+
+	if ((as & 0x7fffu) >= n || (l->used_idx & 0x7fffu) >= n) {
+		vduse_err("%s: queue %u: in-flight log positions avail 0x%x used 0x%x are outside the ring (%u)",
+			  vq->dev->name, vq->index, (unsigned int)(as & 0xffff),
+			  l->used_idx, n);
+		return -EINVAL;
+	}
+	avail = lin((uint16_t)as, n);
+	used = lin(l->used_idx, n);
+	ndesc = calloc(n, sizeof(*ndesc));
+	owner = calloc(n, sizeof(*owner));
+	gone = calloc(n, 1);
+	pool_used = calloc(n, 1);
+	order = calloc(n, sizeof(*order));
+	vq->replay = malloc(n * sizeof(*vq->replay));
+	if (!ndesc || !owner || !gone || !pool_used || !order || !vq->replay) {
+		ret = -ENOMEM;
+		goto out;
+	}
+
+	/* Pass 1: check every entry and measure its chain; change nothing. */
+	for (i = 0; i < vq->max_size; i++) {
+		uint64_t e = l->heads[i];
+		unsigned int st = (unsigned int)VDUSE_ILOG_STATE(e);
+
+		if (e == 0)
+			continue;
+		if (st != VDUSE_ILOG_INFLIGHT && st != VDUSE_ILOG_DONE) {
+			corrupt(vq, "has an unknown state", i, e);
+			goto out;
+		}
+		if (i >= n) {
+			corrupt(vq, "is outside the ring", i, e);
+			goto out;
+		}
+		if ((VDUSE_ILOG_POP(e) & 0x7fffu) >= n ||
+		    (st == VDUSE_ILOG_DONE && (VDUSE_ILOG_USED(e) & 0x7fffu) >= n)) {
+			corrupt(vq, "has a position outside the ring", i, e);
+			goto out;
+		}
+		if (seq[i] > pops) {
+			corrupt(vq, "has a pop number from the future", i, e);
+			goto out;
+		}
+		ndesc[i] = (uint16_t)chain_length(vq, i, e, owner);
+		if (!ndesc[i])
+			goto out;
+		if (seq[i] == pops) {
+			/* Killed before the avail position moved past it. */
+			if (st != VDUSE_ILOG_INFLIGHT ||
+			    lin(VDUSE_ILOG_POP(e), n) != avail ||
+			    pending != UINT32_MAX) {
+				corrupt(vq, "is a pop in progress that makes no sense",
+					i, e);
+				goto out;
+			}
+			pending = i;
+		}
+	}
+	if (pending != UINT32_MAX) {
+		avail = (avail + ndesc[pending]) % (2 * n);
+		pops++;
+	}
+
+	/*
+	 * Pass 2: which completions the driver can see.  One at the used
+	 * position is decided by the ring's flags (and moves the position
+	 * on if it was published); those behind it were.
+	 */
+	do {
+		moved = false;
+		for (i = 0; i < n; i++) {
+			uint64_t e = l->heads[i];
+
+			if (VDUSE_ILOG_STATE(e) != VDUSE_ILOG_DONE || gone[i] ||
+			    lin(VDUSE_ILOG_USED(e), n) != used ||
+			    !published(vq, e))
+				continue;
+			gone[i] = 1;
+			used = (used + ndesc[i]) % (2 * n);
+			moved = true;
+		}
+	} while (moved);
+	for (i = 0; i < n; i++) {
+		uint64_t e = l->heads[i];
+		unsigned int a;
+
+		if (VDUSE_ILOG_STATE(e) != VDUSE_ILOG_DONE || gone[i])
+			continue;
+		a = ahead(lin(VDUSE_ILOG_USED(e), n), used, n);
+		if (a == 0)
+			continue;	/* not published: in flight */
+		if (a > n) {
+			corrupt(vq, "was pushed ahead of the used position", i,
+				e);
+			goto out;
+		}
+		gone[i] = 1;
+	}
+	in_ring = ahead(used, avail, n);
+	if (in_ring > n) {
+		vduse_err("%s: queue %u: in-flight log: the used position 0x%x is ahead of the avail position 0x%x",
+			  vq->dev->name, vq->index, unlin(used, n),
+			  unlin(avail, n));
+		goto out;
+	}
+
+	/* Pass 3: the buffers still in flight, oldest pop first. */
+	for (i = 0; i < n; i++) {
+		uint64_t e = l->heads[i];
+
+		if (VDUSE_ILOG_STATE(e) == VDUSE_ILOG_FREE || gone[i])
+			continue;
+		held += ndesc[i];
+		order[nr].seq = seq[i];
+		order[nr++].slot = i;
+	}
+	if (held > in_ring) {
+		vduse_err("%s: queue %u: in-flight log: %u descriptors in flight, %u between the used and avail positions",
+			  vq->dev->name, vq->index, held, in_ring);
+		goto out;
+	}
+	qsort(order, nr, sizeof(*order), cmp_seq);
+	for (i = 0; i < nr; i++) {
+		unsigned int s = order[i].slot;
+
+		if (i && order[i].seq == order[i - 1].seq) {
+			corrupt(vq, "shares its pop number with another", s,
+				l->heads[s]);
+			goto out;
+		}
+		if (vduse_packed_recovered(vq, s, first[s].id, ndesc[s],
+					   VDUSE_ILOG_LINK(l->heads[s])) < 0) {
+			corrupt(vq, "has a buffer id in flight twice", s,
+				l->heads[s]);
+			goto out;
+		}
+		vq->replay[i] = (uint16_t)s;
+	}
+	for (i = 0; i < n; i++)
+		pool_used[i] = owner[i] && !gone[owner[i] - 1u];
+
+	/*
+	 * The log's positions first: a successor killed after them sees
+	 * the published completions behind its used position, and decides
+	 * the one at it from the ring again.
+	 */
+	vduse_ilog_store16(&l->used_idx, unlin(used, n));
+	vduse_ilog_store(&l->avail_seq, VDUSE_ILOG_AVAIL_SEQ(unlin(avail, n),
+							    pops));
+	for (i = 0; i < n; i++) {
+		uint64_t e = l->heads[i];
+
+		if (gone[i])
+			vduse_ilog_free(l, i);
+		else if (VDUSE_ILOG_STATE(e) == VDUSE_ILOG_DONE)
+			vduse_ilog_store(&l->heads[i],
+					 VDUSE_ILOG_PENTRY(VDUSE_ILOG_INFLIGHT,
+							   VDUSE_ILOG_POP(e), 0,
+							   0, VDUSE_ILOG_LINK(e)));
+	}
+	vduse_packed_recovered_end(vq, pool_used);
+	pk->pops = pops;
+	vq->last_avail_idx = (uint16_t)(avail % n);
+	pk->avail_wrap = avail < n;
+	vq->used_idx = (uint16_t)(used % n);
+	pk->used_wrap = used < n;
+	pk->in_ring = in_ring;
+	pk->signalled = pk->used_total;
+	vq->nr_replay = nr;
+	vq->replay_pos = 0;
+	/* As for split rings: the dead process may not have interrupted. */
+	vq->irq_pending = true;
+	vq->rings_pending = false;
+	vduse_info("%s: queue %u recovered: packed avail %u wrap %u used %u wrap %u, %u requests to pop again",
+		   vq->dev->name, vq->index, vq->last_avail_idx,
+		   pk->avail_wrap, vq->used_idx, pk->used_wrap, nr);
+	ret = 0;
+out:
+	free(ndesc);
+	free(owner);
+	free(gone);
+	free(pool_used);
+	free(order);
+	return ret;
 }

@@ -8,12 +8,21 @@
  *  - every store to the log is one aligned store of at most 8 bytes, made
  *    in program order (release stores), so a process killed at any
  *    instruction leaves each field either old or new;
- *  - pop:  head[h] = INFLIGHT(pop index);  avail_idx = pop index + 1
- *  - push: used->ring[u] = {h, len};  head[h] = DONE(pop index, u);
+ *  - split pop:  head[h] = INFLIGHT(pop index);  avail_idx = pop index + 1
+ *  - split push: used->ring[u] = {h, len};  head[h] = DONE(pop index, u);
  *          used->idx = u + 1 (in guest memory);  used_idx = u + 1;
  *          head[h] = FREE
- *  - recovery (vduse_ilog_recover_vq) reconciles the log with used->idx,
- *    which lives in guest memory and survives the crash.
+ *  - packed pop (slot s), the log's P-th: copies of the buffer's ring
+ *          descriptors (its first in first[s], the rest in pool
+ *          entries), seq[s] = P;
+ *          head[s] = INFLIGHT(pop position, first pool entry);
+ *          avail_seq = {next avail position, P + 1}
+ *  - packed push: used descriptor's id and len at used position u;
+ *          head[s] = DONE(pop, u, the flags' AVAIL/USED bits found at u);
+ *          its flags (the driver sees it);  used_idx = next used position;
+ *          head[s] = FREE
+ *  - recovery (vduse_ilog_recover_vq) reconciles the log with the used
+ *    ring, which lives in guest memory and survives the crash.
  *
  * Nothing here is synced to disk: the log survives a crash of the process,
  * not of the machine.
@@ -26,7 +35,7 @@
 #include "libvduse.h"
 
 #define VDUSE_ILOG_MAGIC		"VDUSELOG"
-#define VDUSE_ILOG_VERSION	2u
+#define VDUSE_ILOG_VERSION	3u
 
 /* Host byte order: the log never leaves the machine that wrote it. */
 struct vduse_ilog_header {
@@ -51,27 +60,96 @@ struct vduse_ilog_header {
 struct vduse_ilog_vq {
 	/* Ring size while the queue is started, 0 while it is stopped. */
 	uint32_t num;
-	uint16_t avail_idx;	/* next available entry to consume */
-	uint16_t used_idx;	/* used->idx as last published */
+	/*
+	 * Split: the next available entry to consume and used->idx as last
+	 * published.  Packed: the device's next avail and next used ring
+	 * positions, each with its wrap counter in bit 15.
+	 */
+	uint16_t avail_idx;
+	uint16_t used_idx;
 	uint64_t desc_addr, avail_addr, used_addr;
-	uint64_t reserved[4];
-	uint64_t heads[];	/* queue_size entries, VDUSE_ILOG_* */
+	uint32_t layout;	/* VDUSE_ILOG_SPLIT or VDUSE_ILOG_PACKED */
+	uint32_t reserved32;
+	/*
+	 * Packed: the device's next avail position | wrap << 15 (bits
+	 * 0-15) and the number of buffers popped so far (bits 16-63), in
+	 * one store.
+	 */
+	uint64_t avail_seq;
+	uint64_t reserved[2];
+	/*
+	 * queue_size entries, VDUSE_ILOG_*; then, for packed rings,
+	 * struct vduse_ilog_desc first[queue_size] and pool[queue_size],
+	 * and uint64_t seq[queue_size], each slot's pop number
+	 * (vduse_ilog_first(), vduse_ilog_pool(), vduse_ilog_seq()).
+	 */
+	uint64_t heads[];
 };
 
+#define VDUSE_ILOG_SPLIT	0u
+#define VDUSE_ILOG_PACKED	1u
+
 /*
- * A head's entry: bits 0-15 the avail index it was popped from (its order
- * for resubmission), bits 16-31 the used index it was written at (DONE),
- * bits 32-33 the state.
+ * A packed ring descriptor as the device read it when it popped the
+ * buffer: the driver may write over the ring copy while the buffer is in
+ * flight.  first[s].id is the buffer id; a pool entry's id is the pool
+ * entry of the chain's next descriptor (VDUSE_ILOG_NONE: none).
+ */
+struct vduse_ilog_desc {
+	uint64_t addr;
+	uint32_t len;
+	uint16_t id;
+	uint16_t flags;
+};
+
+#define VDUSE_ILOG_NONE		0xffffu
+
+static inline struct vduse_ilog_desc *
+vduse_ilog_first(struct vduse_ilog_vq *l, unsigned int queue_size)
+{
+	return (struct vduse_ilog_desc *)&l->heads[queue_size];
+}
+
+static inline struct vduse_ilog_desc *
+vduse_ilog_pool(struct vduse_ilog_vq *l, unsigned int queue_size)
+{
+	return vduse_ilog_first(l, queue_size) + queue_size;
+}
+
+static inline uint64_t *vduse_ilog_seq(struct vduse_ilog_vq *l,
+				       unsigned int queue_size)
+{
+	return (uint64_t *)(vduse_ilog_pool(l, queue_size) + queue_size);
+}
+
+#define VDUSE_ILOG_AVAIL_SEQ(pos, seq)	((uint64_t)(pos) | ((seq) << 16))
+
+/*
+ * A head's (split) or slot's (packed) entry: bits 0-15 the avail index
+ * (packed: position | wrap << 15) it was popped from (split: its order
+ * for resubmission; packed rings use seq[]), bits 16-31 the used index (packed: position | wrap << 15)
+ * it was written at (DONE), bits 32-33 the state.  Packed only: bits
+ * 34-35 the AVAIL and USED bits of the ring descriptor's flags at the
+ * used position before the device published there (DONE), bits 48-63
+ * the pool entry of the chain's second descriptor (VDUSE_ILOG_NONE).
  */
 #define VDUSE_ILOG_FREE		0ull
 #define VDUSE_ILOG_INFLIGHT	1ull
 #define VDUSE_ILOG_DONE		2ull
-#define VDUSE_ILOG_STATE(e)	((e) >> 32)
+#define VDUSE_ILOG_STATE(e)	(((e) >> 32) & 3)
 #define VDUSE_ILOG_POP(e)	((uint16_t)(e))
 #define VDUSE_ILOG_USED(e)	((uint16_t)((e) >> 16))
+#define VDUSE_ILOG_OLD(e)	((unsigned int)((e) >> 34) & 3)
+#define VDUSE_ILOG_LINK(e)	((uint16_t)((e) >> 48))
 #define VDUSE_ILOG_ENTRY(state, pop, used) \
 	(((uint64_t)(state) << 32) | ((uint64_t)(uint16_t)(used) << 16) | \
 	 (uint16_t)(pop))
+#define VDUSE_ILOG_PENTRY(state, pop, used, old, link) \
+	(VDUSE_ILOG_ENTRY(state, pop, used) | ((uint64_t)((old) & 3) << 34) | \
+	 ((uint64_t)(uint16_t)(link) << 48))
+/* A packed position with its wrap counter, as the log keeps it. */
+#define VDUSE_ILOG_POS(pos, wrap) \
+	((uint16_t)((pos) | ((wrap) ? 0x8000u : 0)))
 
 struct vduse_ilog {
 	struct vduse_ilog_header *hdr;
@@ -132,7 +210,21 @@ static inline void vduse_ilog_done(struct vduse_ilog_vq *l, unsigned int head,
 					used_idx));
 }
 
-/* Push, after used->idx was published. */
+/* Packed push, after the used descriptor's id and len were written at
+ * @used (position | wrap << 15), where the flags' AVAIL and USED bits were
+ * @old, and before its flags publish it. */
+static inline void vduse_ilog_done_packed(struct vduse_ilog_vq *l,
+					 unsigned int slot, uint16_t used,
+					 unsigned int old)
+{
+	uint64_t e = __atomic_load_n(&l->heads[slot], __ATOMIC_RELAXED);
+
+	vduse_ilog_store(&l->heads[slot],
+			VDUSE_ILOG_PENTRY(VDUSE_ILOG_DONE, VDUSE_ILOG_POP(e),
+					  used, old, VDUSE_ILOG_LINK(e)));
+}
+
+/* Push, after used->idx was published (packed: the used descriptor). */
 static inline void vduse_ilog_used(struct vduse_ilog_vq *l, uint16_t used_idx)
 {
 	vduse_ilog_store16(&l->used_idx, used_idx);

@@ -162,13 +162,6 @@ int vduse_vq_start(struct vduse_vq *vq)
 			  vq->index, info.num, vq->max_size);
 		return -EINVAL;
 	}
-	if (vq->packed && vq->ilog) {
-		/* Not offered with a log (device.c): a kernel that lets the
-		 * driver take it anyway gets no queue. */
-		vduse_err("%s: queue %u: packed ring negotiated, but the in-flight log records split rings only",
-			  dev->name, vq->index);
-		return -EOPNOTSUPP;
-	}
 	if (recover && (vq->ilog->num != info.num ||
 			vq->ilog->desc_addr != info.desc_addr ||
 			vq->ilog->avail_addr != info.driver_addr ||
@@ -201,7 +194,8 @@ int vduse_vq_start(struct vduse_vq *vq)
 					     st->last_avail_idx,
 					     st->last_used_counter,
 					     st->last_used_idx);
-		if (ret < 0) {
+		/* A recovery takes the positions from the log instead. */
+		if (ret < 0 && !recover) {
 			vduse_err("%s: queue %u: impossible packed ring state (avail %u wrap %u, used %u wrap %u, size %u)",
 				  dev->name, vq->index, st->last_avail_idx,
 				  st->last_avail_counter, st->last_used_idx,

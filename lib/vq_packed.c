@@ -53,6 +53,20 @@ int vduse_packed_alloc(struct vduse_vq *vq)
 	for (i = 0; i < vq->num; i++)
 		pk->free[i] = (uint16_t)(vq->num - 1 - i);
 	pk->nr_free = vq->num;
+	if (vq->ilog) {
+		pk->seen = calloc(vq->num, sizeof(*pk->seen));
+		pk->link = calloc(vq->num, sizeof(uint16_t));
+		pk->pool_free = calloc(vq->num, sizeof(uint16_t));
+		if (!pk->seen || !pk->link || !pk->pool_free) {
+			vduse_packed_free(vq);
+			return -ENOMEM;
+		}
+		for (i = 0; i < vq->num; i++) {
+			pk->link[i] = VDUSE_ILOG_NONE;
+			pk->pool_free[i] = (uint16_t)(vq->num - 1 - i);
+		}
+		pk->nr_pool_free = vq->num;
+	}
 	return 0;
 }
 
@@ -66,6 +80,9 @@ void vduse_packed_free(struct vduse_vq *vq)
 	free(pk->bufid);
 	free(pk->ndesc);
 	free(pk->free);
+	free(pk->seen);
+	free(pk->link);
+	free(pk->pool_free);
 	free(pk);
 	vq->pk = NULL;
 }
@@ -212,9 +229,32 @@ static int walk_indirect(struct vduse_vq *vq, struct chain *c, uint64_t addr,
 }
 
 /*
+ * One descriptor @d (host order) of a buffer: 1 when it ends the buffer,
+ * 0 when the next ring descriptor follows, or -errno (-ESTALE: the IOTLB
+ * changed under the walk, walk again).
+ */
+static int walk_one(struct vduse_vq *vq, struct chain *c,
+		    const struct vring_packed_desc *d, uint64_t gen)
+{
+	int ret;
+
+	if (d->flags & VRING_DESC_F_INDIRECT) {
+		ret = walk_indirect(vq, c, d->addr, d->len,
+				    d->flags & VRING_DESC_F_NEXT, gen);
+		return ret < 0 ? ret : 1;
+	}
+	ret = add_buffer(vq, c, d->addr, d->len, d->flags & VRING_DESC_F_WRITE);
+	if (ret < 0)
+		return ret;
+	if (ret == 0 && vq->iotlb.gen != gen)
+		return -ESTALE;
+	return !(d->flags & VRING_DESC_F_NEXT);
+}
+
+/*
  * Walk the buffer whose first descriptor is at the avail position.  The
- * buffer id is the last descriptor's.  -ESTALE: the IOTLB changed under
- * the walk, walk again.
+ * buffer id is the last descriptor's.  With a log, what was read stays
+ * in pk->seen for the log's copies.
  */
 static int walk(struct vduse_vq *vq, struct chain *c,
 		struct vduse_packed_chain *pc)
@@ -226,51 +266,79 @@ static int walk(struct vduse_vq *vq, struct chain *c,
 
 	for (;;) {
 		const struct vring_packed_desc *p = &pk->desc[pos];
-		uint64_t addr = le64toh(RING_LOAD(p->addr));
-		uint32_t len = le32toh(RING_LOAD(p->len));
-		uint16_t id = le16toh(RING_LOAD(p->id));
-		uint16_t flags = le16toh(RING_LOAD(p->flags));
+		struct vring_packed_desc d;
 		int ret;
 
+		d.addr = le64toh(RING_LOAD(p->addr));
+		d.len = le32toh(RING_LOAD(p->len));
+		d.id = le16toh(RING_LOAD(p->id));
+		d.flags = le16toh(RING_LOAD(p->flags));
 		if (++count > room) {
 			vduse_vq_fail(vq, -ELOOP,
 				      "descriptor chain longer than the %u descriptors free in the ring",
 				      room);
 			return -EIO;
 		}
+		if (pk->seen)
+			pk->seen[count - 1] = d;
 		if (++pos == vq->num)
 			pos = 0;
-		if (flags & VRING_DESC_F_INDIRECT) {
-			ret = walk_indirect(vq, c, addr, len,
-					    flags & VRING_DESC_F_NEXT, gen);
-			if (ret < 0)
-				return ret;
-			pc->bufid = id;
-			pc->ndesc = (uint16_t)count;
-			return 0;
-		}
-		ret = add_buffer(vq, c, addr, len, flags & VRING_DESC_F_WRITE);
+		ret = walk_one(vq, c, &d, gen);
 		if (ret < 0)
 			return ret;
-		if (ret == 0 && vq->iotlb.gen != gen)
-			return -ESTALE;
-		if (!(flags & VRING_DESC_F_NEXT)) {
-			pc->bufid = id;
+		if (ret) {
+			pc->bufid = d.id;
 			pc->ndesc = (uint16_t)count;
 			return 0;
 		}
 	}
 }
 
+/*
+ * After a reconnect: walk the buffer in flight in @slot from the log's
+ * copies of its ring descriptors (the ring may hold others by now); an
+ * indirect table is read again from the driver's memory, which it does
+ * not reuse before the buffer is used.  The recovery checked the chain.
+ */
+static int walk_copies(struct vduse_vq *vq, unsigned int slot,
+		       struct chain *c, struct vduse_packed_chain *pc)
+{
+	const struct vduse_packed *pk = vq->pk;
+	const struct vduse_ilog_desc *src =
+		&vduse_ilog_first(vq->ilog, vq->max_size)[slot];
+	const struct vduse_ilog_desc *pool =
+		vduse_ilog_pool(vq->ilog, vq->max_size);
+	unsigned int link = pk->link[slot], count;
+	uint64_t gen = vq->iotlb.gen;
+
+	for (count = 0; count < pk->ndesc[slot]; count++) {
+		struct vring_packed_desc d = {
+			.addr = src->addr, .len = src->len, .flags = src->flags,
+		};
+		int ret = walk_one(vq, c, &d, gen);
+
+		if (ret)
+			return ret < 0 ? ret : 0;
+		if (link >= vq->num)
+			break;
+		src = &pool[link];
+		link = src->id;
+	}
+	vduse_vq_fail(vq, -EINVAL, "slot %u: the in-flight log's copy of its chain ends early",
+		      slot);
+	return -EIO;
+}
+
 int vduse_packed_take(struct vduse_vq *vq, struct chain *c,
 		      struct vduse_packed_chain *pc)
 {
-	unsigned int tries;
+	bool again = replaying(vq);
+	unsigned int tries, slot = again ? vq->replay[vq->replay_pos] : 0;
 	int ret;
 
 	for (tries = 0;; tries++) {
 		c->n = c->out = c->in = 0;
-		ret = walk(vq, c, pc);
+		ret = again ? walk_copies(vq, slot, c, pc) : walk(vq, c, pc);
 		if (ret != -ESTALE)
 			break;
 		ret = walk_again(vq, tries);
@@ -279,6 +347,12 @@ int vduse_packed_take(struct vduse_vq *vq, struct chain *c,
 	}
 	if (ret < 0)
 		return ret;
+	if (again) {
+		/* In flight already (vduse_packed_recovered()). */
+		pc->bufid = vq->pk->bufid[slot];
+		pc->ndesc = vq->pk->ndesc[slot];
+		return 0;
+	}
 	if (bufid_test(vq->pk, pc->bufid)) {
 		vduse_vq_fail(vq, -EINVAL, "buffer id %u made available twice",
 			      pc->bufid);
@@ -287,12 +361,107 @@ int vduse_packed_take(struct vduse_vq *vq, struct chain *c,
 	return 0;
 }
 
+/* Log copy of a ring descriptor: not yet published, so any store order. */
+static void log_copy(struct vduse_ilog_desc *dst,
+		     const struct vring_packed_desc *src, uint16_t id)
+{
+	vduse_crash_point();
+	dst->addr = src->addr;
+	dst->len = src->len;
+	dst->id = id;
+	dst->flags = src->flags;
+}
+
+/* The log's pop: the copies, then the slot's entry publishes them. */
+static void log_pop(struct vduse_vq *vq, unsigned int slot,
+		    const struct vduse_packed_chain *pc)
+{
+	struct vduse_packed *pk = vq->pk;
+	struct vduse_ilog_vq *l = vq->ilog;
+	struct vduse_ilog_desc *pool = vduse_ilog_pool(l, vq->max_size);
+	uint16_t link = VDUSE_ILOG_NONE;
+	unsigned int i;
+
+	/* Last first, so that each links to the next.  The pool holds num
+	 * entries, as many as the ring's descriptors in flight at most. */
+	for (i = pc->ndesc; i-- > 1;) {
+		uint16_t j = pk->pool_free[--pk->nr_pool_free];
+
+		log_copy(&pool[j], &pk->seen[i], link);
+		link = j;
+	}
+	log_copy(&vduse_ilog_first(l, vq->max_size)[slot], &pk->seen[0],
+		 pc->bufid);
+	vduse_crash_point();
+	vduse_ilog_seq(l, vq->max_size)[slot] = pk->pops;
+	pk->link[slot] = link;
+	vduse_ilog_store(&l->heads[slot],
+			 VDUSE_ILOG_PENTRY(VDUSE_ILOG_INFLIGHT,
+					   VDUSE_ILOG_POS(vq->last_avail_idx,
+							  pk->avail_wrap),
+					   0, 0, link));
+}
+
+void vduse_packed_log_free(struct vduse_vq *vq, unsigned int slot)
+{
+	struct vduse_packed *pk = vq->pk;
+	const struct vduse_ilog_desc *pool =
+		vduse_ilog_pool(vq->ilog, vq->max_size);
+	unsigned int link = pk->link[slot];
+
+	vduse_ilog_free(vq->ilog, slot);
+	while (link < vq->num && pk->nr_pool_free < vq->num) {
+		pk->pool_free[pk->nr_pool_free++] = (uint16_t)link;
+		link = pool[link].id;
+	}
+	pk->link[slot] = VDUSE_ILOG_NONE;
+}
+
+int vduse_packed_recovered(struct vduse_vq *vq, unsigned int slot,
+			   uint16_t bufid, uint16_t ndesc, uint16_t link)
+{
+	struct vduse_packed *pk = vq->pk;
+
+	if (bufid_test(pk, bufid))
+		return -EINVAL;
+	bufid_flip(pk, bufid);
+	pk->bufid[slot] = bufid;
+	pk->ndesc[slot] = ndesc;
+	pk->link[slot] = link;
+	inflight_flip(vq, slot);
+	return 0;
+}
+
+void vduse_packed_recovered_end(struct vduse_vq *vq, const uint8_t *pool_used)
+{
+	struct vduse_packed *pk = vq->pk;
+	unsigned int i;
+
+	pk->nr_free = 0;
+	pk->nr_pool_free = 0;
+	for (i = vq->num; i-- > 0;) {
+		if (!inflight_test(vq, i))
+			pk->free[pk->nr_free++] = (uint16_t)i;
+		if (!pool_used[i])
+			pk->pool_free[pk->nr_pool_free++] = (uint16_t)i;
+	}
+}
+
 void vduse_packed_commit(struct vduse_vq *vq, unsigned int slot,
 			 const struct vduse_packed_chain *pc)
 {
 	struct vduse_packed *pk = vq->pk;
 	unsigned int pos = vq->last_avail_idx + pc->ndesc;
 
+	if (replaying(vq)) {
+		/* Logged and in flight since the recovery. */
+		vq->inflight++;
+		vq->head_slot[slot] = (uint8_t)pin(&vq->iotlb);
+		vq->replay_pos++;
+		return;
+	}
+	if (vq->ilog)
+		log_pop(vq, slot, pc);
 	pk->nr_free--;		/* @slot: the top, from vduse_packed_avail() */
 	pk->bufid[slot] = pc->bufid;
 	pk->ndesc[slot] = pc->ndesc;
@@ -306,18 +475,40 @@ void vduse_packed_commit(struct vduse_vq *vq, unsigned int slot,
 		pk->avail_wrap = !pk->avail_wrap;
 	}
 	vq->last_avail_idx = (uint16_t)pos;
+	if (vq->ilog)
+		vduse_ilog_store(&vq->ilog->avail_seq,
+				 VDUSE_ILOG_AVAIL_SEQ(VDUSE_ILOG_POS(pos,
+								     pk->avail_wrap),
+						      ++pk->pops));
 }
 
 void vduse_packed_put_used(struct vduse_vq *vq, unsigned int slot,
 			   uint32_t len)
 {
 	struct vduse_packed *pk = vq->pk;
+	struct vduse_ilog_vq *l = vq->ilog;
 	struct vring_packed_desc *u = &pk->desc[vq->used_idx];
 	uint16_t flags = pk->used_wrap ? PACKED_AVAIL | PACKED_USED : 0;
 	unsigned int pos = vq->used_idx + pk->ndesc[slot];
 
+	if (l)
+		vduse_crash_point();
 	RING_STORE(u->id, htole16(pk->bufid[slot]));
+	if (l)
+		vduse_crash_point();
 	RING_STORE(u->len, htole32(len));
+	if (l) {
+		/* What the flags were tells a recovery whether we got to
+		 * publish (docs/recovery.md). */
+		uint16_t old = le16toh(RING_LOAD(u->flags));
+
+		vduse_ilog_done_packed(l, slot,
+				       VDUSE_ILOG_POS(vq->used_idx,
+						      pk->used_wrap),
+				       (old & PACKED_AVAIL ? 1u : 0) |
+				       (old & PACKED_USED ? 2u : 0));
+		vduse_crash_point();
+	}
 	/* The flags make the entry the driver's: after id and len. */
 	RING_STORE_REL(u->flags, htole16(flags));
 	if (pos >= vq->num) {
@@ -325,6 +516,8 @@ void vduse_packed_put_used(struct vduse_vq *vq, unsigned int slot,
 		pk->used_wrap = !pk->used_wrap;
 	}
 	vq->used_idx = (uint16_t)pos;
+	if (l)
+		vduse_ilog_used(l, VDUSE_ILOG_POS(pos, pk->used_wrap));
 	pk->used_total += pk->ndesc[slot];
 	pk->in_ring -= pk->ndesc[slot];
 	bufid_flip(pk, pk->bufid[slot]);
@@ -378,5 +571,5 @@ int vduse_packed_kicks_on(struct vduse_vq *vq)
 	/* Order the re-arm before the last look, as the driver orders its
 	 * descriptor flags store before reading what we asked for. */
 	__atomic_thread_fence(__ATOMIC_SEQ_CST);
-	return head_available(vq);
+	return replaying(vq) || head_available(vq);
 }

@@ -34,6 +34,17 @@ struct vduse_packed {
 	uint16_t *ndesc;	/* per slot: ring descriptors it took */
 	uint16_t *free;		/* free slots (a stack) */
 	unsigned int nr_free;
+	/*
+	 * With an in-flight log (inflight_log.h): the ring descriptors the
+	 * last walk read (host order), per slot the log's pool entry of its
+	 * second descriptor, and the free pool entries (a stack; the log
+	 * keeps none, a recovery rebuilds it from the in-flight chains).
+	 */
+	struct vring_packed_desc *seen;
+	uint16_t *link;
+	uint16_t *pool_free;
+	unsigned int nr_pool_free;
+	uint64_t pops;		/* the log's count of buffers popped */
 };
 
 /* What a walk found, for vduse_packed_commit(). */
@@ -68,6 +79,18 @@ void vduse_packed_commit(struct vduse_vq *vq, unsigned int slot,
 /* Write @slot's used descriptor and free the slot. */
 void vduse_packed_put_used(struct vduse_vq *vq, unsigned int slot,
 			   uint32_t len);
+/* The log's record of @slot is void once its used descriptor is
+ * published: FREE, and its pool entries go back. */
+void vduse_packed_log_free(struct vduse_vq *vq, unsigned int slot);
+/*
+ * A reconnect reconciles the log with the ring (inflight_log.c): @slot is
+ * in flight with @ndesc ring descriptors for buffer id @bufid.  0, or
+ * -EINVAL when the id is in flight twice.
+ */
+int vduse_packed_recovered(struct vduse_vq *vq, unsigned int slot,
+			   uint16_t bufid, uint16_t ndesc, uint16_t link);
+/* ... and then: every other slot and pool entry is free. */
+void vduse_packed_recovered_end(struct vduse_vq *vq, const uint8_t *pool_used);
 bool vduse_packed_need_interrupt(struct vduse_vq *vq);
 void vduse_packed_kicks_off(struct vduse_vq *vq);
 /* 1: buffers are available, 0: none, -EIO. */

@@ -68,6 +68,7 @@ void vduse_ring_init_used(struct vduse_vq *vq)
 {
 	if (vq->packed) {
 		vduse_packed_init_used(vq);
+		vduse_ilog_vq_start(vq);
 		return;
 	}
 	vq->used_idx = le16toh(RING_LOAD(vq->used->idx));
@@ -287,11 +288,11 @@ commit_pop(struct vduse_vq *vq, unsigned int head)
 static inline __attribute__((always_inline)) int
 next_head(struct vduse_vq *vq, int *avail)
 {
-	if (vq->packed)
-		return vduse_packed_avail(vq);
 	if (replaying(vq))
 		/* After a reconnect: what the last process left in flight. */
 		return vq->replay[vq->replay_pos];
+	if (vq->packed)
+		return vduse_packed_avail(vq);
 	return avail_head(vq, avail);
 }
 

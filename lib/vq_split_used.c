@@ -38,6 +38,15 @@ put_used(struct vduse_vq *vq, uint32_t id, uint32_t len)
 	vq->used_idx++;
 }
 
+/* The log forgets a completion once the driver can see it. */
+static inline void log_free(struct vduse_vq *vq, uint32_t id)
+{
+	if (vq->packed)
+		vduse_packed_log_free(vq, id);
+	else
+		vduse_ilog_free(vq->ilog, id);
+}
+
 /* Make the used entries written so far visible to the driver. */
 static void publish_used(struct vduse_vq *vq)
 {
@@ -62,7 +71,7 @@ void vduse_split_flush_deferred(struct vduse_vq *vq)
 	publish_used(vq);
 	/* The log kept them in flight until now. */
 	for (i = 0; vq->ilog && i < vq->nr_deferred; i++)
-		vduse_ilog_free(vq->ilog, le32toh(vq->deferred[i].id));
+		log_free(vq, le32toh(vq->deferred[i].id));
 	vq->nr_deferred = 0;
 	vq->flushed = true;	/* the driver may be waiting for an interrupt */
 }
@@ -184,7 +193,7 @@ static int push_locked(struct vduse_vq *vq, struct vduse_vq_elem *const *elems,
 			put_used(vq, elems[i]->id, lens[i]);
 		publish_used(vq);
 		for (i = 0; vq->ilog && i < n; i++)
-			vduse_ilog_free(vq->ilog, elems[i]->id);
+			log_free(vq, elems[i]->id);
 	}
 	for (i = 0; i < n; i++)
 		release_id(vq, elems[i]->id);

@@ -395,7 +395,7 @@ static void test_refusals(void **state)
 	expect_open(&c, -EINVAL, "log_id of 65 bytes");
 	c = rec_config();
 	h->version++;
-	expect_open(&c, -EINVAL, "layout version 3 does not match 2");
+	expect_open(&c, -EINVAL, "layout version 4 does not match 3");
 	h->version--;
 	h->magic[0] ^= 1;
 	expect_open(&c, -EINVAL, "bad magic");
