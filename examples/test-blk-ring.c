@@ -627,9 +627,16 @@ static void test_ring_wait(void **state)
 	assert_false(e->ring.retry_armed);
 	assert_false(e->ring.kicked);
 
-	/* A request's completion wakes it; the kick read stays armed. */
+	/*
+	 * A request's completion wakes it; the kick read stays armed.  With
+	 * wait_submits, blk_ring_submit() leaves the SQE to the wait.
+	 */
+	e->ring.wait_submits = true;
 	w = t_write(e, 5, 0x33);
 	blk_ring_start(&e->ring, &w->io);
+	blk_ring_submit(&e->ring);
+	assert_int_equal(e->submits, 0);
+	assert_int_equal(io_uring_sq_ready(&e->ring.ring), 1);
 	while (!w->ndone) {
 		assert_int_equal(blk_ring_wait(&e->ring, kick, stop), 0);
 		blk_ring_poll(&e->ring);

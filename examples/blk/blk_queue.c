@@ -358,9 +358,13 @@ static int blk_queue_run(struct vduse_vq *vq, void *opaque, int stop_fd)
 	ring = &q->ring;
 	/* Requests may be waiting from before the kick fd was armed. */
 	ring->kicked = true;
+	/* I/O is submitted by the wait's own io_uring_enter(). */
+	ring->wait_submits = true;
 	for (;;) {
-		if (ring->stopped)
+		if (ring->stopped) {
+			ring->wait_submits = false;	/* queue_exit drains */
 			return 0;
+		}
 		kick = ring->kicked;
 		ring->kicked = false;
 		blk_queue_push(q, false);

@@ -214,6 +214,9 @@ void blk_ring_submit(struct blk_ring *r)
 	for (;;) {
 		while (r->pending && (sqe = blk_ring_get_sqe(r)))
 			blk_io_prep(r, blk_pending_take(r), sqe);
+		/* The owner's next blk_ring_wait() submits them. */
+		if (r->wait_submits)
+			return;
 		if (!io_uring_sq_ready(&r->ring))
 			break;
 		ret = r->submit(&r->ring);

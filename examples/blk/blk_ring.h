@@ -99,6 +99,11 @@ struct blk_ring {
 	int (*submit)(struct io_uring *ring);
 	/* be->ring_wait: the owner's waits in the ring (blk_ring_wait()) */
 	bool own_wait;
+	/*
+	 * The owner is in its blk_ring_wait() loop: blk_ring_submit() only
+	 * fills the SQ and the wait's io_uring_enter() submits it.
+	 */
+	bool wait_submits;
 	unsigned int setup_flags;	/* what io_uring_queue_init took */
 	bool kick_armed, stop_armed, timer_armed;
 	bool kicked;			/* the kick fd fired: the owner clears it */
