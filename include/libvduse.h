@@ -314,6 +314,32 @@ uint64_t vduse_device_vduse_features(const struct vduse_device *dev);
 int vduse_device_set_config(struct vduse_device *dev, uint32_t offset,
 			    const void *buf, uint32_t len, bool notify);
 
+/*
+ * Back the kernel's bounce region with @size bytes of the backend's own
+ * memory at @addr (page aligned; e.g. hugepages, or buffers the backend
+ * registered with io_uring), through VDUSE_IOTLB_REG_UMEM (Linux 6.5 and
+ * later).  Buffers the driver maps for streaming DMA are then copied by
+ * the kernel into this memory, and requests' iovecs point into it.  Call
+ * it once, before the driver starts (after vduse_device_new() or
+ * vduse_device_open(), before DRIVER_OK): -EBUSY otherwise.  @size must
+ * be at least the bounce size (/sys/class/vduse/NAME/bounce_size, 64 MiB
+ * by default).  The memory must stay valid and mapped until
+ * vduse_device_free().
+ *
+ * The registration happens when the bounce region first exists (the
+ * driver's first streaming map), on the queue thread that looks it up,
+ * and is undone at each reset and by vduse_device_free(); the next driver
+ * start registers again.  It is an opt-in that never stops the device:
+ * when the kernel lacks the ioctls, when pinning the pages exceeds
+ * RLIMIT_MEMLOCK, or when @size is smaller than the bounce region, a
+ * message says why and the region is mapped from the kernel as without
+ * it.  Address space 0 only (API version 1's other address spaces have
+ * no bounce region of their own here); a device bound to vhost_vdpa has
+ * none in use.  Returns 0, -EINVAL (NULL, zero size, unaligned @addr),
+ * -EBUSY or -ENOMEM.
+ */
+int vduse_device_set_umem(struct vduse_device *dev, void *addr, size_t size);
+
 /* ------------------------------------------------------------------------ */
 /* Virtqueues                                                                */
 

@@ -513,6 +513,8 @@ void vduse_device_free(struct vduse_device *dev)
 		vduse_vq_release(&dev->vqs[i]);
 	vduse_ilog_close(dev);
 	free(dev->vqs);
+	/* After the queues' mappings are gone, before the fd closes. */
+	vduse_umem_free(dev->umem);
 	if (dev->dev_fd >= 0)
 		vduse_sys->close(dev->dev_fd);
 	if (dev->created) {

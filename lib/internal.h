@@ -163,6 +163,8 @@ struct vduse_device {
 	uint32_t num_as;
 	uint32_t *group_asid;
 	uint32_t *queue_group;	/* from the config, NULL: all 0 */
+	/* vduse_device_set_umem() (umem.c), NULL: none. */
+	struct vduse_umem *umem;
 };
 
 /* vq.c */

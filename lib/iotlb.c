@@ -24,8 +24,13 @@ void vduse_iotlb_init(struct vduse_iotlb *t, int dev_fd)
 
 static void unmap_one(struct vduse_iotlb_map *m)
 {
-	int ret = vduse_sys->munmap(m->mmap_addr, m->mmap_len);
+	int ret = 0;
 
+	/* The backend's memory (a registered bounce region) stays. */
+	if (m->mmap_len)
+		ret = vduse_sys->munmap(m->mmap_addr, m->mmap_len);
+	if (m->fd_umem)
+		vduse_umem_fd_map(m->fd_umem, -1);
 	if (ret < 0)
 		vduse_warn("munmap of IOVA [0x%llx, 0x%llx] failed: %s",
 			   (unsigned long long)m->start,
@@ -233,8 +238,8 @@ static int get_fd(struct vduse_iotlb *t, struct vduse_iotlb_entry *e)
 }
 
 /* Ask the kernel for the region holding @iova and map it. */
-static int fill(struct vduse_iotlb *t, uint64_t iova,
-		struct vduse_iotlb_map **out)
+static int fill_fd(struct vduse_iotlb *t, uint64_t iova,
+		   struct vduse_iotlb_map **out)
 {
 	/*
 	 * Room for API 1's 80-byte entry (asid 0) after the 32 bytes of
@@ -303,6 +308,60 @@ static int fill(struct vduse_iotlb *t, uint64_t iova,
 	*out = m;
 out:
 	vduse_sys->close(fd);
+	return ret;
+}
+
+/*
+ * @iova lies in the bounce region backed by the backend's memory: 1 with
+ * *out its mapping, 0 if it does not, or -errno.  u->lock held.
+ */
+static int fill_umem(struct vduse_iotlb *t, struct vduse_umem *u,
+		     uint64_t iova, struct vduse_iotlb_map **out)
+{
+	struct vduse_iotlb_map *m;
+	uint64_t start, last;
+	uint8_t *base;
+	int ret;
+
+	if (!vduse_umem_lookup(u, iova, &start, &last, &base))
+		return 0;
+	m = calloc(1, sizeof(*m));
+	if (!m)
+		return -ENOMEM;
+	m->start = start;
+	m->last = last;
+	m->base = base;
+	m->perm = VDUSE_ACCESS_RW;
+	ret = insert(t, m);
+	if (ret < 0) {
+		free(m);
+		return ret;
+	}
+	*out = m;
+	return 1;
+}
+
+static int fill(struct vduse_iotlb *t, uint64_t iova,
+		struct vduse_iotlb_map **out)
+{
+	struct vduse_umem *u = t->asid == 0 ? t->umem : NULL;
+	int ret;
+
+	if (!u)
+		return fill_fd(t, iova, out);
+	/* No fd mapping may appear while another queue registers. */
+	pthread_mutex_lock(&u->lock);
+	ret = fill_umem(t, u, iova, out);
+	if (ret == 0) {
+		ret = fill_fd(t, iova, out);
+		if (ret == 0 && (*out)->start == 0) {
+			(*out)->fd_umem = u;
+			vduse_umem_fd_map(u, 1);
+		}
+	} else if (ret > 0) {
+		ret = 0;
+	}
+	pthread_mutex_unlock(&u->lock);
 	return ret;
 }
 

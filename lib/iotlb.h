@@ -24,6 +24,8 @@
 #include <stdint.h>
 #include <sys/uio.h>
 
+#include "umem.h"
+
 /* Access the device needs: VDUSE_ACCESS_RO (device reads), _WO (writes). */
 #define VDUSE_IOTLB_READ	0x1
 #define VDUSE_IOTLB_WRITE	0x2
@@ -36,6 +38,12 @@ struct vduse_iotlb_map {
 	size_t mmap_len;
 	unsigned int perm;	/* VDUSE_IOTLB_* */
 	struct vduse_iotlb_map *next;	/* on a retired list */
+	/*
+	 * Mapped from an fd at IOVA 0 while umem may register: counted in
+	 * its fd_maps while mapped.  (mmap_len 0: the backend's memory of
+	 * a registered bounce region, nothing to unmap.)
+	 */
+	struct vduse_umem *fd_umem;
 };
 
 struct vduse_iotlb {
@@ -59,6 +67,13 @@ struct vduse_iotlb {
 	 */
 	bool fd2;
 	uint32_t asid;
+
+	/*
+	 * vduse_device_set_umem(): misses in address space 0 may be served
+	 * from (and first register) the backend's memory (umem.h).  Set
+	 * once, with the lock held, before the queue first starts.
+	 */
+	struct vduse_umem *umem;
 };
 
 void vduse_iotlb_init(struct vduse_iotlb *t, int dev_fd);

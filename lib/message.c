@@ -114,6 +114,8 @@ static void reset(struct vduse_device *dev)
 	}
 	for (i = 0; i < dev->num_groups; i++)
 		dev->group_asid[i] = 0;
+	/* The kernel drops the bounce region after our answer. */
+	vduse_umem_reset(dev->umem);
 	dev->suspended = false;
 	__atomic_store_n(&dev->negotiated, 0, __ATOMIC_RELAXED);
 	if (dev->ops.reset)

@@ -109,4 +109,45 @@ _Static_assert(sizeof(struct vduse_lib_vq_ready) == 8,
 _Static_assert(sizeof(struct vduse_lib_vq_group_asid) == 8,
 	       "SET_VQ_GROUP_ASID payload is 8 bytes");
 
+/*
+ * Memory of the process backing the bounce region (Linux 6.5 and later;
+ * Debian's 6.12, 7.2 and 7.3 have it; Debian 12's 6.1 header declares it
+ * with reserved[3] of u64 where 7.3 has the asid, but its kernel does
+ * not).  Our own names, so that either header builds.  REG_UMEM and DEREG_UMEM take
+ * { u64 uaddr; u64 iova; u64 size; u32 asid; u32 reserved[5]; } (48
+ * bytes): the whole bounce region, iova 0, uaddr page aligned.  GET_INFO
+ * takes { u64 start; u64 last; u64 capability; u32 asid; u32 reserved[5]; }
+ * (48 bytes) and answers the first region overlapping [start, last];
+ * capability bit 0 says it is the bounce region, which may be registered.
+ * The asid is read at API version 1 only (reserved, so 0, before).
+ */
+struct vduse_lib_iova_umem {
+	uint64_t uaddr;
+	uint64_t iova;
+	uint64_t size;
+	uint32_t asid;
+	uint32_t reserved[5];
+};
+
+struct vduse_lib_iova_info {
+	uint64_t start;
+	uint64_t last;
+	uint64_t capability;
+	uint32_t asid;
+	uint32_t reserved[5];
+};
+
+#define VDUSE_LIB_IOVA_CAP_UMEM		(1ULL << 0)
+#define VDUSE_LIB_IOTLB_REG_UMEM \
+	_IOW(VDUSE_BASE, 0x18, struct vduse_lib_iova_umem)
+#define VDUSE_LIB_IOTLB_DEREG_UMEM \
+	_IOW(VDUSE_BASE, 0x19, struct vduse_lib_iova_umem)
+#define VDUSE_LIB_IOTLB_GET_INFO \
+	_IOWR(VDUSE_BASE, 0x1a, struct vduse_lib_iova_info)
+
+_Static_assert(sizeof(struct vduse_lib_iova_umem) == 48,
+	       "REG_UMEM/DEREG_UMEM argument is 48 bytes");
+_Static_assert(sizeof(struct vduse_lib_iova_info) == 48,
+	       "IOTLB_GET_INFO argument is 48 bytes");
+
 #endif

@@ -29,6 +29,7 @@ struct region {
 	uint64_t iova, size, off;
 	uint8_t perm;
 	uint32_t asid;		/* address space (API 1), 0 by default */
+	bool bounce;		/* the bounce region (fk_bounce_map()) */
 };
 
 struct live_map {
@@ -109,6 +110,17 @@ static struct {
 	int vhost_minor, next_vhost_minor;
 	bool vdpa_refuse;
 	unsigned int vdpa_binds;
+
+	/*
+	 * REG_UMEM as the kernel has it: the registered memory (NULL: none),
+	 * RLIMIT_MEMLOCK (0: unlimited), registrations made while an mmap of
+	 * the bounce region was live (its pages would now be stale).
+	 */
+	bool no_umem_ioctls;
+	uint8_t *umem;
+	uint64_t umem_size;
+	uint64_t memlock;
+	unsigned int umem_stale;
 
 	unsigned int leaky_fds;
 	bool getfd_forced;
@@ -233,6 +245,92 @@ out:
 	return ret;
 }
 
+static struct region *bounce_region(void)
+{
+	for (unsigned int i = 0; i < fk.nr_regions; i++)
+		if (fk.regions[i].bounce)
+			return &fk.regions[i];
+	return NULL;
+}
+
+/* Locked.  Deregister: the kernel copies the pages back (in use or not). */
+static int umem_release(void)
+{
+	struct region *b = bounce_region();
+
+	if (!fk.umem)
+		return -ENOENT;
+	if (b)
+		memcpy(fk.mem + b->off, fk.umem, b->size);
+	fk.umem = NULL;
+	fk.umem_size = 0;
+	return 0;
+}
+
+/* VDUSE_IOTLB_REG_UMEM, DEREG_UMEM and GET_INFO, with the kernel's rules. */
+static bool zero(const uint32_t *r, unsigned int n)
+{
+	for (unsigned int i = 0; i < n; i++)
+		if (r[i])
+			return false;
+	return true;
+}
+
+static int umem_ioctl(unsigned long req, void *arg)
+{
+	struct region *b = bounce_region();
+	uint64_t page = (uint64_t)sysconf(_SC_PAGESIZE);
+
+	if (fk.no_umem_ioctls)
+		return -ENOTTY;
+	if (req == VDUSE_LIB_IOTLB_GET_INFO) {
+		struct vduse_lib_iova_info *info = arg;
+
+		if (info->start > info->last || !zero(info->reserved, 5) ||
+		    (fk.api_version < 1 && info->asid))
+			return -EINVAL;
+		for (unsigned int i = 0; i < fk.nr_regions; i++) {
+			struct region *r = &fk.regions[i];
+
+			if (r->asid == info->asid && r->iova <= info->last &&
+			    info->start <= r->iova + r->size - 1) {
+				info->start = r->iova;
+				info->last = r->iova + r->size - 1;
+				info->capability = r->bounce ?
+					VDUSE_LIB_IOVA_CAP_UMEM : 0;
+				return 0;
+			}
+		}
+		return -EINVAL;
+	}
+	struct vduse_lib_iova_umem *u = arg;
+
+	if (!zero(u->reserved, 5) || (fk.api_version < 1 && u->asid))
+		return -EINVAL;
+	if (req == VDUSE_LIB_IOTLB_DEREG_UMEM) {
+		if (!fk.umem)
+			return -ENOENT;
+		if (!b || u->iova != 0 || u->size != b->size)
+			return -EINVAL;
+		return umem_release();
+	}
+	if (!b || u->size != b->size || u->iova != 0 || (u->uaddr & (page - 1)))
+		return -EINVAL;
+	if (fk.umem)
+		return -EEXIST;
+	if (fk.memlock && u->size > fk.memlock)
+		return -ENOMEM;
+	/* Pages of the bounce region a process mapped are stale from now. */
+	for (unsigned int i = 0; i < fk.nr_maps; i++)
+		if (fk.maps[i].start == b->iova && fk.maps[i].last ==
+		    b->iova + b->size - 1)
+			fk.umem_stale++;
+	fk.umem = (uint8_t *)(uintptr_t)u->uaddr;
+	fk.umem_size = u->size;
+	memcpy(fk.umem, fk.mem + b->off, b->size);
+	return 0;
+}
+
 static int fk_close(int fd)
 {
 	int ret;
@@ -244,6 +342,8 @@ static int fk_close(int fd)
 		ret = -EBADF;
 	} else {
 		/* Like the kernel, close releases the fd even when it fails. */
+		if (kind_of(fd) == FD_DEV)
+			umem_release();
 		close(fd);
 		fk.fd_kind[fd] = FD_NONE;
 		fk.live_fds--;
@@ -431,6 +531,10 @@ static int dev_ioctl(unsigned long req, void *arg)
 		return get_fd(arg);
 	case VDUSE_IOTLB_GET_FD2:
 		return get_fd2(arg);
+	case VDUSE_LIB_IOTLB_REG_UMEM:
+	case VDUSE_LIB_IOTLB_DEREG_UMEM:
+	case VDUSE_LIB_IOTLB_GET_INFO:
+		return umem_ioctl(req, arg);
 	default:
 		return -ENOTTY;
 	}
@@ -1196,7 +1300,11 @@ void *fk_iova_ptr(uint64_t iova)
 		struct region *r = &fk.regions[i];
 
 		if (!r->asid && r->iova <= iova && iova - r->iova < r->size) {
-			p = fk.mem + r->off + (iova - r->iova);
+			/* Registered: the kernel bounces into the umem. */
+			if (r->bounce && fk.umem)
+				p = fk.umem + (iova - r->iova);
+			else
+				p = fk.mem + r->off + (iova - r->iova);
 			break;
 		}
 	}
@@ -1211,4 +1319,52 @@ void fk_force_getfd(const struct vduse_iotlb_entry *answer)
 	if (answer)
 		fk.getfd_answer = *answer;
 	UNLOCK();
+}
+
+int fk_bounce_map(uint64_t size)
+{
+	int ret = 0;
+
+	LOCK();
+	if (!bounce_region()) {
+		UNLOCK();
+		ret = fk_region_add(0, size, VDUSE_ACCESS_RW);
+		LOCK();
+		if (!ret)
+			fk.regions[fk.nr_regions - 1].bounce = true;
+	}
+	UNLOCK();
+	return ret;
+}
+
+void fk_bounce_reset(void)
+{
+	LOCK();
+	for (unsigned int i = 0; i < fk.nr_regions; i++) {
+		if (fk.regions[i].bounce) {
+			fk.regions[i] = fk.regions[--fk.nr_regions];
+			break;
+		}
+	}
+	UNLOCK();
+}
+
+void fk_set_umem_ioctls(bool have)
+{
+	fk.no_umem_ioctls = !have;
+}
+
+void fk_set_memlock(uint64_t bytes)
+{
+	fk.memlock = bytes;
+}
+
+void *fk_umem(void)
+{
+	return fk.umem;
+}
+
+unsigned int fk_umem_stale(void)
+{
+	return fk.umem_stale;
 }

@@ -123,6 +123,27 @@ void fk_region_del(uint64_t start, uint64_t last);
 void *fk_iova_ptr(uint64_t iova);
 
 /*
+ * The bounce region and VDUSE_IOTLB_REG_UMEM (as 6.12 to 7.3 have them).
+ * fk_bounce_map(): the driver's first streaming map creates the bounce
+ * region [0, size) in address space 0 (GET_INFO reports CAP_UMEM for it;
+ * before it REG_UMEM fails with EINVAL).  fk_bounce_reset(): the kernel's
+ * reset drops the region; a registration stays until DEREG_UMEM or the
+ * device fd is closed.  REG_UMEM copies the region's bytes into the
+ * memory, DEREG_UMEM (and close) back; while registered, fk_iova_ptr()
+ * of the region points into the registered memory, as the kernel bounces
+ * there.  fk_set_memlock(): REG_UMEM of more bytes fails with ENOMEM (0:
+ * no limit).  fk_set_umem_ioctls(false): the three ioctls fail with ENOTTY.
+ * fk_umem_stale(): registrations made while an mmap of the bounce region
+ * was live (whose pages the real kernel leaves stale).
+ */
+int fk_bounce_map(uint64_t size);
+void fk_bounce_reset(void);
+void fk_set_umem_ioctls(bool have);
+void fk_set_memlock(uint64_t bytes);
+void *fk_umem(void);		/* the registered memory, NULL: none */
+unsigned int fk_umem_stale(void);
+
+/*
  * Every IOTLB_GET_FD answers @answer (start, last, offset, perm) with an fd
  * of the guest memory file, whatever IOVA was asked for, as an inconsistent
  * or extreme kernel would.  NULL restores the regions' answers.
