@@ -320,7 +320,8 @@ void vduse_ilog_vq_start(struct vduse_vq *vq)
 				   VDUSE_ILOG_POS(vq->used_idx,
 						  vq->pk->used_wrap));
 	} else {
-		vduse_ilog_store16(&l->avail_idx, vq->last_avail_idx);
+		vduse_ilog_store(&l->avail_seq,
+				 VDUSE_ILOG_AVAIL_SEQ(vq->last_avail_idx, 0));
 		vduse_ilog_store16(&l->used_idx, vq->used_idx);
 	}
 	vduse_crash_point();
@@ -343,13 +344,29 @@ static int corrupt(struct vduse_vq *vq, const char *why, unsigned int head,
 
 static int recover_packed(struct vduse_vq *vq);
 
+/* Heads or slots in flight, by pop number. */
+struct by_seq {
+	uint64_t seq;
+	unsigned int slot;
+};
+
+static int cmp_seq(const void *a, const void *b)
+{
+	const struct by_seq *x = a, *y = b;
+
+	return x->seq < y->seq ? -1 : x->seq > y->seq;
+}
+
 int vduse_ilog_recover_vq(struct vduse_vq *vq)
 {
 	struct vduse_ilog_vq *l = vq->ilog;
-	uint16_t avail = l->avail_idx, used_log = l->used_idx, used_ring;
+	const uint64_t *seq = vduse_ilog_seq(l, vq->max_size);
+	uint64_t pops = l->avail_seq >> 16;
+	uint16_t avail = (uint16_t)l->avail_seq, used_log = l->used_idx;
+	uint16_t used_ring;
 	unsigned int n = vq->num, i, done = 0, nr = 0;
 	bool advance = false;
-	uint32_t *order;
+	struct by_seq *order;
 
 	if (l->layout != (vq->packed ? VDUSE_ILOG_PACKED : VDUSE_ILOG_SPLIT)) {
 		vduse_err("%s: queue %u: the in-flight log recorded a %s ring, the driver negotiated a %s one: cannot recover",
@@ -373,11 +390,14 @@ int vduse_ilog_recover_vq(struct vduse_vq *vq)
 			return corrupt(vq, "has an unknown state", i, e);
 		if (i >= n)
 			return corrupt(vq, "is outside the ring", i, e);
-		if (age(avail, VDUSE_ILOG_POP(e)) > n)
-			return corrupt(vq, "was popped too long ago", i, e);
-		if (VDUSE_ILOG_POP(e) == avail) {
-			if (advance)
-				return corrupt(vq, "is a second pop in progress",
+		if (seq[i] > pops)
+			return corrupt(vq, "has a pop number from the future",
+				       i, e);
+		if (seq[i] == pops) {
+			/* Killed before the avail index moved past it. */
+			if (st != VDUSE_ILOG_INFLIGHT ||
+			    VDUSE_ILOG_POP(e) != avail || advance)
+				return corrupt(vq, "is a pop in progress that makes no sense",
 					       i, e);
 			advance = true;
 		}
@@ -395,8 +415,10 @@ int vduse_ilog_recover_vq(struct vduse_vq *vq)
 			  vq->dev->name, vq->index, used_ring, used_log);
 		return -EINVAL;
 	}
-	if (advance)
+	if (advance) {
 		avail++;
+		pops++;
+	}
 
 	order = malloc(n * sizeof(*order));
 	vq->replay = malloc(n * sizeof(*vq->replay));
@@ -404,45 +426,59 @@ int vduse_ilog_recover_vq(struct vduse_vq *vq)
 		free(order);
 		return -ENOMEM;
 	}
-	memset(order, 0xff, n * sizeof(*order));
 
-	/* Pass 2: published completions are done; the rest pop again. */
+	/* Pass 2: what stays in flight, oldest pop first; change nothing. */
 	for (i = 0; i < n; i++) {
 		uint64_t e = l->heads[i];
 		unsigned int st = (unsigned int)VDUSE_ILOG_STATE(e);
-		unsigned int pos;
 
 		if (st == VDUSE_ILOG_DONE) {
 			unsigned int a = age(used_ring, VDUSE_ILOG_USED(e));
 
-			if (a >= 1 && a <= n) {
-				vduse_ilog_free(l, i);
-				continue;
-			}
-			e = VDUSE_ILOG_ENTRY(VDUSE_ILOG_INFLIGHT,
-					     VDUSE_ILOG_POP(e), 0);
-			vduse_ilog_store(&l->heads[i], e);
+			if (a >= 1 && a <= n)
+				continue;	/* published */
 		} else if (st != VDUSE_ILOG_INFLIGHT) {
 			continue;
 		}
-		/* Oldest first: position 0 is avail - n. */
-		pos = n - age(avail, VDUSE_ILOG_POP(e));
-		if (order[pos] != UINT32_MAX) {
-			free(order);
-			return corrupt(vq, "shares its pop index with another",
-				       i, e);
-		}
-		order[pos] = i;
-		vq->inflight_map[i / 64] |= 1ULL << (i % 64);
+		order[nr].seq = seq[i];
+		order[nr++].slot = i;
 	}
+	qsort(order, nr, sizeof(*order), cmp_seq);
+	for (i = 1; i < nr; i++) {
+		if (order[i].seq == order[i - 1].seq) {
+			unsigned int h = order[i].slot;
+
+			free(order);
+			return corrupt(vq, "shares its pop number with another",
+				       h, l->heads[h]);
+		}
+	}
+
+	/* Pass 3: published completions are done; the rest pop again. */
+	for (i = 0; i < n; i++) {
+		uint64_t e = l->heads[i];
+
+		if (VDUSE_ILOG_STATE(e) != VDUSE_ILOG_DONE)
+			continue;
+		if (age(used_ring, VDUSE_ILOG_USED(e)) - 1u < n)
+			vduse_ilog_free(l, i);
+		else
+			vduse_ilog_store(&l->heads[i],
+					 VDUSE_ILOG_ENTRY(VDUSE_ILOG_INFLIGHT,
+							  VDUSE_ILOG_POP(e), 0));
+	}
+	for (i = 0; i < nr; i++) {
+		unsigned int h = order[i].slot;
+
+		vq->inflight_map[h / 64] |= 1ULL << (h % 64);
+		vq->replay[i] = (uint16_t)h;
+	}
+	free(order);
 	vduse_ilog_store16(&l->used_idx, used_ring);
 	if (advance)
-		vduse_ilog_store16(&l->avail_idx, avail);
+		vduse_ilog_store(&l->avail_seq,
+				 VDUSE_ILOG_AVAIL_SEQ(avail, pops));
 
-	for (i = 0; i < n; i++)
-		if (order[i] != UINT32_MAX)
-			vq->replay[nr++] = (uint16_t)order[i];
-	free(order);
 	vq->nr_replay = nr;
 	vq->replay_pos = 0;
 	vq->last_avail_idx = avail;
@@ -537,19 +573,6 @@ static bool published(struct vduse_vq *vq, uint64_t e)
 	if (bits == (u & 0x8000u ? 3u : 0))
 		return true;
 	return bits != VDUSE_ILOG_OLD(e);
-}
-
-/* Slots in flight, by pop number. */
-struct by_seq {
-	uint64_t seq;
-	unsigned int slot;
-};
-
-static int cmp_seq(const void *a, const void *b)
-{
-	const struct by_seq *x = a, *y = b;
-
-	return x->seq < y->seq ? -1 : x->seq > y->seq;
 }
 
 static int recover_packed(struct vduse_vq *vq)

@@ -8,7 +8,8 @@
  *  - every store to the log is one aligned store of at most 8 bytes, made
  *    in program order (release stores), so a process killed at any
  *    instruction leaves each field either old or new;
- *  - split pop:  head[h] = INFLIGHT(pop index);  avail_idx = pop index + 1
+ *  - split pop (the log's P-th):  seq[h] = P;  head[h] = INFLIGHT(pop
+ *          index);  avail_seq = {pop index + 1, P + 1}
  *  - split push: used->ring[u] = {h, len};  head[h] = DONE(pop index, u);
  *          used->idx = u + 1 (in guest memory);  used_idx = u + 1;
  *          head[h] = FREE
@@ -61,9 +62,9 @@ struct vduse_ilog_vq {
 	/* Ring size while the queue is started, 0 while it is stopped. */
 	uint32_t num;
 	/*
-	 * Split: the next available entry to consume and used->idx as last
-	 * published.  Packed: the device's next avail and next used ring
-	 * positions, each with its wrap counter in bit 15.
+	 * avail_idx: unused (the next avail entry is in avail_seq).  used_idx:
+	 * split, used->idx as last published; packed, the device's next used
+	 * position with its wrap counter in bit 15.
 	 */
 	uint16_t avail_idx;
 	uint16_t used_idx;
@@ -71,16 +72,17 @@ struct vduse_ilog_vq {
 	uint32_t layout;	/* VDUSE_ILOG_SPLIT or VDUSE_ILOG_PACKED */
 	uint32_t reserved32;
 	/*
-	 * Packed: the device's next avail position | wrap << 15 (bits
-	 * 0-15) and the number of buffers popped so far (bits 16-63), in
+	 * The next available entry to consume (split: the avail index;
+	 * packed: the device's next avail position | wrap << 15) in bits
+	 * 0-15 and the number of buffers popped so far in bits 16-63, in
 	 * one store.
 	 */
 	uint64_t avail_seq;
 	uint64_t reserved[2];
 	/*
 	 * queue_size entries, VDUSE_ILOG_*; then, for packed rings,
-	 * struct vduse_ilog_desc first[queue_size] and pool[queue_size],
-	 * and uint64_t seq[queue_size], each slot's pop number
+	 * struct vduse_ilog_desc first[queue_size] and pool[queue_size];
+	 * then uint64_t seq[queue_size], each head's or slot's pop number
 	 * (vduse_ilog_first(), vduse_ilog_pool(), vduse_ilog_seq()).
 	 */
 	uint64_t heads[];
@@ -126,8 +128,7 @@ static inline uint64_t *vduse_ilog_seq(struct vduse_ilog_vq *l,
 
 /*
  * A head's (split) or slot's (packed) entry: bits 0-15 the avail index
- * (packed: position | wrap << 15) it was popped from (split: its order
- * for resubmission; packed rings use seq[]), bits 16-31 the used index (packed: position | wrap << 15)
+ * (packed: position | wrap << 15) it was popped from, bits 16-31 the used index (packed: position | wrap << 15)
  * it was written at (DONE), bits 32-33 the state.  Packed only: bits
  * 34-35 the AVAIL and USED bits of the ring descriptor's flags at the
  * used position before the device published there (DONE), bits 48-63
@@ -189,13 +190,24 @@ static inline void vduse_ilog_store16(uint16_t *p, uint16_t v)
 	__atomic_store_n(p, v, __ATOMIC_RELEASE);
 }
 
-/* Pop: the head is in flight, then the avail index moves past it. */
+/*
+ * Split pop: the head's pop number, the head is in flight, then the avail
+ * index moves past it and the count of pops on (one store).  The pop
+ * number orders the heads to pop again: a head may stay in flight while
+ * the avail index runs any distance ahead.
+ */
 static inline void vduse_ilog_pop(struct vduse_ilog_vq *l, unsigned int head,
-				 uint16_t avail_idx)
+				 uint16_t avail_idx, unsigned int queue_size)
 {
+	uint64_t pops = __atomic_load_n(&l->avail_seq, __ATOMIC_RELAXED) >> 16;
+
+	vduse_crash_point();
+	vduse_ilog_seq(l, queue_size)[head] = pops;
 	vduse_ilog_store(&l->heads[head],
 			VDUSE_ILOG_ENTRY(VDUSE_ILOG_INFLIGHT, avail_idx, 0));
-	vduse_ilog_store16(&l->avail_idx, avail_idx + 1);
+	vduse_ilog_store(&l->avail_seq,
+			VDUSE_ILOG_AVAIL_SEQ((uint16_t)(avail_idx + 1),
+					     pops + 1));
 }
 
 /* Push, after the used entry was written at @used_idx and before it is

@@ -272,7 +272,8 @@ commit_pop(struct vduse_vq *vq, unsigned int head)
 			vq->replay_pos++;
 			return false;
 		}
-		vduse_ilog_pop(vq->ilog, head, vq->last_avail_idx);
+		vduse_ilog_pop(vq->ilog, head, vq->last_avail_idx,
+			       vq->max_size);
 	}
 	inflight_flip(vq, head);
 	vq->last_avail_idx++;

@@ -282,6 +282,43 @@ static void test_replay_order_and_vq_state(void **state)
 }
 
 /*
+ * A request held while the ring laps three times over (the driver frees
+ * and reuses every other head): the successor still pops it again, and
+ * before a newer one on a lower head.
+ */
+static void test_long_held_request(void **state)
+{
+	struct vduse_device *dev = rec_first_start(tu_base_features());
+	struct vduse_vq *vq = vduse_device_vq(dev, 0);
+	struct vduse_vq_elem *held[2];
+	unsigned int i;
+
+	(void)state;
+	assert_true(rec_submit());	/* request 0 on head 0 */
+	assert_true(rec_submit());	/* request 1 on head 2 */
+	assert_int_equal(dev_complete(vq, tu_pop(vq)), 0);
+	held[0] = tu_pop(vq);
+	assert_int_equal(held[0]->id, 2);
+	rec_collect();
+	for (i = 0; i < 3 * REC_QS; i++) {
+		assert_true(rec_submit());
+		assert_int_equal(dev_complete(vq, tu_pop(vq)), 0);
+		rec_collect();
+	}
+	assert_true(rec_submit());
+	held[1] = tu_pop(vq);
+	assert_int_equal(held[1]->id, 0);
+	free(held[0]);
+	free(held[1]);
+	vduse_device_forget(dev);
+	tu_log_clear();
+	dev = rec_reopen();
+	assert_true(tu_log_contains("2 requests to pop again"));
+	rec_serve_to_end(dev);
+	vduse_device_free(dev);
+}
+
+/*
  * The dead process published a completion (used->idx) but died before it
  * interrupted the driver, which may wait for that interrupt for ever: the
  * successor interrupts once on every queue it recovers.
@@ -492,6 +529,7 @@ int main(void)
 		REC_TEST(test_crash_at_every_point_event_idx),
 		REC_TEST(test_sigkill_at_random),
 		REC_TEST(test_replay_order_and_vq_state),
+		REC_TEST(test_long_held_request),
 		REC_TEST(test_interrupt_after_reconnect),
 		REC_TEST(test_runner_recovers_at_start),
 		REC_TEST(test_refusals),
