@@ -38,6 +38,7 @@
 #include "blk/blk_log.h"
 #include "blk/blk_queue.h"
 #include "blk/blk_req.h"
+#include "blk/blk_umem.h"
 
 #define BLK_PROG		"vduse-blk"
 #define BLK_EXIT_USAGE		2
@@ -62,6 +63,7 @@ struct blk_opts {
 	bool ring_wait;		/* --wait=ring */
 	bool pin;		/* --pin */
 	uint32_t poll_us;	/* --poll-us */
+	bool umem;		/* --umem */
 };
 
 enum {
@@ -76,6 +78,7 @@ enum {
 	BLK_OPT_PIN,
 	BLK_OPT_NO_PIN,
 	BLK_OPT_POLL_US,
+	BLK_OPT_UMEM,		/* --umem */
 };
 
 static const struct option blk_long_opts[] = {
@@ -95,6 +98,7 @@ static const struct option blk_long_opts[] = {
 	{ "pin",	no_argument,	   NULL, BLK_OPT_PIN },
 	{ "no-pin",	no_argument,	   NULL, BLK_OPT_NO_PIN },
 	{ "poll-us",	required_argument, NULL, BLK_OPT_POLL_US },
+	{ "umem",	no_argument,	   NULL, BLK_OPT_UMEM },
 	{ "verbose",	no_argument,	   NULL, 'v' },
 	{ "help",	no_argument,	   NULL, 'h' },
 	{ NULL, 0, NULL, 0 },
@@ -152,6 +156,10 @@ static void blk_usage(FILE *f)
 "      --poll-us N        before an idle queue sleeps, look at its ring for\n"
 "                         N microseconds with kicks off, 0 to 1000000\n"
 "                         (default: 0)\n"
+"      --umem             back the device's bounce region with memory of\n"
+"                         ours (hugepages if there are any), registered\n"
+"                         with VDUSE_IOTLB_REG_UMEM; falls back to the\n"
+"                         kernel's pages if it cannot (virtio driver only)\n"
 "  -v, --verbose          debug messages (ours and the library's)\n"
 "  -h, --help             show this help and exit\n"
 "\n"
@@ -290,6 +298,9 @@ static int blk_parse_args(int argc, char **argv, struct blk_opts *o)
 				ret = -EINVAL;
 			}
 			break;
+		case BLK_OPT_UMEM:
+			o->umem = true;
+			break;
 		case 'v':
 			o->verbose = true;
 			break;
@@ -311,6 +322,10 @@ static int blk_parse_args(int argc, char **argv, struct blk_opts *o)
 	o->file = argv[optind];
 	if (!o->name[0]) {
 		fprintf(stderr, BLK_PROG ": the device name is empty\n");
+		goto bad;
+	}
+	if (o->umem && o->driver && !strcmp(o->driver, VDUSE_DRIVER_VHOST)) {
+		fprintf(stderr, BLK_PROG ": --umem backs the bounce region, which only --driver virtio uses\n");
 		goto bad;
 	}
 	if (no_log) {
@@ -703,12 +718,18 @@ static int blk_serve(const struct blk_opts *o, const struct blk_backend *be,
 {
 	struct vduse_runner *runner = NULL;
 	struct vduse_device *dev = NULL;
+	struct blk_umem umem = { 0 };
 	bool attached = false, reopened;
 	int ret;
 
 	ret = blk_device_get(o, be, &dev, &reopened);
 	if (ret < 0)
 		return ret;
+	if (o->umem) {
+		ret = blk_umem_set(o->name, dev, &umem);
+		if (ret < 0)
+			goto out;
+	}
 	blk_dbg("%s: uapi: VDUSE API version %u, VDUSE features 0x%llx",
 		o->name, vduse_device_api_version(dev),
 		(unsigned long long)vduse_device_vduse_features(dev));
@@ -755,6 +776,7 @@ out:
 	/* Queue threads finish their in-flight I/O in queue_exit. */
 	vduse_runner_free(runner);
 	vduse_device_free(dev);
+	blk_umem_free(&umem);		/* once the device no longer uses it */
 	/* Destroyed (the detach worked): nothing left to reconnect to. */
 	if (!ret && o->log && unlink(o->log) < 0 && errno != ENOENT)
 		blk_err("cannot remove the in-flight log %s: %s", o->log,
