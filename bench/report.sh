@@ -35,12 +35,12 @@ function ratio_range(k) {
 }
 function row(c, q, w,   k) {
 	k = c SUBSEP q SUBSEP w
-	printf "%-14s %6s  %-9s %10.0f %9.1f  %-13s %7s %-11s\n", c, q, w, iops[k], bw[k] / 1024,
+	printf "%-20s %6s  %-9s %10.0f %9.1f  %-13s %7s %-11s\n", c, q, w, iops[k], bw[k] / 1024,
 		sprintf("%.0f-%.0f", lo[k SUBSEP "i"], hi[k SUBSEP "i"]), ratio(k, w), ratio_range(k)
 }
 function latrow(c, q, w,   k) {
 	k = c SUBSEP q SUBSEP w
-	printf "%-14s %6s  %10.0f %7s  %8.0f %-13s %8.0f %-13s\n", c, q, iops[k], ratio(k, w),
+	printf "%-20s %6s  %10.0f %7s  %8.0f %-13s %8.0f %-13s\n", c, q, iops[k], ratio(k, w),
 		p50[k], sprintf("(%.0f-%.0f)", lo[k SUBSEP "p50"], hi[k SUBSEP "p50"]),
 		p99[k], sprintf("(%.0f-%.0f)", lo[k SUBSEP "p99"], hi[k SUBSEP "p99"])
 }
@@ -94,7 +94,7 @@ END {
 			if (score > bestscore) { bestscore = score; best[name] = qlist[i] }
 		}
 	}
-	hdr = sprintf("%-14s %6s  %-9s %10s %9s  %-13s %7s %-11s", "device", "queues", "workload", "IOPS", "MiB/s", "IOPS min-max", "vs loop", "(min-max)")
+	hdr = sprintf("%-20s %6s  %-9s %10s %9s  %-13s %7s %-11s", "device", "queues", "workload", "IOPS", "MiB/s", "IOPS min-max", "vs loop", "(min-max)")
 	print "Each contender at its best queue count (median of the repetitions):"
 	print hdr
 	for (c = 1; c <= nc; c++)
@@ -112,7 +112,7 @@ END {
 	if (!("qd1read" in ws)) exit 0
 	print ""
 	print "4 KiB random read at iodepth 1: completion latency in us, median (min-max):"
-	printf "%-14s %6s  %10s %7s  %8s %-13s %8s %-13s\n", "device", "queues", "IOPS", "vs loop", "p50", "", "p99", ""
+	printf "%-20s %6s  %10s %7s  %8s %-13s %8s %-13s\n", "device", "queues", "IOPS", "vs loop", "p50", "", "p99", ""
 	for (c = 1; c <= nc; c++) {
 		n = split(substr(qs[cl[c]], 2), qlist, " ")
 		for (i = 1; i <= n; i++)

@@ -190,6 +190,22 @@ if start blk-direct vduse-blk -n ex4 --direct -q 2 /mnt/ext/direct.img; then
 		--size=8M --verify=crc32c --verify_fatal=1
 	stop direct-stop
 fi
+# 5b. --wait=ring (kicks, stop and I/O in each queue's io_uring) with a
+#     busy-poll window, on ext4 so that the I/O goes through the ring; then
+#     SIGTERM while the disk is busy.
+if truncate -s 32M /mnt/ext/ring.img &&
+	start blk-ring vduse-blk -n ex6 --wait=ring --poll-us=50 -q 2 /mnt/ext/ring.img; then
+	check ring-fio run_fio /tmp/fio-r.out --name=r --filename=/dev/vda \
+		--direct=1 --ioengine=libaio --iodepth=16 --rw=randwrite --bs=4k \
+		--size=8M --verify=crc32c --verify_fatal=1
+	fio --name=ringbusy --filename=/dev/vda --direct=1 --eta=never \
+		--ioengine=libaio --iodepth=32 --rw=randrw --bs=16k \
+		--time_based --runtime=60 --output=/tmp/fio-rb.out &
+	FIO=$!
+	sleep 2
+	stop ring-stop
+	wait "$FIO"
+fi
 umount /mnt/ext 2>/dev/null
 
 # 6. SIGTERM while the disk is busy: requests in flight are completed, the
@@ -213,5 +229,11 @@ if start null vduse-null -n null0 -S 256; then
 	check null-discard $BLKDISCARD /dev/vda
 	check null-serial expect_eq "$(sysfs serial)" vduse-null
 	stop null-stop
+fi
+# 7b. vduse-null --poll: the same, busy-polling with kicks off.
+if start null-poll vduse-null --poll -n null1 -S 64; then
+	check null-poll-write sh -c 'dd if=/dev/urandom of=/dev/vda bs=1M count=2 oflag=direct 2>/dev/null'
+	check null-poll-zeros expect_eq "$(md5_of /dev/vda 0 2)" "$(zeros_md5 2)"
+	stop null-poll-stop
 fi
 exit 0
