@@ -92,7 +92,8 @@ srv_start() {
 		_args=
 		[ "$1" = vduse-null-poll ] && _args=--poll
 		# shellcheck disable=SC2086
-		vduse-null $_args --name "$3" --size "$SIZE_MB" >"$_log" 2>&1 &
+		vduse-null $_args --queues "$2" --name "$3" --size "$SIZE_MB" \
+			>"$_log" 2>&1 &
 		echo $! >"/run/bench.$3.pid"
 		;;
 	vduse-blk*)

@@ -48,7 +48,7 @@
 #include "blk/blk_req.h"
 
 #define NULL_PROG	"vduse-null"
-#define NULL_QUEUES	1
+#define NULL_MAX_QUEUES	8	/* --queues: 1 by default */
 #define NULL_QUEUE_SIZE	128
 /* --poll: rounds over the queues between two looks at the other fds. */
 #define NULL_SPIN_ROUNDS	4096
@@ -169,7 +169,7 @@ struct null_loop {
 	bool stopping;		/* a signal arrived */
 	bool attached;
 	bool busy_poll;		/* --poll */
-	bool kicks_off[NULL_QUEUES];	/* --poll: disabled since it started */
+	bool kicks_off[NULL_MAX_QUEUES];	/* --poll: disabled since it started */
 };
 
 static struct pollfd null_pollfd(int fd)
@@ -291,8 +291,8 @@ static int null_on_helper(struct null_loop *l)
 
 static int null_loop_run(struct null_loop *l)
 {
-	struct pollfd fds[NULL_FD_QUEUES + NULL_QUEUES];
-	struct vduse_vq *vqs[NULL_FD_QUEUES + NULL_QUEUES];
+	struct pollfd fds[NULL_FD_QUEUES + NULL_MAX_QUEUES];
+	struct vduse_vq *vqs[NULL_FD_QUEUES + NULL_MAX_QUEUES];
 	nfds_t i, n;
 	int ret = 0, timeout;
 
@@ -366,7 +366,7 @@ static void null_helper_finish(struct null_loop *l)
 static void null_usage(FILE *f)
 {
 	fprintf(f,
-"Usage: " NULL_PROG " [-n NAME] [-S MIB] [-p] [-v]\n"
+"Usage: " NULL_PROG " [-n NAME] [-S MIB] [-q N] [-p] [-v]\n"
 "\n"
 "A virtio-blk disk through VDUSE that reads as zeros and forgets writes.\n"
 "It is created, attached (a /dev/vdX appears) and served until SIGINT or\n"
@@ -374,17 +374,21 @@ static void null_usage(FILE *f)
 "\n"
 "  -n, --name NAME   device name (default: vduse-null0)\n"
 "  -S, --size MIB    disk size in MiB (default: 1024)\n"
+"  -q, --queues N    virtqueues, 1 to 8, all served by the one thread\n"
+"                    (default: 1)\n"
 "  -p, --poll        busy-poll the queues with kicks off (a CPU spins)\n"
 "  -v, --verbose     debug messages\n"
 "  -h, --help        show this help and exit\n");
 }
 
 static int null_parse_args(int argc, char **argv, const char **name,
-			   uint64_t *size, bool *busy_poll, bool *verbose)
+			   uint64_t *size, unsigned int *queues,
+			   bool *busy_poll, bool *verbose)
 {
 	static const struct option opts[] = {
 		{ "name", required_argument, NULL, 'n' },
 		{ "size", required_argument, NULL, 'S' },
+		{ "queues", required_argument, NULL, 'q' },
 		{ "poll", no_argument, NULL, 'p' },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "help", no_argument, NULL, 'h' },
@@ -394,7 +398,7 @@ static int null_parse_args(int argc, char **argv, const char **name,
 	char *end;
 	int c;
 
-	while ((c = getopt_long(argc, argv, "n:S:pvh", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "n:S:q:pvh", opts, NULL)) != -1) {
 		switch (c) {
 		case 'n':
 			*name = optarg;
@@ -409,6 +413,17 @@ static int null_parse_args(int argc, char **argv, const char **name,
 				return -EINVAL;
 			}
 			*size = mib << 20;
+			break;
+		case 'q':
+			errno = 0;
+			mib = strtoull(optarg, &end, 10);
+			if (errno || end == optarg || *end || !mib ||
+			    mib > NULL_MAX_QUEUES) {
+				fprintf(stderr, NULL_PROG ": invalid number of queues '%s'\n",
+					optarg);
+				return -EINVAL;
+			}
+			*queues = (unsigned int)mib;
 			break;
 		case 'p':
 			*busy_poll = true;
@@ -458,6 +473,7 @@ int main(int argc, char **argv)
 {
 	const char *name = "vduse-null0";
 	uint64_t size = 1ull << 30;
+	unsigned int queues = 1;
 	struct null_loop l = { .sig_fd = -1, .helper.done_fd = -1 };
 	struct blk_disk disk;
 	bool verbose = false;
@@ -465,12 +481,12 @@ int main(int argc, char **argv)
 	sigset_t sigs;
 	int ret;
 
-	ret = null_parse_args(argc, argv, &name, &size, &l.busy_poll,
-			      &verbose);
+	ret = null_parse_args(argc, argv, &name, &size, &queues,
+			      &l.busy_poll, &verbose);
 	if (ret)
 		return ret > 0 ? EXIT_SUCCESS : 2;
 	blk_log_init(NULL_PROG, verbose);
-	msg = blk_disk_init(&disk, size, BLK_SECTOR_SIZE, NULL_QUEUES,
+	msg = blk_disk_init(&disk, size, BLK_SECTOR_SIZE, queues,
 			    NULL_QUEUE_SIZE, false, "vduse-null");
 	if (msg) {
 		blk_err("%s", msg);
