@@ -345,6 +345,33 @@ static void test_enotty_fallback(void **state)
 	finish(&e);
 }
 
+/* The 6.1 shim answers EOPNOTSUPP: the same as a kernel without them. */
+static void test_eopnotsupp_fallback(void **state)
+{
+	struct vduse_vq_elem *elem;
+	unsigned int infos;
+	struct env e;
+
+	start(&e, BOUNCE);
+	assert_int_equal(fk_bounce_map(BOUNCE), 0);
+	fk_fail_ioctl(VDUSE_LIB_IOTLB_GET_INFO, -EOPNOTSUPP, 0);
+	request(&e, 0, BUF, 24);
+	elem = serve(&e, 0, BUF);
+	assert_false(in_umem(elem->out_sg[0].iov_base));
+	done(&e, 0, elem);
+	assert_true(tu_log_contains("the kernel has no VDUSE_IOTLB_GET_INFO"));
+	infos = fk_ioctl_calls(VDUSE_LIB_IOTLB_GET_INFO);
+	assert_int_equal(sim_set_status(e.dev, 0), VDUSE_REQ_RESULT_OK);
+	fk_bounce_reset();
+	driver_ok(&e);
+	assert_int_equal(fk_bounce_map(BOUNCE), 0);
+	request(&e, 0, BUF, 25);
+	done(&e, 0, serve(&e, 0, BUF));
+	assert_int_equal(fk_ioctl_calls(VDUSE_LIB_IOTLB_GET_INFO), infos);
+	assert_null(fk_umem());
+	finish(&e);
+}
+
 /* Memory one page smaller than the region: an error, served from the fd. */
 static void test_too_small(void **state)
 {
@@ -472,6 +499,7 @@ int main(void)
 		T(test_eexist_replaced),
 		T(test_enomem_fallback),
 		T(test_enotty_fallback),
+		T(test_eopnotsupp_fallback),
 		T(test_too_small),
 		T(test_reset_deregisters),
 		T(test_free_deregisters),
