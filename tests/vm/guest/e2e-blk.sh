@@ -158,6 +158,21 @@ check_read_only() {
 	info "write refused as expected: $(grep -v records /tmp/dd.err | head -n 1)"
 }
 
+# The ring layout virtio_blk negotiated: bit 34 (VIRTIO_F_RING_PACKED) of
+# the device's features in sysfs, a string of '0'/'1' from bit 0.
+check_layout() {
+	_f=$(cat /sys/block/vda/device/features) || return 1
+	_bit=$(echo "$_f" | cut -c35)
+	info "features $_f: packed bit '$_bit', want '$1'"
+	[ "$_bit" = "$1" ]
+}
+
+# vduse-blk offers packed rings by default, with its in-flight log too.
+# Upstream VDUSE passes them to virtio_blk; the shim strips the bit
+# (docs/kernel-shim.md), so there the driver stays on split rings.
+want=1
+[ -d /sys/module/vduse_shim ] && want=0
+
 mkdir -p /tmp
 dd if=/dev/zero of="$BACKING" bs=1M count="$BACKING_MB" 2>/dev/null ||
 	{ fail setup "cannot create $BACKING"; exit 1; }
@@ -165,6 +180,7 @@ dd if=/dev/zero of="$BACKING" bs=1M count="$BACKING_MB" 2>/dev/null ||
 # Read-write device with two queues.
 if start_dev attach 2 rw; then
 	[ "$SERVER" = example ] && check uapi check_uapi
+	[ "$SERVER" = example ] && check layout check_layout $want
 	check size check_size
 	check vdpa-show check_vdpa_show
 	check queues check_queues 2
@@ -183,21 +199,9 @@ if start_dev attach-ro 1 ro; then
 	stop_dev detach-ro
 fi
 
-# The ring layout virtio_blk negotiated: bit 34 (VIRTIO_F_RING_PACKED) of
-# the device's features in sysfs, a string of '0'/'1' from bit 0.
-check_layout() {
-	_f=$(cat /sys/block/vda/device/features) || return 1
-	_bit=$(echo "$_f" | cut -c35)
-	info "features $_f: packed bit '$_bit', want '$1'"
-	[ "$_bit" = "$1" ]
-}
-
-# Packed virtqueues, offered by vduse-blk when it keeps no in-flight log.
-# Upstream VDUSE passes them to virtio_blk; the shim strips the bit
-# (docs/kernel-shim.md), so there the driver stays on split rings.
+# Packed virtqueues without the in-flight log, and split ones (with it)
+# when vduse-blk is told --no-packed.
 if [ "$SERVER" = example ]; then
-	want=1
-	[ -d /sys/module/vduse_shim ] && want=0
 	save_extra=$EXTRA
 	EXTRA="$save_extra --no-log"
 	if start_dev attach-packed 2 rw; then
@@ -207,7 +211,7 @@ if [ "$SERVER" = example ]; then
 		check ext4-packed check_ext4
 		stop_dev detach-packed
 	fi
-	EXTRA="$save_extra --no-log --no-packed"
+	EXTRA="$save_extra --no-packed"
 	if start_dev attach-no-packed 1 rw; then
 		check layout-split check_layout 0
 		stop_dev detach-no-packed

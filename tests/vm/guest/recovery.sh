@@ -18,6 +18,11 @@
 #               queue count: refused with a clear message, then the right
 #               restart still works
 #   clean-exit  SIGTERM: the device goes away and the log is removed
+#   layout      virtio_blk runs on a packed ring (VIRTIO_F_RING_PACKED,
+#               which vduse-blk offers with its log), split on the shim
+#   *-split     (not on the shim, which is split anyway) the same daemon
+#               with --no-packed: layout-split, fio-kills-split (2 kills,
+#               2 loops), clean-exit-split
 #   dead-refused (the shim only: upstream VDUSE never fails a device whose
 #               daemon died) a restart after reconnect_timeout: the shim
 #               failed the device, and vduse-blk says so
@@ -31,24 +36,34 @@ BACKING=/tmp/backing.img
 LOG=/run/vduse-blk/$NAME
 QUEUES=2
 KILLS=5
+FIO_LOOPS=5
+# Options of the pass (--no-packed for the split one).
+EXTRA=
+RECOVERED="recovered: packed"
 # A serial of its own: a restart must rebuild the same log_id from it.
 SERIAL=recovery-serial
 truncate -s 64M "$BACKING"
 
 # The one command line every restart repeats.
 serve() {
+	# shellcheck disable=SC2086
 	vduse-blk --name "$NAME" --queues "$QUEUES" --serial "$SERIAL" -v \
-		"$BACKING" "$@" 2>>"$BLK_LOG" &
+		$EXTRA "$BACKING" "$@" 2>>"$BLK_LOG" &
 	BLK_PID=$!
 }
 
-# restart: start the daemon again; wait until it served the disk again.
+# restart: start the daemon again; wait until it served the disk again
+# and recovered its queues on the ring layout of the pass ($RECOVERED:
+# the library's line for a packed or a split queue).
 restart() {
 	: >"$BLK_LOG"
 	serve
-	wait_for 60 blk_attached && blk_alive && grep -q "reconnected" "$BLK_LOG" &&
-		return 0
-	echo "the restarted daemon did not reconnect:"
+	if wait_for 60 blk_attached && blk_alive && grep -q "reconnected" "$BLK_LOG"; then
+		wait_for 10 grep -q "$RECOVERED" "$BLK_LOG" && return 0
+		echo "no '$RECOVERED' line from the restarted daemon:"
+	else
+		echo "the restarted daemon did not reconnect:"
+	fi
 	cat "$BLK_LOG"
 	return 1
 }
@@ -85,7 +100,7 @@ finish() {
 
 fio_verify() {
 	fio --name=recover --filename=/dev/vda --direct=1 --ioengine=libaio \
-		--iodepth=16 --rw=randwrite --bs=4k --size=64M --loops=5 --fsync=16 \
+		--iodepth=16 --rw=randwrite --bs=4k --size=64M --loops="$FIO_LOOPS" --fsync=16 \
 		--verify=crc32c --do_verify=1 --verify_fatal=1 --eta=never \
 		--output=/tmp/fio.out
 }
@@ -213,6 +228,7 @@ check_clean_exit() {
 }
 
 SHIM_PARAMS=/sys/module/vduse_shim/parameters
+[ -d "$SHIM_PARAMS" ] && RECOVERED="recovered: avail"
 
 check_dead_refused() {
 	echo 2 >"$SHIM_PARAMS/reconnect_timeout" || return 1
@@ -224,6 +240,15 @@ check_dead_refused() {
 	sleep 4
 	refused "after reconnect_timeout" "failed it after its timeout" \
 		--name "$NAME" --queues "$QUEUES" --serial "$SERIAL" "$BACKING"
+}
+
+# The ring layout virtio_blk negotiated: bit 34 (VIRTIO_F_RING_PACKED) of
+# the device's features in sysfs, a string of '0'/'1' from bit 0.
+check_layout() {
+	_f=$(cat /sys/block/vda/device/features) || return 1
+	_bit=$(echo "$_f" | cut -c35)
+	info "features $_f: packed bit '$_bit', want '$1'"
+	[ "$_bit" = "$1" ]
 }
 
 check_dmesg() {
@@ -238,6 +263,13 @@ serve
 if wait_for 60 blk_attached && blk_alive && wait_for 30 blk_have_vda; then
 	pass start
 	[ -e "$LOG" ] && pass log-created || fail log-created "no $LOG"
+	# Upstream VDUSE passes packed rings to virtio_blk; the shim strips
+	# the bit (docs/kernel-shim.md).
+	if [ -d "$SHIM_PARAMS" ]; then
+		check layout check_layout 0
+	else
+		check layout check_layout 1
+	fi
 	check fio-kills check_fio_kills
 	check flush-kill check_flush_kill
 	check ext4-kills check_ext4_kills
@@ -246,6 +278,22 @@ if wait_for 60 blk_attached && blk_alive && wait_for 30 blk_have_vda; then
 else
 	fail start "no disk"
 	show_log "$BLK_LOG"
+fi
+# Split rings with the log too (the shim's run is split throughout).
+if [ ! -d "$SHIM_PARAMS" ]; then
+	EXTRA=--no-packed KILLS=2 FIO_LOOPS=2 RECOVERED="recovered: avail"
+	: >"$BLK_LOG"
+	serve
+	if wait_for 60 blk_attached && blk_alive && wait_for 30 blk_have_vda; then
+		pass start-split
+		check layout-split check_layout 0
+		check fio-kills-split check_fio_kills
+		check clean-exit-split check_clean_exit
+	else
+		fail start-split "no disk"
+		show_log "$BLK_LOG"
+	fi
+	EXTRA=
 fi
 check dmesg-clean check_dmesg
 # Last: it leaves a dead device behind.
