@@ -14,6 +14,7 @@
 
 #include "fake_kernel.h"
 #include "internal.h"
+#include "crash_child.h"
 #include "recovery_drv.h"
 
 #define BUF(r)		(TU_DATA + 64ull * (r))
@@ -194,26 +195,6 @@ void rec_serve_to_end(struct vduse_device *dev)
 
 static unsigned long *shared_points;
 
-/* Fork the first process; it dies at crash point @at (0: after the
- * script).  Returns how it ended (waitpid status). */
-static int run_child(struct vduse_device *dev, unsigned long at)
-{
-	pid_t pid;
-	int status;
-
-	pid = fork();
-	assert_true(pid >= 0);
-	if (pid == 0) {
-		vduse_crash_points = 0;
-		vduse_crash_countdown = at;
-		rec_params.child_script(vduse_device_vq(dev, 0));
-		*shared_points = vduse_crash_points;
-		_exit(0);
-	}
-	assert_int_equal(waitpid(pid, &status, 0), pid);
-	return status;
-}
-
 static void crash_everywhere(uint64_t features)
 {
 	unsigned long at, points = 0;
@@ -231,7 +212,8 @@ static void crash_everywhere(uint64_t features)
 		     published < rec_params.prefill && rec_submit();
 		     published++)
 			;
-		status = run_child(dev, at);
+		status = crash_child(dev, rec_params.child_script, at,
+				     shared_points);
 		if (at == 0) {
 			/* The dry run counts the points. */
 			assert_int_equal(status, 0);

@@ -32,14 +32,8 @@ struct penv {
 static void start_with(struct penv *e, unsigned int num, uint64_t features,
 		       bool check_started)
 {
-	struct vduse_device_config c = tu_config("tp", 1, QMAX);
-
 	memset(e, 0, sizeof(*e));
-	assert_int_equal(fk_region_add(TU_RING_BASE, TU_RING_SIZE,
-				       VDUSE_ACCESS_RW), 0);
-	assert_int_equal(fk_region_add(TU_DATA, TU_DATA_SIZE,
-				       VDUSE_ACCESS_RW), 0);
-	assert_int_equal(vduse_device_new(&c, &e->dev), 0);
+	e->dev = tu_device_new("tp", 1, QMAX);
 	assert_true(fk_created_config()->features & F_PACKED);
 	sim_pvq_init(&pq, 0, num, TU_RING0);
 	assert_int_equal(sim_driver_ok(e->dev, features), VDUSE_REQ_RESULT_OK);

@@ -34,6 +34,7 @@
 
 #include "fake_kernel.h"
 #include "internal.h"
+#include "crash_child.h"
 #include "sim_packed.h"
 #include "test_util.h"
 
@@ -383,24 +384,6 @@ static void child_script(struct vduse_vq *vq)
 
 static unsigned long *shared_points;
 
-static int run_child(struct vduse_device *dev, unsigned long at)
-{
-	pid_t pid;
-	int status;
-
-	pid = fork();
-	assert_true(pid >= 0);
-	if (pid == 0) {
-		vduse_crash_points = 0;
-		vduse_crash_countdown = at;
-		child_script(vduse_device_vq(dev, 0));
-		*shared_points = vduse_crash_points;
-		_exit(0);
-	}
-	assert_int_equal(waitpid(pid, &status, 0), pid);
-	return status;
-}
-
 /* Serve a few rounds first, so that the script starts at @lap laps. */
 static void warm_up(struct vduse_device *dev, unsigned int reqs)
 {
@@ -459,7 +442,7 @@ static void crash_everywhere(uint64_t features, unsigned int warm,
 		warm_up(dev, warm);
 		while (submit())
 			;
-		status = run_child(dev, at);
+		status = crash_child(dev, child_script, at, shared_points);
 		if (at == 0) {
 			assert_int_equal(status, 0);
 			points = *shared_points;

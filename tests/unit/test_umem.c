@@ -51,14 +51,8 @@ static int teardown(void **state)
 /* The device with the backend's memory set; the driver not started yet. */
 static void create(struct env *e, size_t size)
 {
-	struct vduse_device_config c = tu_config("tu", 2, TU_QSIZE);
-
 	memset(e, 0, sizeof(*e));
-	assert_int_equal(fk_region_add(TU_RING_BASE, TU_RING_SIZE,
-				       VDUSE_ACCESS_RW), 0);
-	assert_int_equal(fk_region_add(TU_DATA, TU_DATA_SIZE,
-				       VDUSE_ACCESS_RW), 0);
-	assert_int_equal(vduse_device_new(&c, &e->dev), 0);
+	e->dev = tu_device_new("tu", 2, TU_QSIZE);
 	if (size)
 		assert_int_equal(vduse_device_set_umem(e->dev, umem, size), 0);
 	e->vq[0] = vduse_device_vq(e->dev, 0);

@@ -144,6 +144,20 @@ struct vduse_device_config tu_config(const char *name, unsigned int nq,
 	return c;
 }
 
+struct vduse_device *tu_device_new(const char *name, unsigned int nq,
+				   unsigned int qsize)
+{
+	struct vduse_device_config c = tu_config(name, nq, qsize);
+	struct vduse_device *dev = NULL;
+
+	assert_int_equal(fk_region_add(TU_RING_BASE, TU_RING_SIZE,
+				       VDUSE_ACCESS_RW), 0);
+	assert_int_equal(fk_region_add(TU_DATA, TU_DATA_SIZE,
+				       VDUSE_ACCESS_RW), 0);
+	assert_int_equal(vduse_device_new(&c, &dev), 0);
+	return dev;
+}
+
 void tu_env_start(struct tu_env *e, uint64_t features, uint16_t start)
 {
 	tu_env_start_partial(e, features, start);
@@ -154,14 +168,8 @@ void tu_env_start(struct tu_env *e, uint64_t features, uint16_t start)
 void tu_env_start_partial(struct tu_env *e, uint64_t features,
 			  uint16_t start)
 {
-	struct vduse_device_config c = tu_config("tu", 2, TU_QSIZE);
-
 	memset(e, 0, sizeof(*e));
-	assert_int_equal(fk_region_add(TU_RING_BASE, TU_RING_SIZE,
-				       VDUSE_ACCESS_RW), 0);
-	assert_int_equal(fk_region_add(TU_DATA, TU_DATA_SIZE,
-				       VDUSE_ACCESS_RW), 0);
-	assert_int_equal(vduse_device_new(&c, &e->dev), 0);
+	e->dev = tu_device_new("tu", 2, TU_QSIZE);
 	sim_vq_init_at(&e->s[0], 0, TU_QSIZE, TU_RING0, start);
 	sim_vq_init_at(&e->s[1], 1, TU_QSIZE, TU_RING1, start);
 	assert_int_equal(sim_driver_ok(e->dev, features), VDUSE_REQ_RESULT_OK);

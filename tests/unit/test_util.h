@@ -56,6 +56,11 @@ int tu_teardown(void **state);
 struct vduse_device_config tu_config(const char *name, unsigned int nq,
 				     unsigned int qsize);
 
+/* The guest's standard memory (rings and data regions) in the fake kernel,
+ * and device @name with @nq queues of at most @qsize (asserts success). */
+struct vduse_device *tu_device_new(const char *name, unsigned int nq,
+				   unsigned int qsize);
+
 struct tu_env {
 	struct vduse_device *dev;
 	struct vduse_vq *vq[2];
