@@ -335,8 +335,9 @@ int vduse_device_set_config(struct vduse_device *dev, uint32_t offset,
  * message says why and the region is mapped from the kernel as without
  * it.  Address space 0 only (API version 1's other address spaces have
  * no bounce region of their own here); a device bound to vhost_vdpa has
- * none in use.  Returns 0, -EINVAL (NULL, zero size, unaligned @addr),
- * -EBUSY or -ENOMEM.
+ * none in use: once vduse_device_attach_driver() bound it there nothing
+ * is registered.  Returns 0, -EINVAL (NULL, zero size, unaligned @addr,
+ * bound to vhost_vdpa), -EBUSY or -ENOMEM.
  */
 int vduse_device_set_umem(struct vduse_device *dev, void *addr, size_t size);
 

@@ -13,6 +13,7 @@
 #include "internal.h"
 #include "log.h"
 #include "sys.h"
+#include "umem.h"
 #include "vduse_uapi.h"
 
 #define CONTROL_PATH	"/dev/vduse/control"
@@ -601,6 +602,16 @@ static bool valid_driver_name(const char *driver)
 	return true;
 }
 
+/* Bound to @driver: vhost_vdpa has no bounce region for a umem. */
+static void driver_bound(struct vduse_device *dev, const char *driver)
+{
+	if (strcmp(driver, VDUSE_DRIVER_VHOST))
+		return;
+	dev->vhost_bound = true;
+	if (dev->umem)
+		vduse_umem_off(dev->umem);
+}
+
 int vduse_device_attach_driver(struct vduse_device *dev, const char *driver)
 {
 	char cur[DRIVER_NAME_MAX];
@@ -635,10 +646,13 @@ int vduse_device_attach_driver(struct vduse_device *dev, const char *driver)
 	ret = vduse_device_attach(dev);
 	if (ret == -EEXIST) {
 		/* Reconnected: the driver may have requests in flight. */
-		if (vduse_sys->vdpa_dev_driver(dev->name, cur, sizeof(cur)) == 0 &&
-		    strcmp(cur, driver))
-			vduse_warn("%s: already attached to %s, not to %s",
-				   dev->name, cur[0] ? cur : "no driver", driver);
+		if (vduse_sys->vdpa_dev_driver(dev->name, cur, sizeof(cur)) == 0) {
+			if (strcmp(cur, driver))
+				vduse_warn("%s: already attached to %s, not to %s",
+					   dev->name, cur[0] ? cur : "no driver",
+					   driver);
+			driver_bound(dev, cur);
+		}
 		return ret;
 	}
 	if (ret < 0)
@@ -660,6 +674,7 @@ int vduse_device_attach_driver(struct vduse_device *dev, const char *driver)
 	}
 bound:
 	vduse_info("%s: bound to %s", dev->name, driver);
+	driver_bound(dev, driver);
 	return 0;
 }
 

@@ -165,6 +165,8 @@ struct vduse_device {
 	uint32_t *queue_group;	/* from the config, NULL: all 0 */
 	/* vduse_device_set_umem() (umem.c), NULL: none. */
 	struct vduse_umem *umem;
+	/* Bound to vhost_vdpa by vduse_device_attach_driver(): no umem. */
+	bool vhost_bound;
 };
 
 /* vq.c */

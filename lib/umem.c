@@ -145,6 +145,17 @@ static void try_register(struct vduse_umem *u)
 	}
 }
 
+void vduse_umem_off(struct vduse_umem *u)
+{
+	pthread_mutex_lock(&u->lock);
+	if (u->state == VDUSE_UMEM_REGISTERED)
+		deregister(u, "bound to vhost_vdpa");
+	u->state = VDUSE_UMEM_OFF;
+	pthread_mutex_unlock(&u->lock);
+	vduse_info("%s: bound to vhost_vdpa: its memory is a consumer's, the backend's memory will not back it",
+		   u->name);
+}
+
 int vduse_umem_lookup(struct vduse_umem *u, uint64_t iova, uint64_t *start,
 		      uint64_t *last, uint8_t **base)
 {
@@ -199,6 +210,11 @@ int vduse_device_set_umem(struct vduse_device *dev, void *addr, size_t size)
 		vduse_err("vduse_device_set_umem: %s",
 			  !dev ? "dev is NULL" : !addr || !size ?
 			  "no memory" : "addr is not page aligned");
+		return -EINVAL;
+	}
+	if (dev->vhost_bound) {
+		vduse_err("%s: vduse_device_set_umem: bound to vhost_vdpa, which has no bounce region",
+			  dev->name);
 		return -EINVAL;
 	}
 	if (dev->umem) {

@@ -37,6 +37,7 @@ enum vduse_umem_state {
 	VDUSE_UMEM_FALLBACK,	/* refused: the fd's mapping until a reset */
 	VDUSE_UMEM_TOO_SMALL,	/* smaller than the bounce region: never */
 	VDUSE_UMEM_UNSUPPORTED,	/* the kernel lacks the ioctls: never */
+	VDUSE_UMEM_OFF,		/* bound to vhost_vdpa: never */
 };
 
 struct vduse_umem {
@@ -60,6 +61,14 @@ void vduse_umem_free(struct vduse_umem *u);
  * NULL is a no-op.  Control thread, no queue lock held.
  */
 void vduse_umem_reset(struct vduse_umem *u);
+
+/*
+ * The device is bound to vhost_vdpa: its address space is a consumer's,
+ * and a region of it the kernel still reports as the bounce region (its
+ * flag outlives a virtio_vdpa binding) must not be registered.  Deregister
+ * (if registered) and never register again.  Control thread.
+ */
+void vduse_umem_off(struct vduse_umem *u);
 
 /*
  * On an IOTLB miss at @iova, with u->lock held: 1 when @iova lies in the

@@ -481,6 +481,49 @@ static void test_set_umem_late(void **state)
 	finish(&e);
 }
 
+/*
+ * Bound to vhost_vdpa, the device's IOVA space is a consumer's memory.
+ * The kernel's bounce flag outlives an earlier virtio_vdpa binding, so it
+ * may still report a consumer region [0, bounce size - 1] as the bounce
+ * region: registering there would hand the backend's memory to requests
+ * that point into the consumer's.  Neither an earlier nor a later
+ * vduse_device_set_umem() may register.
+ */
+static void test_vhost_never(void **state)
+{
+	struct vduse_vq_elem *elem;
+	struct env e;
+
+	create(&e, BOUNCE);
+	fk_vdpa_load_driver("vhost_vdpa");
+	assert_int_equal(vduse_device_attach_driver(e.dev, VDUSE_DRIVER_VHOST),
+			 0);
+	driver_ok(&e);
+	assert_int_equal(fk_bounce_map(BOUNCE), 0);	/* the stale flag */
+	request(&e, 0, BUF, 6);
+	elem = serve(&e, 0, BUF);
+	assert_false(in_umem(elem->out_sg[0].iov_base));
+	done(&e, 0, elem);
+	assert_int_equal(fk_ioctl_calls(VDUSE_LIB_IOTLB_REG_UMEM), 0);
+	assert_null(fk_umem());
+	assert_true(tu_log_contains("the backend's memory will not back it"));
+	finish(&e);
+}
+
+/* Set after the binding to vhost_vdpa: refused, with the reason. */
+static void test_vhost_refused(void **state)
+{
+	struct env e;
+
+	create(&e, 0);
+	fk_vdpa_load_driver("vhost_vdpa");
+	assert_int_equal(vduse_device_attach_driver(e.dev, VDUSE_DRIVER_VHOST),
+			 0);
+	assert_int_equal(vduse_device_set_umem(e.dev, umem, BOUNCE), -EINVAL);
+	assert_true(tu_log_contains("bound to vhost_vdpa, which has no bounce region"));
+	finish(&e);
+}
+
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
 
 int main(void)
@@ -501,6 +544,8 @@ int main(void)
 		T(test_off_by_default),
 		T(test_set_umem_args),
 		T(test_set_umem_late),
+		T(test_vhost_never),
+		T(test_vhost_refused),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
