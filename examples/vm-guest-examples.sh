@@ -89,12 +89,31 @@ min() { [ "$1" -lt "$2" ] && echo "$1" || echo "$2"; }
 mkdir -p /tmp
 truncate -s 64M "$BACKING" || { fail setup "cannot create $BACKING"; exit 1; }
 
+# BLK_EXTRA (--env, e.g. --no-packed): options every vduse-blk here gets,
+# through a wrapper first on PATH that execs it (so $PID stays the
+# server's).
+if [ -n "${BLK_EXTRA:-}" ]; then
+	_real=$(command -v vduse-blk) || { fail setup "no vduse-blk"; exit 1; }
+	mkdir -p /tmp/xbin
+	printf '#!/bin/sh\nexec %s %s "$@"\n' "$_real" "$BLK_EXTRA" >/tmp/xbin/vduse-blk
+	chmod +x /tmp/xbin/vduse-blk
+	PATH=/tmp/xbin:$PATH
+	info "every vduse-blk runs with $BLK_EXTRA"
+fi
+# The ring layout virtio_blk negotiated with vduse-blk: packed (bit 34 of
+# the features in sysfs), unless told --no-packed or on the shim, which
+# strips the bit.
+want_packed=1
+case " ${BLK_EXTRA:-} " in *" --no-packed "*) want_packed=0 ;; esac
+[ -d /sys/module/vduse_shim ] && want_packed=0
+
 # 1. Four queues of 1024, 4 KiB blocks: geometry, discard, write zeroes,
 #    flush, and data surviving the device's shutdown.
 if start blk-4q-4k vduse-blk -n ex0 -q 4 -s 1024 -b 4096 --serial ex-serial "$BACKING"; then
 	# The VDUSE uAPI the library chose, from its info line.
 	info "uapi $(grep -m1 'kernel: ' "$LOG")"
 	check uapi-line grep -q 'VDUSE API version [01] (kernel: [0-9]*), VDUSE features' "$LOG"
+	check blk-layout expect_eq "$(sysfs device/features | cut -c35)" "$want_packed"
 	check blk-lbs expect_eq "$(sysfs queue/logical_block_size)" 4096
 	# virtio_blk uses at most one queue per CPU.
 	check blk-nqueues expect_eq "$(ls /sys/block/vda/mq | wc -l)" "$(min 4 "$(nproc)")"

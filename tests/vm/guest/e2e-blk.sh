@@ -212,8 +212,11 @@ if [ "$SERVER" = example ]; then
 		stop_dev detach-packed
 	fi
 	EXTRA="$save_extra --no-packed"
-	if start_dev attach-no-packed 1 rw; then
+	if start_dev attach-no-packed 2 rw; then
 		check layout-split check_layout 0
+		check fio-verify-split check_fio
+		check driver-reset-split check_driver_reset
+		check ext4-split check_ext4
 		stop_dev detach-no-packed
 	fi
 	EXTRA=$save_extra
