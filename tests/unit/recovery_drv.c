@@ -131,10 +131,7 @@ struct vduse_device *rec_first_start(uint64_t features)
 	struct vduse_device *dev;
 
 	fk_setup();
-	assert_int_equal(fk_region_add(TU_RING_BASE, TU_RING_SIZE,
-				       VDUSE_ACCESS_RW), 0);
-	assert_int_equal(fk_region_add(TU_DATA, TU_DATA_SIZE,
-				       VDUSE_ACCESS_RW), 0);
+	tu_guest_memory();
 	assert_int_equal(vduse_device_new(&c, &dev), 0);
 	rec_drv_init();
 	assert_int_equal(sim_driver_ok(dev, features), VDUSE_REQ_RESULT_OK);

@@ -257,10 +257,7 @@ static void test_consumer_switch(void **state)
 		assert_int_equal(fk_live_maps(), 0);
 
 		/* The next consumer: new memory at the same IOVAs. */
-		assert_int_equal(fk_region_add(TU_RING_BASE, TU_RING_SIZE,
-					       VDUSE_ACCESS_RW), 0);
-		assert_int_equal(fk_region_add(TU_DATA, TU_DATA_SIZE,
-					       VDUSE_ACCESS_RW), 0);
+		tu_guest_memory();
 		sim_vq_init_at(&e.s[0], 0, TU_QSIZE, TU_RING0, 0);
 		sim_vq_init_at(&e.s[1], 1, TU_QSIZE, TU_RING1, 0);
 		assert_int_equal(sim_driver_ok(e.dev, tu_base_features()),

@@ -438,10 +438,7 @@ static void test_start_state(void **state)
 	uint16_t id;
 	uint32_t len;
 
-	assert_int_equal(fk_region_add(TU_RING_BASE, TU_RING_SIZE,
-				       VDUSE_ACCESS_RW), 0);
-	assert_int_equal(fk_region_add(TU_DATA, TU_DATA_SIZE,
-				       VDUSE_ACCESS_RW), 0);
+	tu_guest_memory();
 	assert_int_equal(vduse_device_new(&c, &e.dev), 0);
 	sim_pvq_init(&pq, 0, 8, TU_RING0);
 	/* Both positions at 6 of the lap with wrap counter 0. */

@@ -132,8 +132,7 @@ static void runner_up(const struct vduse_device_config *c,
 	unsigned int i;
 	uint32_t msg;
 
-	assert_int_equal(fk_region_add(TU_RING_BASE, TU_RING_SIZE, VDUSE_ACCESS_RW), 0);
-	assert_int_equal(fk_region_add(TU_DATA, TU_DATA_SIZE, VDUSE_ACCESS_RW), 0);
+	tu_guest_memory();
 	assert_int_equal(vduse_device_new(c, dev), 0);
 	for (i = 0; i < nq; i++)
 		sim_vq_init_at(&s[i], i, TU_QSIZE, i ? TU_RING1 : TU_RING0, 0);
@@ -167,8 +166,7 @@ static void test_runner(void **state)
 	assert_true(rs.poll_fd >= 0);
 	dev_ops.queue_stop = r_queue_stop;
 	c.ops = &dev_ops;
-	assert_int_equal(fk_region_add(TU_RING_BASE, TU_RING_SIZE, VDUSE_ACCESS_RW), 0);
-	assert_int_equal(fk_region_add(TU_DATA, TU_DATA_SIZE, VDUSE_ACCESS_RW), 0);
+	tu_guest_memory();
 	assert_int_equal(vduse_device_new(&c, &dev), 0);
 	sim_vq_init_at(&s[0], 0, TU_QSIZE, TU_RING0, 0);
 	sim_vq_init_at(&s[1], 1, TU_QSIZE, TU_RING1, 0);

@@ -144,16 +144,21 @@ struct vduse_device_config tu_config(const char *name, unsigned int nq,
 	return c;
 }
 
+void tu_guest_memory(void)
+{
+	assert_int_equal(fk_region_add(TU_RING_BASE, TU_RING_SIZE,
+				       VDUSE_ACCESS_RW), 0);
+	assert_int_equal(fk_region_add(TU_DATA, TU_DATA_SIZE,
+				       VDUSE_ACCESS_RW), 0);
+}
+
 struct vduse_device *tu_device_new(const char *name, unsigned int nq,
 				   unsigned int qsize)
 {
 	struct vduse_device_config c = tu_config(name, nq, qsize);
 	struct vduse_device *dev = NULL;
 
-	assert_int_equal(fk_region_add(TU_RING_BASE, TU_RING_SIZE,
-				       VDUSE_ACCESS_RW), 0);
-	assert_int_equal(fk_region_add(TU_DATA, TU_DATA_SIZE,
-				       VDUSE_ACCESS_RW), 0);
+	tu_guest_memory();
 	assert_int_equal(vduse_device_new(&c, &dev), 0);
 	return dev;
 }

@@ -56,8 +56,11 @@ int tu_teardown(void **state);
 struct vduse_device_config tu_config(const char *name, unsigned int nq,
 				     unsigned int qsize);
 
-/* The guest's standard memory (rings and data regions) in the fake kernel,
- * and device @name with @nq queues of at most @qsize (asserts success). */
+/* The guest's standard memory in the fake kernel: the rings' region at
+ * TU_RING_BASE and the data region at TU_DATA, both read-write. */
+void tu_guest_memory(void);
+/* That memory, and device @name with @nq queues of at most @qsize
+ * (asserts success). */
 struct vduse_device *tu_device_new(const char *name, unsigned int nq,
 				   unsigned int qsize);
 
